@@ -1,0 +1,490 @@
+//! Route tests: the whole pipeline through `App::handle`, with in-process
+//! ports.
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use serde_json::Value;
+
+use super::App;
+use crate::config::{Config, vars};
+use crate::health::BuildInfo;
+use crate::log::capture;
+use crate::ports::{Ports, Probe};
+use crate::testing::{CountingEntropy, StaticProbe, SteppingClock, block_on};
+use crate::time::Timestamp;
+
+const START: Timestamp = Timestamp::from_unix_micros(1_795_582_978_000_000);
+const ORIGIN: &str = "https://app.example.com";
+
+fn app_with(vars: &[(&str, &str)]) -> App {
+    let loaded = Config::load(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    });
+    App::new(loaded, BuildInfo::for_target("test"))
+}
+
+fn app() -> App {
+    app_with(&[
+        (vars::ALLOWED_ORIGINS, ORIGIN),
+        (vars::MAX_BODY_BYTES, "16"),
+    ])
+}
+
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    headers: Vec<(&'a str, &'a str)>,
+    body: &'a [u8],
+}
+
+fn get(path: &str) -> Call<'_> {
+    Call {
+        method: Method::GET,
+        path,
+        headers: vec![],
+        body: b"",
+    }
+}
+
+fn send_with(app: &App, call: Call<'_>, probes: &[&dyn Probe]) -> Response<Bytes> {
+    let mut builder = Request::builder().method(call.method).uri(call.path);
+    for (name, value) in call.headers {
+        builder = builder.header(name, value);
+    }
+    let req = builder.body(Bytes::copy_from_slice(call.body)).unwrap();
+    let entropy = CountingEntropy::default();
+    // Every request appears to take 2.5 ms.
+    let clock = SteppingClock::new(START, 2_500);
+    let ports = Ports {
+        entropy: &entropy,
+        clock: &clock,
+        probes,
+    };
+    block_on(app.handle(req, &ports, START))
+}
+
+fn send(app: &App, call: Call<'_>) -> Response<Bytes> {
+    send_with(app, call, &[])
+}
+
+fn body_json(response: &Response<Bytes>) -> Value {
+    serde_json::from_slice(response.body()).unwrap()
+}
+
+fn header_str<'r>(response: &'r Response<Bytes>, name: &str) -> Option<&'r str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[test]
+fn health_and_version_answer_with_json() {
+    let app = app();
+    let health = send(&app, get("/healthz"));
+    assert_eq!(health.status(), 200);
+    assert_eq!(body_json(&health)["status"], "ok");
+    assert_eq!(
+        header_str(&health, "content-type"),
+        Some("application/json")
+    );
+
+    let version = body_json(&send(&app, get("/version")));
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(version["target"], "test");
+    assert!(
+        version["git_revision"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+}
+
+#[test]
+fn readiness_reports_each_check_and_fails_with_a_reason() {
+    let app = app();
+    let db = StaticProbe {
+        name: "DB",
+        result: Ok(()),
+    };
+    let bucket = StaticProbe {
+        name: "UPLOADS",
+        result: Err("binding UPLOADS is not configured"),
+    };
+
+    let ready = send_with(&app, get("/readyz"), &[&db]);
+    assert_eq!(ready.status(), 200);
+    assert_eq!(body_json(&ready)["checks"]["DB"], "ok");
+
+    let not_ready = send_with(&app, get("/readyz"), &[&db, &bucket]);
+    assert_eq!(not_ready.status(), 503);
+    let body = body_json(&not_ready);
+    assert_eq!(body["code"], "not_ready");
+    assert_eq!(
+        body["checks"]["UPLOADS"],
+        "binding UPLOADS is not configured"
+    );
+
+    let misconfigured = app_with(&[(vars::MAX_BODY_BYTES, "lots")]);
+    let body = body_json(&send(&misconfigured, get("/readyz")));
+    assert!(
+        body["checks"]["config"]
+            .as_str()
+            .unwrap()
+            .contains("MAX_BODY_BYTES"),
+        "{body}"
+    );
+}
+
+#[test]
+fn unknown_paths_and_wrong_methods_are_problems() {
+    let app = app();
+    let cases = [
+        (Method::GET, "/nope", 404, "not_found", None, "unknown path"),
+        (
+            Method::POST,
+            "/healthz",
+            405,
+            "method_not_allowed",
+            Some("GET, HEAD"),
+            "wrong method",
+        ),
+        (
+            Method::DELETE,
+            "/metrics",
+            405,
+            "method_not_allowed",
+            Some("GET, HEAD"),
+            "wrong method",
+        ),
+    ];
+    for (method, path, status, code, allow, why) in cases {
+        let response = send(
+            &app,
+            Call {
+                method,
+                path,
+                headers: vec![],
+                body: b"",
+            },
+        );
+        assert_eq!(response.status(), status, "{why}");
+        assert_eq!(
+            header_str(&response, "content-type"),
+            Some("application/problem+json"),
+            "{why}"
+        );
+        assert_eq!(header_str(&response, "allow"), allow, "{why}");
+        let body = body_json(&response);
+        assert_eq!(body["code"], code, "{why}");
+        assert_eq!(body["instance"], path, "{why}");
+        assert_eq!(
+            body["request_id"],
+            header_str(&response, "x-request-id").unwrap(),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn head_is_served_by_get_routes_without_a_body() {
+    let response = send(
+        &app(),
+        Call {
+            method: Method::HEAD,
+            path: "/healthz",
+            headers: vec![],
+            body: b"",
+        },
+    );
+    assert_eq!(response.status(), 200);
+    assert!(response.body().is_empty());
+}
+
+#[test]
+fn every_response_carries_ids_trace_and_security_headers() {
+    let app = app();
+    for path in ["/healthz", "/nope"] {
+        let response = send(&app, get(path));
+        for name in [
+            "x-request-id",
+            "traceparent",
+            "strict-transport-security",
+            "x-content-type-options",
+            "referrer-policy",
+            "content-security-policy",
+            "x-frame-options",
+        ] {
+            assert!(
+                response.headers().contains_key(name),
+                "{path}: {name} missing"
+            );
+        }
+        assert_eq!(header_str(&response, "vary"), Some("Origin"), "{path}");
+    }
+}
+
+#[test]
+fn request_context_is_kept_when_valid_and_replaced_when_not() {
+    let app = app();
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let kept = send(
+        &app,
+        Call {
+            headers: vec![("x-request-id", "abc.DEF_1-2"), ("traceparent", incoming)],
+            ..get("/healthz")
+        },
+    );
+    assert_eq!(header_str(&kept, "x-request-id"), Some("abc.DEF_1-2"));
+    let trace = header_str(&kept, "traceparent").unwrap();
+    assert!(
+        trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "same trace: {trace}"
+    );
+    assert_ne!(trace, incoming, "new span id");
+
+    let replaced = send(
+        &app,
+        Call {
+            headers: vec![
+                ("x-request-id", "no spaces allowed"),
+                ("traceparent", "00-bogus"),
+            ],
+            ..get("/healthz")
+        },
+    );
+    let id = header_str(&replaced, "x-request-id").unwrap();
+    assert_ne!(id, "no spaces allowed");
+    assert_eq!(id.len(), 32);
+    assert!(
+        !header_str(&replaced, "traceparent")
+            .unwrap()
+            .contains("bogus")
+    );
+}
+
+#[test]
+fn cors_grants_allowed_origins_only() {
+    let app = app();
+    let preflight = |origin| Call {
+        method: Method::OPTIONS,
+        path: "/healthz",
+        headers: vec![
+            ("origin", origin),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "x-request-id, x-secret"),
+        ],
+        body: b"",
+    };
+    let granted = send(&app, preflight(ORIGIN));
+    assert_eq!(granted.status(), 204);
+    assert_eq!(
+        header_str(&granted, "access-control-allow-origin"),
+        Some(ORIGIN)
+    );
+    assert_eq!(
+        header_str(&granted, "access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS")
+    );
+    assert_eq!(
+        header_str(&granted, "access-control-allow-headers"),
+        Some("x-request-id")
+    );
+    assert_eq!(header_str(&granted, "access-control-max-age"), Some("600"));
+    assert!(header_str(&granted, "vary").unwrap().contains("Origin"));
+
+    let refused = send(&app, preflight("https://evil.example"));
+    assert_eq!(refused.status(), 403);
+    assert_eq!(body_json(&refused)["code"], "cors_origin_refused");
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    let simple_ok = send(
+        &app,
+        Call {
+            headers: vec![("origin", ORIGIN)],
+            ..get("/healthz")
+        },
+    );
+    assert_eq!(
+        header_str(&simple_ok, "access-control-allow-origin"),
+        Some(ORIGIN)
+    );
+    let simple_foreign = send(
+        &app,
+        Call {
+            headers: vec![("origin", "https://evil.example")],
+            ..get("/healthz")
+        },
+    );
+    assert_eq!(
+        simple_foreign.status(),
+        200,
+        "the request is served; the browser withholds it"
+    );
+    assert!(
+        !simple_foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    let plain_options = send(
+        &app,
+        Call {
+            method: Method::OPTIONS,
+            ..get("/healthz")
+        },
+    );
+    assert_eq!(plain_options.status(), 204);
+    assert_eq!(
+        header_str(&plain_options, "allow"),
+        Some("GET, HEAD, OPTIONS")
+    );
+}
+
+#[test]
+fn bodies_over_the_limit_are_refused_with_413() {
+    type Case<'a> = (&'a [u8], Vec<(&'a str, &'a str)>, u16, &'a str);
+    let app = app();
+    let cases: [Case<'_>; 4] = [
+        (b"0123456789abcdef", vec![], 200, "exactly at the limit"),
+        (b"0123456789abcdefX", vec![], 413, "one byte over"),
+        (
+            b"",
+            vec![("content-length", "1000000")],
+            413,
+            "declared length over the limit",
+        ),
+        (
+            b"small",
+            vec![("content-length", "5")],
+            200,
+            "declared and small",
+        ),
+    ];
+    for (body, headers, status, why) in cases {
+        let response = send(
+            &app,
+            Call {
+                headers,
+                body,
+                ..get("/healthz")
+            },
+        );
+        assert_eq!(response.status(), status, "{why}");
+    }
+    let cases: [(Method, &str, u16, &str); 2] = [
+        (Method::POST, "/healthz", 413, "checked before the method"),
+        (Method::PUT, "/nowhere", 413, "checked before routing"),
+    ];
+    for (method, path, status, why) in cases {
+        let response = send(
+            &app,
+            Call {
+                method,
+                path,
+                headers: vec![],
+                body: b"0123456789abcdefX",
+            },
+        );
+        assert_eq!(response.status(), status, "{why}");
+        if status == 413 {
+            let problem = body_json(&response);
+            assert_eq!(problem["code"], "payload_too_large", "{why}");
+            assert_eq!(problem["limit_bytes"], 16, "{why}");
+        }
+    }
+}
+
+#[test]
+fn metrics_count_requests_by_route_pattern() {
+    let app = app();
+    send(&app, get("/healthz"));
+    send(&app, get("/healthz"));
+    send(&app, get("/does/not/exist/123"));
+    send(
+        &app,
+        Call {
+            method: Method::from_bytes(b"BREW").unwrap(),
+            ..get("/healthz")
+        },
+    );
+    let response = send(&app, get("/metrics"));
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header_str(&response, "content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = std::str::from_utf8(response.body()).unwrap();
+    let cases = [
+        (
+            "http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2\n",
+            "two health checks",
+        ),
+        (
+            "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1\n",
+            "raw path never a label",
+        ),
+        (
+            "http_requests_total{method=\"OTHER\",route=\"/healthz\",status=\"405\"} 1\n",
+            "unknown method folded",
+        ),
+        (
+            "http_request_duration_ms_bucket{method=\"GET\",route=\"/healthz\",le=\"5\"} 2\n",
+            "2.5 ms each",
+        ),
+        (
+            "http_request_duration_ms_count{method=\"GET\",route=\"/healthz\"} 2\n",
+            "count",
+        ),
+    ];
+    for (needle, why) in cases {
+        assert!(text.contains(needle), "{why}: {needle:?} not in\n{text}");
+    }
+    assert!(!text.contains("/does/not/exist"));
+}
+
+#[test]
+fn every_request_writes_one_access_log_line() {
+    let app = app();
+    let (response, lines) = capture::lines(|| {
+        send(
+            &app,
+            Call {
+                headers: vec![("x-request-id", "req-42"), ("x-tenant-id", "acme")],
+                ..get("/version")
+            },
+        )
+    });
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    let trace = header_str(&response, "traceparent").unwrap();
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["route"], "/version");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["duration_ms"], 2.5);
+    assert_eq!(line["request_id"], "req-42");
+    assert_eq!(line["tenant"], "acme");
+    assert_eq!(line["ts"], "2026-11-25T05:02:58.000Z");
+    assert_eq!(
+        &trace[3..35],
+        line["trace_id"].as_str().unwrap(),
+        "log and response share the trace"
+    );
+}
+
+#[test]
+fn route_table_lists_every_route_once() {
+    let app = app();
+    let routes: Vec<String> = app.routes().map(|(m, p)| format!("{m} {p}")).collect();
+    assert_eq!(
+        routes,
+        [
+            "GET /healthz",
+            "GET /readyz",
+            "GET /version",
+            "GET /metrics"
+        ]
+    );
+}

@@ -1,0 +1,33 @@
+//! Tepi's core: every route, rule and metric of the API, independent of the
+//! platform that runs it.
+//!
+//! The core never reads a clock, never draws randomness itself and imports no
+//! runtime (`worker`, `spin_sdk`, tokio, wasm-bindgen): adapters convert
+//! their platform's request into an [`http::Request`], call [`App::handle`]
+//! with the [`Ports`] they wired, and convert the response back.
+
+pub mod app;
+pub mod config;
+pub mod context;
+pub mod cors;
+pub mod error;
+pub mod health;
+pub mod log;
+pub mod metrics;
+pub mod ports;
+pub mod router;
+pub mod security;
+pub mod time;
+
+#[cfg(test)]
+mod testing;
+
+pub use app::App;
+pub use config::{Config, LoadedConfig};
+pub use health::BuildInfo;
+pub use ports::{Clock, Entropy, Ports, Probe};
+pub use time::Timestamp;
+
+/// Re-exported so adapters name the same versions the core uses.
+pub use bytes::Bytes;
+pub use http;

@@ -1,0 +1,247 @@
+//! HTTP metrics and their Prometheus text exposition (format 0.0.4).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds (ms) of `http_request_duration_ms`. 300 is a boundary so the
+/// p95 < 300 ms objective reads straight off one bucket.
+pub const DURATION_BUCKETS_MS: [f64; 12] = [
+    5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// Route label for requests that matched no route, so that unknown paths
+/// cannot grow the label set without bound.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Per-bucket (not cumulative) counts; the last slot is `+Inf`.
+    buckets: [u64; DURATION_BUCKETS_MS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, value: f64) {
+        let slot = DURATION_BUCKETS_MS
+            .iter()
+            .position(|le| value <= *le)
+            .unwrap_or(DURATION_BUCKETS_MS.len());
+        self.buckets[slot] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// The per-instance registry of HTTP request metrics.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    requests: BTreeMap<(String, String, u16), u64>,
+    durations: BTreeMap<(String, String), Histogram>,
+}
+
+impl HttpMetrics {
+    pub fn record(&mut self, method: &str, route: &str, status: u16, duration_ms: f64) {
+        *self
+            .requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        self.durations
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default()
+            .observe(duration_ms);
+    }
+
+    pub fn requests(&self, method: &str, route: &str, status: u16) -> u64 {
+        self.requests
+            .get(&(method.to_owned(), route.to_owned(), status))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The exposition: `http_requests_total` and `http_request_duration_ms`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        header(
+            &mut out,
+            "http_requests_total",
+            "HTTP requests served, by method, route pattern and status.",
+            "counter",
+        );
+        for ((method, route, status), value) in &self.requests {
+            let status = status.to_string();
+            sample(
+                &mut out,
+                "http_requests_total",
+                &[("method", method), ("route", route), ("status", &status)],
+                *value as f64,
+            );
+        }
+        header(
+            &mut out,
+            "http_request_duration_ms",
+            "HTTP request duration in milliseconds, by method and route pattern.",
+            "histogram",
+        );
+        for ((method, route), histogram) in &self.durations {
+            let labels = [("method", method.as_str()), ("route", route.as_str())];
+            write_histogram(&mut out, "http_request_duration_ms", &labels, histogram);
+        }
+        out
+    }
+}
+
+fn write_histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+    let bucket = format!("{name}_bucket");
+    let mut cumulative = 0;
+    let bounds = DURATION_BUCKETS_MS.iter().map(|le| format_value(*le));
+    for (le, count) in bounds.chain(["+Inf".to_owned()]).zip(h.buckets) {
+        cumulative += count;
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", &le));
+        sample(out, &bucket, &with_le, cumulative as f64);
+    }
+    sample(out, &format!("{name}_sum"), labels, h.sum);
+    sample(out, &format!("{name}_count"), labels, h.count as f64);
+}
+
+/// `# HELP` and `# TYPE` lines.
+pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let help = help.replace('\\', r"\\").replace('\n', r"\n");
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One sample line with escaped label values.
+pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (key, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{key}=\"{}\"", escape_label_value(value));
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {}", format_value(value));
+}
+
+pub fn escape_label_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str(r"\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str(r"\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Go-compatible float text: `+Inf`, `-Inf`, `NaN`, integers without `.0`.
+pub fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        format!("{value}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_include_exactly_300() {
+        assert!(DURATION_BUCKETS_MS.contains(&300.0));
+        assert!(
+            DURATION_BUCKETS_MS.windows(2).all(|w| w[0] < w[1]),
+            "bounds ascend"
+        );
+    }
+
+    #[test]
+    fn histogram_places_boundary_values_in_their_own_bucket() {
+        let mut metrics = HttpMetrics::default();
+        for ms in [0.5, 300.0, 300.5, 20_000.0] {
+            metrics.record("GET", "/healthz", 200, ms);
+        }
+        let text = metrics.encode();
+        let cases = [
+            (r#"le="5"} 1"#, "0.5 ms is in the first bucket"),
+            (r#"le="200"} 1"#, "nothing between 5 and 200"),
+            (r#"le="300"} 2"#, "300 ms counts as <= 300"),
+            (r#"le="500"} 3"#, "300.5 ms is above 300"),
+            (r#"le="10000"} 3"#, "20 s is beyond the last bound"),
+            (r#"le="+Inf"} 4"#, "+Inf counts everything"),
+            (
+                "http_request_duration_ms_count{method=\"GET\",route=\"/healthz\"} 4",
+                "count",
+            ),
+            (
+                "http_request_duration_ms_sum{method=\"GET\",route=\"/healthz\"} 20601",
+                "sum",
+            ),
+        ];
+        for (needle, why) in cases {
+            assert!(text.contains(needle), "{why}: {needle} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn exposition_has_help_type_and_counters_per_status() {
+        let mut metrics = HttpMetrics::default();
+        metrics.record("GET", "/v1/uploads/{id}", 200, 1.0);
+        metrics.record("GET", "/v1/uploads/{id}", 200, 1.0);
+        metrics.record("GET", "/v1/uploads/{id}", 404, 1.0);
+        let text = metrics.encode();
+        assert!(text.starts_with("# HELP http_requests_total "));
+        assert!(text.contains("# TYPE http_requests_total counter\n"));
+        assert!(text.contains("# TYPE http_request_duration_ms histogram\n"));
+        assert!(text.contains(
+            "http_requests_total{method=\"GET\",route=\"/v1/uploads/{id}\",status=\"200\"} 2\n"
+        ));
+        assert!(text.contains(
+            "http_requests_total{method=\"GET\",route=\"/v1/uploads/{id}\",status=\"404\"} 1\n"
+        ));
+        assert_eq!(metrics.requests("GET", "/v1/uploads/{id}", 200), 2);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let cases = [
+            ("plain", "plain"),
+            ("a\"b", "a\\\"b"),
+            ("a\\b", "a\\\\b"),
+            ("a\nb", "a\\nb"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(escape_label_value(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn values_use_prometheus_spelling() {
+        let cases = [
+            (1.0, "1"),
+            (0.25, "0.25"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ];
+        for (value, want) in cases {
+            assert_eq!(format_value(value), want);
+        }
+    }
+}
