@@ -1,0 +1,193 @@
+//! The platform bindings declared in `wrangler.toml`, as readiness probes,
+//! and the Durable Object class they name.
+
+use async_trait::async_trait;
+use tepi_core::Probe;
+use worker::{DurableObject, Env, Request, Response, State, durable_object};
+
+/// Binding names, exactly as in `wrangler.toml`.
+pub const DB: &str = "DB";
+pub const CACHE: &str = "CACHE";
+pub const UPLOADS: &str = "UPLOADS";
+pub const METRICS: &str = "METRICS";
+pub const RATE_LIMITER: &str = "RATE_LIMITER";
+pub const QUEUES: [&str; 4] = [
+    "JOBS_WORKFLOWS",
+    "JOBS_NOTIFICATIONS",
+    "JOBS_META_EVENTS",
+    "JOBS_UPLOADS",
+];
+
+/// Each probe makes one real call through its binding where that is free of
+/// side effects, and otherwise checks that the binding exists.
+pub struct Probes<'e> {
+    db: D1Probe<'e>,
+    cache: KvProbe<'e>,
+    uploads: R2Probe<'e>,
+    metrics: DurableObjectProbe<'e>,
+    present: Vec<Present<'e>>,
+}
+
+impl<'e> Probes<'e> {
+    pub fn new(env: &'e Env) -> Self {
+        let mut present: Vec<Present<'e>> = QUEUES
+            .iter()
+            .map(|name| Present {
+                env,
+                name,
+                kind: Kind::Queue,
+            })
+            .collect();
+        present.push(Present {
+            env,
+            name: RATE_LIMITER,
+            kind: Kind::RateLimiter,
+        });
+        Self {
+            db: D1Probe(env),
+            cache: KvProbe(env),
+            uploads: R2Probe(env),
+            metrics: DurableObjectProbe(env),
+            present,
+        }
+    }
+
+    pub fn all(&self) -> Vec<&dyn Probe> {
+        let mut all: Vec<&dyn Probe> = vec![&self.db, &self.cache, &self.uploads, &self.metrics];
+        all.extend(self.present.iter().map(|p| p as &dyn Probe));
+        all
+    }
+}
+
+fn reason(binding: &str, e: &impl std::fmt::Display) -> String {
+    format!("binding {binding}: {e}")
+}
+
+struct D1Probe<'e>(&'e Env);
+
+#[async_trait(?Send)]
+impl Probe for D1Probe<'_> {
+    fn name(&self) -> &str {
+        DB
+    }
+    async fn check(&self) -> Result<(), String> {
+        let db = self.0.d1(DB).map_err(|e| reason(DB, &e))?;
+        db.exec("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(|e| reason(DB, &e))
+    }
+}
+
+struct KvProbe<'e>(&'e Env);
+
+#[async_trait(?Send)]
+impl Probe for KvProbe<'_> {
+    fn name(&self) -> &str {
+        CACHE
+    }
+    async fn check(&self) -> Result<(), String> {
+        let kv = self.0.kv(CACHE).map_err(|e| reason(CACHE, &e))?;
+        kv.get("readyz")
+            .text()
+            .await
+            .map(|_| ())
+            .map_err(|e| reason(CACHE, &e))
+    }
+}
+
+struct R2Probe<'e>(&'e Env);
+
+#[async_trait(?Send)]
+impl Probe for R2Probe<'_> {
+    fn name(&self) -> &str {
+        UPLOADS
+    }
+    async fn check(&self) -> Result<(), String> {
+        let bucket = self.0.bucket(UPLOADS).map_err(|e| reason(UPLOADS, &e))?;
+        bucket
+            .head("readyz")
+            .await
+            .map(|_| ())
+            .map_err(|e| reason(UPLOADS, &e))
+    }
+}
+
+struct DurableObjectProbe<'e>(&'e Env);
+
+#[async_trait(?Send)]
+impl Probe for DurableObjectProbe<'_> {
+    fn name(&self) -> &str {
+        METRICS
+    }
+    async fn check(&self) -> Result<(), String> {
+        let call = async {
+            let stub = self
+                .0
+                .durable_object(METRICS)?
+                .id_from_name("readyz")?
+                .get_stub()?;
+            let response = stub.fetch_with_str("https://metrics.internal/ping").await?;
+            Ok::<u16, worker::Error>(response.status_code())
+        };
+        match call.await {
+            Ok(200) => Ok(()),
+            Ok(status) => Err(format!("binding {METRICS}: ping answered {status}")),
+            Err(e) => Err(reason(METRICS, &e)),
+        }
+    }
+}
+
+enum Kind {
+    Queue,
+    RateLimiter,
+}
+
+/// Bindings whose only side-effect-free check is that they exist.
+struct Present<'e> {
+    env: &'e Env,
+    name: &'static str,
+    kind: Kind,
+}
+
+#[async_trait(?Send)]
+impl Probe for Present<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    async fn check(&self) -> Result<(), String> {
+        let found = match self.kind {
+            Kind::Queue => self.env.queue(self.name).map(|_| ()),
+            Kind::RateLimiter => self.env.rate_limiter(self.name).map(|_| ()),
+        };
+        found.map_err(|e| reason(self.name, &e))
+    }
+}
+
+/// The Durable Object class behind the `METRICS` binding. Metric aggregation
+/// across isolates will live here; today it answers the readiness ping, which
+/// proves the namespace, its SQLite-backed storage class and the stub round
+/// trip work.
+#[durable_object]
+pub struct MetricsAggregator {
+    _state: State,
+}
+
+impl std::fmt::Debug for MetricsAggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAggregator").finish_non_exhaustive()
+    }
+}
+
+impl DurableObject for MetricsAggregator {
+    fn new(state: State, _env: Env) -> Self {
+        Self { _state: state }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        match req.path().as_str() {
+            "/ping" => Response::ok("ok"),
+            _ => Response::error("not found", 404),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Tepi on Fermyon Spin (`wasm32-wasip2`, spin-sdk 5.2).
+//!
+//! Spin hands the component an `http::Request`; the adapter buffers nothing
+//! more, wires ports and calls `App::handle`. Spin instantiates the component
+//! for every request, so the `App` (and its metrics) is per request too.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use spin_sdk::http_component;
+use tepi_core::{App, BuildInfo, Bytes, Config, Ports, Timestamp, http};
+
+struct Entropy;
+
+impl tepi_core::Entropy for Entropy {
+    fn fill(&self, dest: &mut [u8]) {
+        // wasi:random cannot fail.
+        getrandom::fill(dest).expect("wasi:random");
+    }
+}
+
+struct Clock;
+
+impl tepi_core::Clock for Clock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp::from_unix_micros(u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+fn stderr_line(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Configuration comes from the component's environment (`environment` in
+/// `spin.toml`, or `--env` under a plain wasi:http host).
+fn config() -> tepi_core::LoadedConfig {
+    Config::load(|name| std::env::var(name).ok())
+}
+
+/// The component's export. `#[http_component]` generates the `unsafe` C-ABI
+/// glue (and wit-bindgen code that trips `same_length_and_capacity`), so this
+/// module alone allows it (see `Cargo.toml`).
+#[allow(unsafe_code, clippy::same_length_and_capacity)]
+mod export {
+    use super::{Bytes, handle, http, http_component};
+
+    #[http_component]
+    async fn incoming(request: http::Request<Bytes>) -> http::Response<Bytes> {
+        handle(request).await
+    }
+}
+
+async fn handle(request: http::Request<Bytes>) -> http::Response<Bytes> {
+    let now = tepi_core::Clock::now(&Clock);
+    tepi_core::log::JsonLines::install(stderr_line, tracing::Level::INFO);
+    let app = App::new(config(), BuildInfo::for_target("spin"));
+    let ports = Ports {
+        entropy: &Entropy,
+        clock: &Clock,
+        probes: &[],
+    };
+    app.handle(request, &ports, now).await
+}

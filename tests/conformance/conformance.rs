@@ -1,0 +1,425 @@
+//! The conformance suite: the same HTTP checks against every Tepi build.
+//!
+//! `scripts/conformance.sh` starts a build, points `TEPI_BASE_URL` at it,
+//! names it in `TEPI_TARGET` (`cloudflare-workers` or `spin`) and runs this
+//! suite with one test thread, so that metric deltas are exact.
+//!
+//! Expected configuration of the build under test: `ALLOWED_ORIGINS`
+//! containing `TEPI_ALLOWED_ORIGIN` (default `http://localhost:3000`) and a
+//! body limit of `TEPI_MAX_BODY_BYTES` (default 1 MiB).
+
+use std::env;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use ureq::http::{self, Method, Response};
+use ureq::{Agent, Body};
+
+struct Target {
+    base_url: String,
+    name: String,
+    allowed_origin: String,
+    max_body_bytes: usize,
+}
+
+static TARGET: LazyLock<Target> = LazyLock::new(|| Target {
+    base_url: env::var("TEPI_BASE_URL")
+        .expect("TEPI_BASE_URL must name the build under test, e.g. http://127.0.0.1:8787")
+        .trim_end_matches('/')
+        .to_owned(),
+    name: env::var("TEPI_TARGET").expect("TEPI_TARGET must be cloudflare-workers or spin"),
+    allowed_origin: env::var("TEPI_ALLOWED_ORIGIN")
+        .unwrap_or_else(|_| "http://localhost:3000".into()),
+    max_body_bytes: env::var("TEPI_MAX_BODY_BYTES")
+        .map_or(1024 * 1024, |v| v.parse().expect("a number")),
+});
+
+static AGENT: LazyLock<Agent> = LazyLock::new(|| {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .allow_non_standard_methods(true)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+});
+
+const FOREIGN_ORIGIN: &str = "https://evil.example";
+const VALID_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+fn send(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut req = http::Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).expect("method"))
+        .uri(format!("{}{path}", TARGET.base_url));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(body.to_vec()).expect("request");
+    let response: Response<Body> = AGENT
+        .run(req)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().read_to_string().unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn get(path: &str, headers: &[(&str, &str)]) -> Reply {
+    send("GET", path, headers, b"")
+}
+
+fn assert_problem(reply: &Reply, status: u16, code: &str, why: &str) {
+    assert_eq!(reply.status, status, "{why}: status; body {}", reply.body);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json"),
+        "{why}: content type"
+    );
+    let body = reply.json();
+    assert_eq!(body["code"], code, "{why}: code");
+    assert_eq!(body["status"], status, "{why}: status member");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{why}: title and detail"
+    );
+    assert_eq!(
+        body["request_id"].as_str(),
+        reply.header("x-request-id"),
+        "{why}: request id"
+    );
+}
+
+fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, n| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1] != "0".repeat(32)
+        && parts[2] != "0".repeat(16)
+}
+
+#[test]
+fn health_readiness_and_version() {
+    let health = get("/healthz", &[]);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+
+    let ready = get("/readyz", &[]);
+    assert_eq!(ready.status, 200, "readyz: {}", ready.body);
+    let ready = ready.json();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["config"], "ok");
+
+    let version = get("/version", &[]).json();
+    assert_eq!(
+        version["version"],
+        env!("CARGO_PKG_VERSION"),
+        "built from this workspace"
+    );
+    assert_eq!(version["target"], TARGET.name.as_str());
+    assert!(
+        version["git_revision"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+
+    let head = send("HEAD", "/healthz", &[], b"");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty(), "HEAD has no body");
+}
+
+#[test]
+fn request_id_is_kept_when_valid_and_replaced_otherwise() {
+    let kept = get("/healthz", &[("x-request-id", "conformance-Req_1.2")]);
+    assert_eq!(kept.header("x-request-id"), Some("conformance-Req_1.2"));
+
+    let long = "x".repeat(129);
+    for (sent, why) in [
+        ("has spaces", "space"),
+        ("<script>", "markup"),
+        (long.as_str(), "too long"),
+    ] {
+        let reply = get("/healthz", &[("x-request-id", sent)]);
+        let id = reply.header("x-request-id").expect("an id");
+        assert_ne!(id, sent, "{why}: never echoed");
+        assert_eq!(id.len(), 32, "{why}: generated");
+    }
+
+    let first = get("/healthz", &[]);
+    let second = get("/healthz", &[]);
+    let (a, b) = (
+        first.header("x-request-id").unwrap(),
+        second.header("x-request-id").unwrap(),
+    );
+    assert_eq!(a.len(), 32, "absent: generated");
+    assert_ne!(a, b, "generated ids differ");
+}
+
+#[test]
+fn traceparent_continues_valid_traces_and_starts_new_ones() {
+    let continued = get("/healthz", &[("traceparent", VALID_TRACEPARENT)]);
+    let trace = continued.header("traceparent").expect("traceparent");
+    assert!(is_traceparent(trace), "{trace}");
+    assert_eq!(
+        &trace[3..35],
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "same trace id"
+    );
+    assert_ne!(&trace[36..52], "00f067aa0ba902b7", "new span id");
+
+    let cases = [
+        (
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "missing flags",
+        ),
+        (
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "zero trace id",
+        ),
+        (
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "forbidden version",
+        ),
+        ("garbage", "not a traceparent"),
+    ];
+    for (sent, why) in cases {
+        let reply = get("/healthz", &[("traceparent", sent)]);
+        let trace = reply.header("traceparent").expect("traceparent");
+        assert!(is_traceparent(trace), "{why}: {trace}");
+        assert_ne!(
+            &trace[3..35],
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{why}: a new trace"
+        );
+    }
+
+    let fresh = get("/healthz", &[]);
+    assert!(is_traceparent(
+        fresh.header("traceparent").expect("absent: generated")
+    ));
+}
+
+#[test]
+fn unknown_paths_and_methods_are_problem_documents() {
+    assert_problem(&get("/no/such/path", &[]), 404, "not_found", "unknown path");
+    let wrong = send("DELETE", "/healthz", &[], b"");
+    assert_problem(&wrong, 405, "method_not_allowed", "wrong method");
+    assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn cors_grants_the_allowlist_and_nothing_else() {
+    let origin = TARGET.allowed_origin.as_str();
+    let preflight = |origin: &str| {
+        send(
+            "OPTIONS",
+            "/version",
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "GET"),
+                (
+                    "access-control-request-headers",
+                    "X-Request-ID, X-Not-Allowed",
+                ),
+            ],
+            b"",
+        )
+    };
+    let granted = preflight(origin);
+    assert_eq!(granted.status, 204, "{}", granted.body);
+    assert_eq!(granted.header("access-control-allow-origin"), Some(origin));
+    assert!(
+        granted
+            .header("access-control-allow-methods")
+            .is_some_and(|m| m.contains("GET"))
+    );
+    assert_eq!(
+        granted.header("access-control-allow-headers"),
+        Some("x-request-id")
+    );
+    assert!(
+        granted
+            .header("access-control-max-age")
+            .is_some_and(|a| a.parse::<u32>().is_ok())
+    );
+    assert!(granted.header("vary").is_some_and(|v| v.contains("Origin")));
+
+    let refused = preflight(FOREIGN_ORIGIN);
+    assert_problem(&refused, 403, "cors_origin_refused", "foreign preflight");
+    assert_eq!(refused.header("access-control-allow-origin"), None);
+
+    let simple = get("/version", &[("origin", origin)]);
+    assert_eq!(simple.header("access-control-allow-origin"), Some(origin));
+    assert!(
+        simple
+            .header("access-control-expose-headers")
+            .is_some_and(|h| h.contains("X-Request-ID"))
+    );
+    let foreign = get("/version", &[("origin", FOREIGN_ORIGIN)]);
+    assert_eq!(foreign.status, 200);
+    assert_eq!(
+        foreign.header("access-control-allow-origin"),
+        None,
+        "no grant for a foreign origin"
+    );
+    assert_eq!(foreign.header("vary"), Some("Origin"));
+}
+
+#[test]
+fn security_headers_are_on_every_response() {
+    for (path, why) in [("/healthz", "success"), ("/missing", "error")] {
+        let reply = get(path, &[]);
+        let expect = [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "no-referrer"),
+        ];
+        for (name, value) in expect {
+            assert_eq!(reply.header(name), Some(value), "{why}: {name}");
+        }
+        assert!(
+            reply
+                .header("strict-transport-security")
+                .is_some_and(|v| v.starts_with("max-age=")),
+            "{why}: HSTS"
+        );
+        assert!(
+            reply
+                .header("content-security-policy")
+                .is_some_and(|v| v.contains("frame-ancestors 'none'")),
+            "{why}: CSP"
+        );
+        assert!(
+            reply.header("x-request-id").is_some() && reply.header("traceparent").is_some(),
+            "{why}: ids"
+        );
+    }
+}
+
+#[test]
+fn bodies_over_the_limit_get_413() {
+    let limit = TARGET.max_body_bytes;
+    let over = vec![b'x'; limit + 1];
+    let refused = send(
+        "POST",
+        "/healthz",
+        &[("content-type", "application/octet-stream")],
+        &over,
+    );
+    assert_problem(
+        &refused,
+        413,
+        "payload_too_large",
+        "one byte over the limit",
+    );
+    assert_eq!(refused.json()["limit_bytes"], limit);
+
+    let small = send(
+        "POST",
+        "/healthz",
+        &[("content-type", "application/octet-stream")],
+        b"tiny",
+    );
+    assert_problem(
+        &small,
+        405,
+        "method_not_allowed",
+        "a small body reaches routing",
+    );
+}
+
+/// Reads one sample of `http_requests_total` from the exposition.
+fn requests_total(exposition: &str, method: &str, route: &str, status: u16) -> u64 {
+    let series = format!(
+        "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} "
+    );
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |v| v.parse().expect("a counter value"))
+}
+
+#[test]
+fn metrics_expose_prometheus_text_and_count_the_suites_requests() {
+    let scrape = || {
+        let reply = get("/metrics", &[]);
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        reply.body
+    };
+    let before = scrape();
+    assert!(before.contains("# TYPE http_requests_total counter"));
+    assert!(before.contains("# TYPE http_request_duration_ms histogram"));
+
+    for _ in 0..3 {
+        get("/version", &[]);
+    }
+    get("/this/path/is/not/a/label/7f3a", &[]);
+    let after = scrape();
+
+    if TARGET.name == "spin" {
+        // Spin runs a fresh instance per request: counts across requests need
+        // the metrics aggregation work. Until then this check is Workers-only.
+        eprintln!(
+            "WORKERS-ONLY [spin]: request counting across requests skipped (needs metrics aggregation); \
+             exposition format checked"
+        );
+        return;
+    }
+    let delta = |method, route, status| {
+        requests_total(&after, method, route, status)
+            - requests_total(&before, method, route, status)
+    };
+    assert_eq!(
+        delta("GET", "/version", 200),
+        3,
+        "three GET /version counted exactly"
+    );
+    assert_eq!(
+        delta("GET", "unmatched", 404),
+        1,
+        "unknown paths share one label"
+    );
+    assert!(
+        !after.contains("/this/path"),
+        "raw paths never become labels"
+    );
+    assert!(
+        after.contains(
+            "http_request_duration_ms_bucket{method=\"GET\",route=\"/version\",le=\"300\"}"
+        )
+    );
+    assert!(
+        requests_total(&after, "GET", "/metrics", 200) >= 1,
+        "the first scrape is counted"
+    );
+}
