@@ -1,0 +1,39 @@
+# Tepi's one front door. `make dev` serves the API locally; `make test` runs
+# every gate, exactly as CI does (.ci/run calls `make test`).
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+.PHONY: help setup dev test fmt clippy unit build guards conformance
+
+help: ## list the tasks
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## install pinned tools into ~/.cache/tepi (skipped when present)
+	@bash scripts/tools.sh
+
+dev: ## set up and serve the API under wrangler dev on 127.0.0.1:8787
+	@bash scripts/dev.sh
+
+test: setup fmt clippy unit build guards conformance ## set up and run every gate
+	@echo "all gates passed"
+
+fmt: ## rustfmt check
+	cargo fmt --all -- --check
+
+clippy: ## clippy -D warnings on the host and both Wasm targets
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy -p tepi-core -p tepi-cloudflare -p tepi-queue-consumer --target wasm32-unknown-unknown --locked -- -D warnings
+	cargo clippy -p tepi-core -p tepi-spin --target wasm32-wasip2 --locked -- -D warnings
+
+unit: ## unit and route tests
+	cargo test --workspace --exclude tepi-conformance --locked
+
+build: ## both Wasm artifacts (release) and the size report
+	@bash scripts/build.sh
+
+guards: ## core has no runtime dependency; its Wasm imports nothing from env
+	@bash scripts/guards.sh
+
+conformance: ## the conformance suite against wrangler dev and the Spin build
+	@bash scripts/conformance.sh

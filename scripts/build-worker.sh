@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the Workers artifact (edge/cloudflare/build/) with worker-build,
+# offline: wasm-bindgen, wasm-opt and esbuild come from the tool cache.
+#
+#   scripts/build-worker.sh           release build with wasm-opt (deploys, size report)
+#   scripts/build-worker.sh --no-opt  release build without wasm-opt (dev loop)
+#
+# wrangler runs this as its [build] command; TEPI_SKIP_BUILD=1 makes that a
+# no-op when a script has just built the worker itself, and
+# TEPI_WORKER_BUILD_FLAGS adds flags (make dev sets --no-opt).
+source "$(dirname "$0")/lib.sh"
+
+if [[ ${TEPI_SKIP_BUILD:-} == 1 && -f $WORKER_WASM ]]; then
+  exit 0
+fi
+[[ -x $WORKER_BUILD_BIN ]] || die "worker-build missing: run scripts/tools.sh (or make setup)"
+cd "$TEPI_ROOT/edge/cloudflare"
+# shellcheck disable=SC2086 # flags are words
+"$WORKER_BUILD_BIN" --release ${TEPI_WORKER_BUILD_FLAGS:-} "$@" >&2

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the conformance suite against both builds in one run: the Workers
+# build under `wrangler dev` and the Spin build under `wasmtime serve`.
+# Expects both artifacts to be built (make build).
+source "$(dirname "$0")/lib.sh"
+source "$TEPI_ROOT/scripts/serve.sh"
+trap cleanup_services EXIT
+
+WORKERS_PORT=${TEPI_WORKERS_PORT:-18787}
+SPIN_PORT=${TEPI_SPIN_PORT:-18790}
+[[ -f $WORKER_WASM ]] || die "no Workers build at $WORKER_WASM (run make build)"
+[[ -f $SPIN_WASM ]] || die "no Spin build at $SPIN_WASM (run make build)"
+
+cargo_ test -p tepi-conformance --no-run --quiet
+
+run_suite() {
+  local target=$1 url=$2
+  log "conformance: $target at $url"
+  RUST_BACKTRACE=0 TEPI_BASE_URL=$url TEPI_TARGET=$target \
+    cargo_ test -p tepi-conformance --quiet -- --test-threads=1 --nocapture --format pretty
+}
+
+start_workers "$WORKERS_PORT"
+start_spin "$SPIN_PORT"
+run_suite cloudflare-workers "http://127.0.0.1:$WORKERS_PORT"
+run_suite spin "http://127.0.0.1:$SPIN_PORT"
+log "conformance passed on both targets"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up and serves the API under `wrangler dev` on 127.0.0.1:8787, with
+# local D1, KV, R2, Queues, Durable Objects and rate limiting simulated by
+# wrangler (state in .wrangler/state). Rebuilds when core or adapter
+# sources change. PORT=... picks another port.
+source "$(dirname "$0")/lib.sh"
+
+PORT=${PORT:-8787}
+export TEPI_WORKER_BUILD_FLAGS=--no-opt # wasm-opt only for release artifacts
+
+bash "$TEPI_ROOT/scripts/tools.sh"
+log "building the Workers artifact (no wasm-opt)"
+bash "$TEPI_ROOT/scripts/build-worker.sh"
+
+cd "$TEPI_ROOT"
+if compgen -G "migrations/*.sql" >/dev/null; then
+  log "applying D1 migrations locally"
+  wrangler d1 migrations apply DB --local
+fi
+log "serving on http://127.0.0.1:$PORT (Ctrl-C stops)"
+exec wrangler dev --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false

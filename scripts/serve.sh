@@ -1,0 +1,86 @@
+# Starting and stopping the builds under test. Source it after lib.sh.
+# Every service is started in its own process group on 127.0.0.1 and stopped
+# by stop_services, which callers run from an EXIT trap (so also on failure).
+
+TEPI_PIDS=()
+TEPI_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tepi-run.XXXXXX")
+
+stop_services() {
+  local pid
+  for pid in "${TEPI_PIDS[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  for pid in "${TEPI_PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  TEPI_PIDS=()
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start_service NAME LOGFILE CMD... — runs CMD in a new process group.
+start_service() {
+  local name=$1 logfile=$2
+  shift 2
+  setsid "$@" >"$logfile" 2>&1 </dev/null &
+  TEPI_PIDS+=("$!")
+  log "$name started (pid $!, log $logfile)"
+}
+
+# wait_ready NAME URL LOGFILE [SECONDS] — polls URL until it answers 200.
+wait_ready() {
+  local name=$1 url=$2 logfile=$3 limit=${4:-120} pid=${TEPI_PIDS[-1]}
+  for _ in $(seq 1 "$((limit * 2))"); do
+    if curl -fsS -o /dev/null --max-time 5 "$url" 2>/dev/null; then
+      log "$name ready at $url"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 40 "$logfile" >&2
+      die "$name exited before it was ready"
+    fi
+    sleep 0.5
+  done
+  tail -n 40 "$logfile" >&2
+  die "$name not ready at $url after ${limit}s"
+}
+
+# For an EXIT trap: stop everything; keep the logs only when the run failed.
+cleanup_services() {
+  local rc=$?
+  stop_services
+  if [[ $rc == 0 ]]; then
+    rm -rf "$TEPI_RUN_DIR"
+  else
+    log "service logs kept in $TEPI_RUN_DIR"
+  fi
+}
+
+# The Workers build under wrangler dev, with fresh local state in the run dir.
+start_workers() {
+  local port=$1 logfile="$TEPI_RUN_DIR/wrangler.log"
+  port_free "$port" || die "port $port is taken (set TEPI_WORKERS_PORT)"
+  start_service "wrangler dev" "$logfile" env TEPI_SKIP_BUILD=1 \
+    "$TEPI_ROOT/node_modules/.bin/wrangler" dev --config "$TEPI_ROOT/wrangler.toml" \
+    --ip 127.0.0.1 --port "$port" --inspector-port 0 --persist-to "$TEPI_RUN_DIR/wrangler-state" \
+    --show-interactive-dev-session=false
+  wait_ready "wrangler dev" "http://127.0.0.1:$port/healthz" "$logfile" 180
+}
+
+# The Spin build under `wasmtime serve` (wasi:http only), with the component's
+# environment taken from spin.toml so there is one source of truth.
+start_spin() {
+  local port=$1 logfile="$TEPI_RUN_DIR/spin.log" envs=()
+  port_free "$port" || die "port $port is taken (set TEPI_SPIN_PORT)"
+  mapfile -t envs < <(python3 - "$TEPI_ROOT/spin.toml" <<'PY'
+import sys, tomllib
+manifest = tomllib.load(open(sys.argv[1], "rb"))
+for key, value in manifest["component"]["tepi"].get("environment", {}).items():
+    print(f"--env={key}={value}")
+PY
+)
+  start_service "wasmtime serve (spin build)" "$logfile" "$WASMTIME_BIN" serve -Scli \
+    --addr "127.0.0.1:$port" "${envs[@]}" "$SPIN_WASM"
+  wait_ready "wasmtime serve" "http://127.0.0.1:$port/healthz" "$logfile" 60
+}
