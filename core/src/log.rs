@@ -143,6 +143,7 @@ impl AccessLog<'_> {
 #[cfg(test)]
 pub(crate) mod capture {
     use std::cell::RefCell;
+    use std::sync::Once;
 
     thread_local! {
         static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
@@ -152,12 +153,16 @@ pub(crate) mod capture {
         LINES.with(|l| l.borrow_mut().push(line.to_owned()));
     }
 
-    /// Runs `f` with a JSON-lines subscriber on this thread and returns the
-    /// lines it wrote.
+    /// Runs `f` and returns the JSON lines it logged on this thread.
+    ///
+    /// One process-wide subscriber writes every thread's lines to that
+    /// thread's buffer. (Scoped subscribers per test would race with
+    /// `tracing`'s per-callsite interest cache when tests run in parallel.)
     pub fn lines<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| super::JsonLines::install(sink, tracing::Level::INFO));
         LINES.with(|l| l.borrow_mut().clear());
-        let subscriber = super::JsonLines::new(sink, tracing::Level::INFO);
-        let out = tracing::subscriber::with_default(subscriber, f);
+        let out = f();
         (out, LINES.with(|l| l.borrow_mut().drain(..).collect()))
     }
 }
