@@ -2,7 +2,7 @@
 //! pipeline — context, routing, CORS, body limit, handler, headers,
 //! metrics, access log — whichever platform delivered it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -15,9 +15,10 @@ use crate::error::ApiError;
 use crate::health::{self, BuildInfo};
 use crate::log::AccessLog;
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
-use crate::ports::Ports;
+use crate::ports::{KeyValue, Ports, Sql};
 use crate::router::{Match, Router};
 use crate::security;
+use crate::storage;
 use crate::time::Timestamp;
 
 /// Every route the API serves.
@@ -47,6 +48,19 @@ pub struct App {
     build: BuildInfo,
     router: Router<Route>,
     metrics: RefCell<HttpMetrics>,
+    /// Request metrics go to SQL (summed across instances), not memory.
+    metrics_in_sql: bool,
+    migrated: Cell<bool>,
+}
+
+/// The body of `GET /version`.
+#[derive(Debug, Serialize)]
+struct Version<'a> {
+    #[serde(flatten)]
+    build: &'a BuildInfo,
+    /// When this build first answered here, as recorded in the key-value
+    /// store; `null` where the platform wires no store.
+    serving_since: Option<String>,
 }
 
 impl App {
@@ -57,7 +71,18 @@ impl App {
             build,
             router: router(),
             metrics: RefCell::new(HttpMetrics::default()),
+            metrics_in_sql: false,
+            migrated: Cell::new(false),
         }
+    }
+
+    /// Keeps request metrics in SQL, summed across instances, for platforms
+    /// whose instances live for one request (Spin). Needs `Ports::sql`;
+    /// without it metrics stay in memory.
+    #[must_use]
+    pub fn with_metrics_in_sql(mut self) -> Self {
+        self.metrics_in_sql = true;
+        self
     }
 
     /// Every (method, pattern) the API serves.
@@ -74,8 +99,11 @@ impl App {
         now: Timestamp,
     ) -> Response<Bytes> {
         let cx = RequestContext::from_headers(req.headers(), ports.entropy);
+        if let Some(sql) = ports.sql {
+            self.ensure_migrated(sql).await;
+        }
         let preflight = cors::is_preflight(req.method(), req.headers());
-        let (route, handled) = self.dispatch(&req, &cx, ports, preflight).await;
+        let (route, handled) = self.dispatch(&req, &cx, ports, preflight, now).await;
         let mut response =
             handled.unwrap_or_else(|e| e.to_response(req.uri().path(), cx.request_id.as_str()));
         self.decorate(&req, &cx, preflight, &mut response);
@@ -86,9 +114,7 @@ impl App {
         let duration_ms = ports.clock.now().millis_since(now);
         let method = method_label(req.method());
         let status = response.status().as_u16();
-        self.metrics
-            .borrow_mut()
-            .record(method, route, status, duration_ms);
+        self.record(ports, method, route, status, duration_ms).await;
         AccessLog {
             ts: &now.to_rfc3339(),
             method,
@@ -110,6 +136,7 @@ impl App {
         cx: &RequestContext,
         ports: &Ports<'_>,
         preflight: bool,
+        now: Timestamp,
     ) -> (&'static str, Handled) {
         let found = self.router.find(req.method(), req.uri().path());
         let route = match &found {
@@ -127,27 +154,109 @@ impl App {
                 self.options(req, &allow, preflight)
             }
             Match::MethodNotAllowed { allow, .. } => Err(ApiError::MethodNotAllowed { allow }),
-            Match::Found { value, .. } => self.serve(*value, cx, ports).await,
+            Match::Found { value, .. } => self.serve(*value, cx, ports, now).await,
         };
         (route, handled)
     }
 
-    async fn serve(&self, route: Route, _cx: &RequestContext, ports: &Ports<'_>) -> Handled {
+    async fn serve(
+        &self,
+        route: Route,
+        _cx: &RequestContext,
+        ports: &Ports<'_>,
+        now: Timestamp,
+    ) -> Handled {
         match route {
             Route::Healthz => Ok(json(StatusCode::OK, &health::healthz())),
             Route::Readyz => {
                 let ready = health::readyz(&self.config_problems, ports.probes).await?;
                 Ok(json(StatusCode::OK, &ready))
             }
-            Route::Version => Ok(json(StatusCode::OK, &self.build)),
+            Route::Version => {
+                let serving_since = match ports.kv {
+                    Some(kv) => self.serving_since(kv, now).await,
+                    None => None,
+                };
+                let body = Version {
+                    build: &self.build,
+                    serving_since,
+                };
+                Ok(json(StatusCode::OK, &body))
+            }
             Route::Metrics => {
-                let text = self.metrics.borrow().encode();
+                let text = match (self.metrics_in_sql, ports.sql) {
+                    (true, Some(sql)) => metrics::load(sql)
+                        .await
+                        .map_err(|e| storage_unavailable("metrics load", &e))?
+                        .encode(),
+                    _ => self.metrics.borrow().encode(),
+                };
                 let mut response = Response::new(Bytes::from(text));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(metrics::CONTENT_TYPE),
                 );
                 Ok(response)
+            }
+        }
+    }
+
+    /// Applies pending migrations once per instance. A failure is logged and
+    /// retried on the next request; requests that need SQL then fail on
+    /// their own.
+    async fn ensure_migrated(&self, sql: &dyn Sql) {
+        if self.migrated.get() {
+            return;
+        }
+        match storage::migrate(sql).await {
+            Ok(_) => self.migrated.set(true),
+            Err(e) => tracing::error!(target: "tepi::storage", error = %e, "migrations failed"),
+        }
+    }
+
+    async fn record(
+        &self,
+        ports: &Ports<'_>,
+        method: &str,
+        route: &str,
+        status: u16,
+        duration_ms: f64,
+    ) {
+        match (self.metrics_in_sql, ports.sql) {
+            (true, Some(sql)) => {
+                let mut delta = HttpMetrics::default();
+                delta.record(method, route, status, duration_ms);
+                if let Err(e) = metrics::flush(sql, &delta).await {
+                    tracing::warn!(target: "tepi::metrics", error = %e, "metrics flush failed");
+                }
+            }
+            _ => self
+                .metrics
+                .borrow_mut()
+                .record(method, route, status, duration_ms),
+        }
+    }
+
+    /// When this build first answered, recorded once in the key-value store.
+    async fn serving_since(&self, kv: &dyn KeyValue, now: Timestamp) -> Option<String> {
+        let key = format!(
+            "build:{}:{}:{}:serving-since",
+            self.build.target, self.build.version, self.build.git_revision
+        );
+        match kv.get(&key).await {
+            Ok(Some(bytes)) => return String::from_utf8(bytes).ok(),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(target: "tepi::storage", error = %e, "key-value read failed");
+                return None;
+            }
+        }
+        let since = now.to_rfc3339();
+        match kv.set(&key, since.as_bytes()).await {
+            Ok(()) => Some(since),
+            Err(e) => {
+                tracing::warn!(target: "tepi::storage", error = %e, "key-value write failed");
+                None
             }
         }
     }
@@ -221,6 +330,12 @@ impl App {
             .entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
     }
+}
+
+/// Logs the cause and answers with a problem that reveals nothing of it.
+fn storage_unavailable(what: &str, e: &crate::ports::PortError) -> ApiError {
+    tracing::error!(target: "tepi::storage", error = %e, "{what} failed");
+    ApiError::StorageUnavailable
 }
 
 /// Known methods by name; anything else is `OTHER`, so that made-up methods

@@ -26,6 +26,8 @@ pub enum ApiError {
     CorsOriginRefused,
     /// Configuration or a binding is missing.
     NotReady { checks: Vec<Check> },
+    /// A storage port failed; the cause is logged, never returned.
+    StorageUnavailable,
 }
 
 impl ApiError {
@@ -35,7 +37,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::CorsOriginRefused => StatusCode::FORBIDDEN,
-            Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady { .. } | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -47,6 +49,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::CorsOriginRefused => "cors_origin_refused",
             Self::NotReady { .. } => "not_ready",
+            Self::StorageUnavailable => "storage_unavailable",
         }
     }
 
@@ -68,6 +71,10 @@ impl ApiError {
                 "This origin is not allowed to make cross-origin requests.".to_owned()
             }
             Self::NotReady { .. } => "The service is not ready to take traffic.".to_owned(),
+            Self::StorageUnavailable => {
+                "Storage is unavailable; retry later and quote the request id if it persists."
+                    .to_owned()
+            }
         }
     }
 
@@ -86,7 +93,10 @@ impl ApiError {
             Self::PayloadTooLarge { limit } => {
                 body.insert("limit_bytes".to_owned(), json!(limit));
             }
-            Self::NotFound | Self::MethodNotAllowed { .. } | Self::CorsOriginRefused => {}
+            Self::NotFound
+            | Self::MethodNotAllowed { .. }
+            | Self::CorsOriginRefused
+            | Self::StorageUnavailable => {}
         }
     }
 
@@ -148,6 +158,7 @@ mod tests {
             ),
             (ApiError::CorsOriginRefused, 403, "cors_origin_refused"),
             (ApiError::NotReady { checks: vec![] }, 503, "not_ready"),
+            (ApiError::StorageUnavailable, 503, "storage_unavailable"),
         ];
         for (error, status, code) in cases {
             let response = error.to_response("/x", "req-1");

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ports;
 pub mod router;
 pub mod security;
+pub mod storage;
 pub mod time;
 
 #[cfg(test)]
@@ -25,7 +26,7 @@ mod testing;
 pub use app::App;
 pub use config::{Config, LoadedConfig};
 pub use health::BuildInfo;
-pub use ports::{Clock, Entropy, Ports, Probe};
+pub use ports::{Clock, Entropy, KeyValue, PortError, Ports, Probe, Rows, Sql, SqlValue};
 pub use time::Timestamp;
 
 /// Re-exported so adapters name the same versions the core uses.

@@ -28,12 +28,59 @@ pub trait Probe {
     async fn check(&self) -> Result<(), String>;
 }
 
-/// Everything a request may touch outside the core.
+/// A failure reported by a storage port, in the platform's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortError(pub String);
+
+impl std::fmt::Display for PortError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PortError {}
+
+/// An SQLite value (D1 and Spin SQLite are both SQLite).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// The result of one statement: column names and rows of values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<SqlValue>>,
+}
+
+/// Parameterised SQL with SQLite semantics. One statement per call.
+#[async_trait(?Send)]
+pub trait Sql {
+    async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError>;
+}
+
+/// A key-value store (Workers KV, Spin key-value). No atomic updates:
+/// counters belong in SQL.
+#[async_trait(?Send)]
+pub trait KeyValue {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError>;
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), PortError>;
+    async fn delete(&self, key: &str) -> Result<(), PortError>;
+}
+
+/// Everything a request may touch outside the core. Storage ports are
+/// optional: a platform wires the ones it has.
 #[derive(Clone, Copy)]
 pub struct Ports<'a> {
     pub entropy: &'a dyn Entropy,
     pub clock: &'a dyn Clock,
     pub probes: &'a [&'a dyn Probe],
+    pub sql: Option<&'a dyn Sql>,
+    pub kv: Option<&'a dyn KeyValue>,
 }
 
 impl std::fmt::Debug for Ports<'_> {

@@ -4,7 +4,7 @@ use std::cell::Cell;
 
 use async_trait::async_trait;
 
-use crate::ports::{Clock, Entropy, Probe};
+use crate::ports::{Clock, Entropy, KeyValue, PortError, Probe, Rows, Sql, SqlValue};
 use crate::time::Timestamp;
 
 /// Fills buffers with 0, 1, 2, … continuing across calls.
@@ -72,5 +72,69 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
             return out;
         }
+    }
+}
+
+/// The `Sql` port over real SQLite (in memory), as D1 and Spin provide it.
+#[derive(Debug)]
+pub struct SqliteSql(rusqlite::Connection);
+
+impl SqliteSql {
+    pub fn open_in_memory() -> Self {
+        Self(rusqlite::Connection::open_in_memory().expect("in-memory SQLite"))
+    }
+}
+
+#[async_trait(?Send)]
+impl Sql for SqliteSql {
+    async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
+        use rusqlite::types::{Value, ValueRef};
+        let err = |e: rusqlite::Error| PortError(e.to_string());
+        let mut stmt = self.0.prepare(statement).map_err(err)?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        let params = params.iter().map(|p| match p {
+            SqlValue::Null => Value::Null,
+            SqlValue::Integer(i) => Value::Integer(*i),
+            SqlValue::Real(r) => Value::Real(*r),
+            SqlValue::Text(t) => Value::Text(t.clone()),
+            SqlValue::Blob(b) => Value::Blob(b.clone()),
+        });
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params))
+            .map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(err)? {
+            let mut values = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                values.push(match row.get_ref(i).map_err(err)? {
+                    ValueRef::Null => SqlValue::Null,
+                    ValueRef::Integer(i) => SqlValue::Integer(i),
+                    ValueRef::Real(r) => SqlValue::Real(r),
+                    ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+                });
+            }
+            out.push(values);
+        }
+        Ok(Rows { columns, rows: out })
+    }
+}
+
+/// The `KeyValue` port as an in-memory map.
+#[derive(Debug, Default)]
+pub struct MemoryKv(std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>>);
+
+#[async_trait(?Send)]
+impl KeyValue for MemoryKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        Ok(self.0.borrow().get(key).cloned())
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), PortError> {
+        self.0.borrow_mut().insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        self.0.borrow_mut().remove(key);
+        Ok(())
     }
 }

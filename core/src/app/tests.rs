@@ -9,8 +9,9 @@ use super::App;
 use crate::config::{Config, vars};
 use crate::health::BuildInfo;
 use crate::log::capture;
+use crate::ports::{KeyValue, Sql};
 use crate::ports::{Ports, Probe};
-use crate::testing::{CountingEntropy, StaticProbe, SteppingClock, block_on};
+use crate::testing::{CountingEntropy, MemoryKv, SqliteSql, StaticProbe, SteppingClock, block_on};
 use crate::time::Timestamp;
 
 const START: Timestamp = Timestamp::from_unix_micros(1_795_582_978_000_000);
@@ -49,6 +50,17 @@ fn get(path: &str) -> Call<'_> {
 }
 
 fn send_with(app: &App, call: Call<'_>, probes: &[&dyn Probe]) -> Response<Bytes> {
+    send_full(app, call, probes, None, None, START)
+}
+
+fn send_full(
+    app: &App,
+    call: Call<'_>,
+    probes: &[&dyn Probe],
+    sql: Option<&dyn Sql>,
+    kv: Option<&dyn KeyValue>,
+    now: Timestamp,
+) -> Response<Bytes> {
     let mut builder = Request::builder().method(call.method).uri(call.path);
     for (name, value) in call.headers {
         builder = builder.header(name, value);
@@ -56,13 +68,15 @@ fn send_with(app: &App, call: Call<'_>, probes: &[&dyn Probe]) -> Response<Bytes
     let req = builder.body(Bytes::copy_from_slice(call.body)).unwrap();
     let entropy = CountingEntropy::default();
     // Every request appears to take 2.5 ms.
-    let clock = SteppingClock::new(START, 2_500);
+    let clock = SteppingClock::new(now, 2_500);
     let ports = Ports {
         entropy: &entropy,
         clock: &clock,
         probes,
+        sql,
+        kv,
     };
-    block_on(app.handle(req, &ports, START))
+    block_on(app.handle(req, &ports, now))
 }
 
 fn send(app: &App, call: Call<'_>) -> Response<Bytes> {
@@ -487,4 +501,66 @@ fn route_table_lists_every_route_once() {
             "GET /metrics"
         ]
     );
+}
+
+#[test]
+fn metrics_in_sql_are_summed_across_instances() {
+    let db = SqliteSql::open_in_memory();
+    // Every request gets a fresh App, as on Spin.
+    let fresh = || app().with_metrics_in_sql();
+    for _ in 0..3 {
+        send_full(&fresh(), get("/version"), &[], Some(&db), None, START);
+    }
+    send_full(&fresh(), get("/nope"), &[], Some(&db), None, START);
+    let response = send_full(&fresh(), get("/metrics"), &[], Some(&db), None, START);
+    assert_eq!(response.status(), 200);
+    let text = std::str::from_utf8(response.body()).unwrap();
+    let cases = [
+        "http_requests_total{method=\"GET\",route=\"/version\",status=\"200\"} 3\n",
+        "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1\n",
+        "http_request_duration_ms_count{method=\"GET\",route=\"/version\"} 3\n",
+    ];
+    for needle in cases {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+}
+
+#[test]
+fn metrics_in_sql_without_a_database_stay_in_memory() {
+    let app = app().with_metrics_in_sql();
+    send(&app, get("/version"));
+    let text = String::from_utf8(send(&app, get("/metrics")).body().to_vec()).unwrap();
+    assert!(
+        text.contains("route=\"/version\",status=\"200\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn version_reports_when_the_build_first_served() {
+    let kv = MemoryKv::default();
+    let later = Timestamp::from_unix_micros(START.as_unix_micros() + 60_000_000);
+    let first = body_json(&send_full(
+        &app(),
+        get("/version"),
+        &[],
+        None,
+        Some(&kv),
+        START,
+    ));
+    let second = body_json(&send_full(
+        &app(),
+        get("/version"),
+        &[],
+        None,
+        Some(&kv),
+        later,
+    ));
+    assert_eq!(first["serving_since"], "2026-11-25T05:02:58.000Z");
+    assert_eq!(
+        second["serving_since"], first["serving_since"],
+        "read back, not rewritten"
+    );
+    let without_store = body_json(&send(&app(), get("/version")));
+    assert_eq!(without_store["serving_since"], Value::Null);
 }

@@ -1,0 +1,143 @@
+//! The SQL schema, as numbered migrations in D1's format (`migrations/` at
+//! the repository root), and the runner that applies them through the `Sql`
+//! port where no `wrangler d1 migrations apply` runs (Spin, tests).
+//!
+//! Applied migrations are recorded in `d1_migrations`, the table wrangler
+//! uses, so both ways of migrating agree. Every statement must be idempotent
+//! (`IF NOT EXISTS`): instances may migrate concurrently.
+
+use crate::ports::{PortError, Sql, SqlValue};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. A test checks this list against the folder.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    name: "0001_http_metrics.sql",
+    sql: include_str!("../../migrations/0001_http_metrics.sql"),
+}];
+
+const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT UNIQUE,
+    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)";
+
+/// Applies the migrations not yet recorded; returns how many it applied.
+pub async fn migrate(sql: &dyn Sql) -> Result<usize, PortError> {
+    sql.execute(CREATE_LEDGER, &[]).await?;
+    let applied = sql.execute("SELECT name FROM d1_migrations", &[]).await?;
+    let applied: Vec<&str> = applied
+        .rows
+        .iter()
+        .filter_map(|row| match row.first() {
+            Some(SqlValue::Text(name)) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut count = 0;
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.name)) {
+        for statement in statements(migration.sql) {
+            sql.execute(statement, &[]).await?;
+        }
+        sql.execute(
+            "INSERT OR IGNORE INTO d1_migrations (name) VALUES (?1)",
+            &[SqlValue::Text(migration.name.to_owned())],
+        )
+        .await?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Splits a migration into statements at `;` outside quotes and comments
+/// (the SQL ports run one statement per call).
+pub fn statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b';' => {
+                out.push(&sql[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(&sql[start.min(sql.len())..]);
+    out.into_iter()
+        .map(str::trim)
+        .filter(|s| {
+            !s.lines()
+                .all(|l| l.trim().is_empty() || l.trim().starts_with("--"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{SqliteSql, block_on};
+
+    #[test]
+    fn splits_statements_outside_quotes_and_comments() {
+        let sql = "-- a comment; not a split\nCREATE TABLE a (x TEXT DEFAULT 'a;b');\nINSERT INTO a VALUES (\"q;\");\n-- trailing comment\n";
+        assert_eq!(
+            statements(sql),
+            [
+                "-- a comment; not a split\nCREATE TABLE a (x TEXT DEFAULT 'a;b')",
+                "INSERT INTO a VALUES (\"q;\")"
+            ]
+        );
+    }
+
+    #[test]
+    fn migrations_list_matches_the_folder() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("sql")))
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(
+            files, listed,
+            "every file in migrations/ is in MIGRATIONS, in order"
+        );
+    }
+
+    #[test]
+    fn migrate_applies_each_migration_once_on_real_sqlite() {
+        let db = SqliteSql::open_in_memory();
+        assert_eq!(block_on(migrate(&db)).unwrap(), MIGRATIONS.len());
+        assert_eq!(
+            block_on(migrate(&db)).unwrap(),
+            0,
+            "second run applies nothing"
+        );
+        let tables = block_on(db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'http_metric_totals'",
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(tables.rows.len(), 1);
+    }
+}
