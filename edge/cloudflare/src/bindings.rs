@@ -2,8 +2,8 @@
 //! and the Durable Object class they name.
 
 use async_trait::async_trait;
-use tepi_core::Probe;
-use worker::{DurableObject, Env, Request, Response, State, durable_object};
+use tepi_core::{KeyValue, PortError, Probe};
+use worker::{DurableObject, Env, KvStore, Request, Response, State, durable_object};
 
 /// Binding names, exactly as in `wrangler.toml`.
 pub const DB: &str = "DB";
@@ -17,6 +17,37 @@ pub const QUEUES: [&str; 4] = [
     "JOBS_META_EVENTS",
     "JOBS_UPLOADS",
 ];
+
+/// The `CACHE` namespace as the core's key-value port.
+pub struct WorkersKv(KvStore);
+
+impl WorkersKv {
+    pub fn new(env: &Env) -> Option<Self> {
+        env.kv(CACHE).ok().map(Self)
+    }
+}
+
+fn kv_error(e: &worker::kv::KvError) -> PortError {
+    PortError(format!("binding {CACHE}: {e}"))
+}
+
+#[async_trait(?Send)]
+impl KeyValue for WorkersKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        self.0.get(key).bytes().await.map_err(|e| kv_error(&e))
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), PortError> {
+        self.0
+            .put_bytes(key, value)
+            .map_err(|e| kv_error(&e))?
+            .execute()
+            .await
+            .map_err(|e| kv_error(&e))
+    }
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        self.0.delete(key).await.map_err(|e| kv_error(&e))
+    }
+}
 
 /// Each probe makes one real call through its binding where that is free of
 /// side effects, and otherwise checks that the binding exists.

@@ -64,10 +64,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let app = app(&env);
     let request = into_http(req).await?;
     let probes = bindings::Probes::new(&env);
+    let kv = bindings::WorkersKv::new(&env);
     let ports = Ports {
         entropy: &Entropy,
         clock: &Clock,
         probes: &probes.all(),
+        sql: None,
+        kv: kv.as_ref().map(|kv| kv as &dyn tepi_core::KeyValue),
     };
     from_http(app.handle(request, &ports, now).await)
 }

@@ -1,13 +1,18 @@
 //! Tepi on Fermyon Spin (`wasm32-wasip2`, spin-sdk 5.2).
 //!
 //! Spin hands the component an `http::Request`; the adapter buffers nothing
-//! more, wires ports and calls `App::handle`. Spin instantiates the component
-//! for every request, so the `App` (and its metrics) is per request too.
+//! more, wires ports (Spin SQLite, key-value, variables) and calls
+//! `App::handle`. Spin instantiates the component for every request, so the
+//! `App` is per request too and keeps its metrics in SQLite.
+
+mod ports;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use spin_sdk::http_component;
-use tepi_core::{App, BuildInfo, Bytes, Config, Ports, Timestamp, http};
+use tepi_core::{App, BuildInfo, Bytes, Config, Ports, Probe, Timestamp, http};
+
+use crate::ports::{SpinKv, SpinSql, StoreProbe};
 
 struct Entropy;
 
@@ -33,10 +38,11 @@ fn stderr_line(line: &str) {
     eprintln!("{line}");
 }
 
-/// Configuration comes from the component's environment (`environment` in
-/// `spin.toml`, or `--env` under a plain wasi:http host).
+/// Configuration comes from Spin variables: the core's `ALLOWED_ORIGINS` is
+/// the component variable `allowed_origins` (Spin names are lowercase).
+/// Undefined variables leave the core's default.
 fn config() -> tepi_core::LoadedConfig {
-    Config::load(|name| std::env::var(name).ok())
+    Config::load(|name| spin_sdk::variables::get(&name.to_ascii_lowercase()).ok())
 }
 
 /// The component's export. `#[http_component]` generates the `unsafe` C-ABI
@@ -55,11 +61,28 @@ mod export {
 async fn handle(request: http::Request<Bytes>) -> http::Response<Bytes> {
     let now = tepi_core::Clock::now(&Clock);
     tepi_core::log::JsonLines::install(stderr_line, tracing::Level::INFO);
-    let app = App::new(config(), BuildInfo::for_target("spin"));
+    let app = App::new(config(), BuildInfo::for_target("spin")).with_metrics_in_sql();
+    let sql = SpinSql::open();
+    let kv = SpinKv::open();
+    let sql_probe = StoreProbe {
+        name: "sqlite:default",
+        sql: sql.as_ref().ok(),
+        kv: None,
+        open_error: sql.as_ref().err(),
+    };
+    let kv_probe = StoreProbe {
+        name: "key_value:default",
+        sql: None,
+        kv: kv.as_ref().ok(),
+        open_error: kv.as_ref().err(),
+    };
+    let probes: [&dyn Probe; 2] = [&sql_probe, &kv_probe];
     let ports = Ports {
         entropy: &Entropy,
         clock: &Clock,
-        probes: &[],
+        probes: &probes,
+        sql: sql.as_ref().ok().map(|s| s as &dyn tepi_core::Sql),
+        kv: kv.as_ref().ok().map(|k| k as &dyn tepi_core::KeyValue),
     };
     app.handle(request, &ports, now).await
 }
