@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt clippy unit build guards conformance
+.PHONY: help setup dev test fmt clippy unit spin-host build guards conformance
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ setup: ## install pinned tools into ~/.cache/tepi (skipped when present)
 dev: ## set up and serve the API under wrangler dev on 127.0.0.1:8787
 	@bash scripts/dev.sh
 
-test: setup fmt clippy unit build guards conformance ## set up and run every gate
+test: setup fmt clippy unit spin-host build guards conformance ## set up and run every gate
 	@echo "all gates passed"
 
 fmt: ## rustfmt check
@@ -28,6 +28,9 @@ clippy: ## clippy -D warnings on the host and both Wasm targets
 
 unit: ## unit and route tests
 	cargo test --workspace --exclude tepi-conformance --locked
+
+spin-host: ## rustfmt, clippy and tests of tools/spin-test-host (own target dir in the cache)
+	@bash scripts/spin-host-check.sh
 
 build: ## both Wasm artifacts (release) and the size report
 	@bash scripts/build.sh

