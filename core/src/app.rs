@@ -16,7 +16,7 @@ use crate::health::{self, BuildInfo};
 use crate::log::AccessLog;
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
 use crate::ports::{KeyValue, Ports, Sql};
-use crate::router::{Match, Router};
+use crate::router::{Match, Router, method_list};
 use crate::security;
 use crate::storage;
 use crate::time::Timestamp;
@@ -273,15 +273,8 @@ impl App {
             response
                 .headers_mut()
                 .extend(cors::preflight_grant(origin, allow, req.headers()));
-        } else {
-            let allow = allow
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            if let Ok(value) = HeaderValue::from_str(&allow) {
-                response.headers_mut().insert(header::ALLOW, value);
-            }
+        } else if let Ok(value) = HeaderValue::from_str(&method_list(allow)) {
+            response.headers_mut().insert(header::ALLOW, value);
         }
         Ok(response)
     }

@@ -3,6 +3,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
+use crate::router::method_list;
+
 /// Request headers a browser may send cross-origin.
 pub const ALLOWED_HEADERS: [&str; 9] = [
     "authorization",
@@ -36,12 +38,11 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 pub fn preflight_grant(origin: &HeaderValue, allow: &[Method], request: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    let methods = allow
-        .iter()
-        .map(Method::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
-    insert(&mut out, header::ACCESS_CONTROL_ALLOW_METHODS, &methods);
+    insert(
+        &mut out,
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        &method_list(allow),
+    );
     let requested: Vec<String> = request
         .get_all(header::ACCESS_CONTROL_REQUEST_HEADERS)
         .iter()

@@ -5,6 +5,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use crate::router::method_list;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// A readiness check and its outcome, reported by `GET /readyz`.
@@ -56,14 +58,9 @@ impl ApiError {
     fn detail(&self) -> String {
         match self {
             Self::NotFound => "No resource exists at this path.".to_owned(),
-            Self::MethodNotAllowed { allow } => format!(
-                "This resource supports {}.",
-                allow
-                    .iter()
-                    .map(Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Self::MethodNotAllowed { allow } => {
+                format!("This resource supports {}.", method_list(allow))
+            }
             Self::PayloadTooLarge { limit } => {
                 format!("The request body is larger than the limit of {limit} bytes.")
             }
@@ -122,15 +119,10 @@ impl ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Self::MethodNotAllowed { allow } = self {
-            let allow = allow
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            if let Ok(value) = HeaderValue::from_str(&allow) {
-                response.headers_mut().insert(header::ALLOW, value);
-            }
+        if let Self::MethodNotAllowed { allow } = self
+            && let Ok(value) = HeaderValue::from_str(&method_list(allow))
+        {
+            response.headers_mut().insert(header::ALLOW, value);
         }
         response
     }

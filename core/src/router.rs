@@ -118,6 +118,15 @@ impl<T> Router<T> {
     }
 }
 
+/// Methods as an `Allow` / `Access-Control-Allow-Methods` value: `GET, HEAD`.
+pub fn method_list(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn push_unique(list: &mut Vec<Method>, method: Method) {
     if !list.contains(&method) {
         list.push(method);
