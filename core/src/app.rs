@@ -103,7 +103,7 @@ impl App {
             self.ensure_migrated(sql).await;
         }
         let preflight = cors::is_preflight(req.method(), req.headers());
-        let (route, handled) = self.dispatch(&req, &cx, ports, preflight, now).await;
+        let (route, handled) = self.dispatch(&req, ports, preflight, now).await;
         let mut response =
             handled.unwrap_or_else(|e| e.to_response(req.uri().path(), cx.request_id.as_str()));
         self.decorate(&req, &cx, preflight, &mut response);
@@ -133,7 +133,6 @@ impl App {
     async fn dispatch(
         &self,
         req: &Request<Bytes>,
-        cx: &RequestContext,
         ports: &Ports<'_>,
         preflight: bool,
         now: Timestamp,
@@ -154,18 +153,12 @@ impl App {
                 self.options(req, &allow, preflight)
             }
             Match::MethodNotAllowed { allow, .. } => Err(ApiError::MethodNotAllowed { allow }),
-            Match::Found { value, .. } => self.serve(*value, cx, ports, now).await,
+            Match::Found { value, .. } => self.serve(*value, ports, now).await,
         };
         (route, handled)
     }
 
-    async fn serve(
-        &self,
-        route: Route,
-        _cx: &RequestContext,
-        ports: &Ports<'_>,
-        now: Timestamp,
-    ) -> Handled {
+    async fn serve(&self, route: Route, ports: &Ports<'_>, now: Timestamp) -> Handled {
         match route {
             Route::Healthz => Ok(json(StatusCode::OK, &health::healthz())),
             Route::Readyz => {
