@@ -24,5 +24,14 @@ run_suite() {
 start_workers "$WORKERS_PORT"
 start_spin "$SPIN_PORT"
 run_suite cloudflare-workers "http://127.0.0.1:$WORKERS_PORT"
+
+# The Workers build migrates D1 itself through the Sql port on its first
+# request; wrangler must then find nothing left to apply in the same ledger.
+log "D1: migrations applied by the Worker match wrangler's ledger"
+pending=$(wrangler d1 migrations list DB --local --persist-to "$TEPI_RUN_DIR/wrangler-state" 2>&1) ||
+  { echo "$pending"; die "wrangler d1 migrations list failed"; }
+grep -q "No migrations to apply" <<<"$pending" ||
+  { echo "$pending"; die "D1 has migrations the Worker did not apply"; }
+echo "ok: D1 is fully migrated (wrangler d1 migrations list: nothing to apply)"
 run_suite spin "http://127.0.0.1:$SPIN_PORT"
 log "conformance passed on both targets"

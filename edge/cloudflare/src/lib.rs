@@ -9,6 +9,7 @@
 //! can compare the two (docs/adr/0003-workers-seam-manual-conversion.md).
 
 mod bindings;
+mod d1;
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -71,11 +72,12 @@ async fn handle(env: &Env, now: Timestamp, request: http::Request<Bytes>) -> htt
     let app = app(env);
     let probes = bindings::Probes::new(env);
     let kv = bindings::WorkersKv::new(env);
+    let sql = d1::D1Sql::new(env);
     let ports = Ports {
         entropy: &Entropy,
         clock: &Clock,
         probes: &probes.all(),
-        sql: None,
+        sql: sql.as_ref().map(|sql| sql as &dyn tepi_core::Sql),
         kv: kv.as_ref().map(|kv| kv as &dyn tepi_core::KeyValue),
     };
     app.handle(request, &ports, now).await

@@ -1,0 +1,103 @@
+//! The `DB` D1 database as the core's `Sql` port.
+
+use async_trait::async_trait;
+use tepi_core::{PortError, Rows, Sql, SqlValue};
+use worker::js_sys::{self, Array, Function, Object, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{D1Database, Env};
+
+use crate::bindings::DB;
+
+pub struct D1Sql(D1Database);
+
+impl D1Sql {
+    pub fn new(env: &Env) -> Option<Self> {
+        env.d1(DB).ok().map(Self)
+    }
+}
+
+fn js_error(e: &JsValue) -> PortError {
+    let message = e
+        .dyn_ref::<js_sys::Error>()
+        .map_or_else(|| format!("{e:?}"), |e| String::from(e.message()));
+    PortError(format!("binding {DB}: {message}"))
+}
+
+fn to_js(value: &SqlValue) -> JsValue {
+    match value {
+        SqlValue::Null => JsValue::NULL,
+        // D1 binds JavaScript numbers: integers beyond 2^53 lose precision.
+        #[allow(clippy::cast_precision_loss)]
+        SqlValue::Integer(i) => JsValue::from_f64(*i as f64),
+        SqlValue::Real(r) => JsValue::from_f64(*r),
+        SqlValue::Text(t) => JsValue::from_str(t),
+        SqlValue::Blob(b) => Uint8Array::from(b.as_slice()).into(),
+    }
+}
+
+/// D1 answers with JavaScript values: numbers that are whole become
+/// `Integer`, other numbers `Real` (D1 does not say which column type a
+/// number came from), arrays and buffers `Blob`.
+#[allow(clippy::cast_possible_truncation)]
+fn from_js(value: &JsValue) -> SqlValue {
+    if value.is_null() || value.is_undefined() {
+        SqlValue::Null
+    } else if let Some(n) = value.as_f64() {
+        if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+            SqlValue::Integer(n as i64)
+        } else {
+            SqlValue::Real(n)
+        }
+    } else if let Some(s) = value.as_string() {
+        SqlValue::Text(s)
+    } else if value.is_instance_of::<js_sys::ArrayBuffer>()
+        || Array::is_array(value)
+        || value.is_instance_of::<Uint8Array>()
+    {
+        SqlValue::Blob(Uint8Array::new(value).to_vec())
+    } else if let Some(b) = value.as_bool() {
+        SqlValue::Integer(i64::from(b))
+    } else {
+        SqlValue::Text(format!("{value:?}"))
+    }
+}
+
+#[async_trait(?Send)]
+impl Sql for D1Sql {
+    async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
+        let params: Vec<JsValue> = params.iter().map(to_js).collect();
+        let stmt = self
+            .0
+            .prepare(statement)
+            .bind(&params)
+            .map_err(|e| PortError(format!("binding {DB}: {e}")))?;
+        // `raw({ columnNames: true })` answers [[names…], [row…], …]; the
+        // workers-rs wrapper does not pass options, so call it directly.
+        let inner: &JsValue = stmt.inner().as_ref();
+        let raw: Function = Reflect::get(inner, &"raw".into())
+            .and_then(JsCast::dyn_into)
+            .map_err(|e| js_error(&e))?;
+        let options = Object::new();
+        Reflect::set(&options, &"columnNames".into(), &JsValue::TRUE).map_err(|e| js_error(&e))?;
+        let promise = raw.call1(inner, &options).map_err(|e| js_error(&e))?;
+        let answer = JsFuture::from(js_sys::Promise::from(promise))
+            .await
+            .map_err(|e| js_error(&e))?;
+        let answer = Array::from(&answer);
+        let mut lines = answer.iter();
+        let columns = lines
+            .next()
+            .map(|names| {
+                Array::from(&names)
+                    .iter()
+                    .filter_map(|n| n.as_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rows = lines
+            .map(|row| Array::from(&row).iter().map(|v| from_js(&v)).collect())
+            .collect();
+        Ok(Rows { columns, rows })
+    }
+}
