@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt clippy unit spin-host build guards conformance bench-seam
+.PHONY: help setup dev test fmt secrets clippy unit spin-host build guards conformance bench-seam
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,11 +15,14 @@ setup: ## install pinned tools into ~/.cache/tepi (skipped when present)
 dev: ## set up and serve the API under wrangler dev on 127.0.0.1:8787
 	@bash scripts/dev.sh
 
-test: setup fmt clippy unit spin-host build guards conformance ## set up and run every gate
+test: setup fmt secrets clippy unit spin-host build guards conformance ## set up and run every gate
 	@echo "all gates passed"
 
 fmt: ## rustfmt check
 	cargo fmt --all -- --check
+
+secrets: ## detect-secrets over every tracked file (fails on a committed key)
+	@bash scripts/secrets.sh
 
 clippy: ## clippy -D warnings on the host and both Wasm targets
 	cargo clippy --workspace --all-targets --locked -- -D warnings

