@@ -57,13 +57,22 @@ cleanup_services() {
   fi
 }
 
+# Throwaway secrets for this run (never the developer's .dev.vars): exported
+# for the tests, passed to both builds below.
+load_test_secrets() {
+  local line
+  while IFS= read -r line; do export "TEPI_TEST_$line"; done < <(bash "$TEPI_ROOT/scripts/dev-secrets.sh" --print)
+}
+
 # The Workers build under wrangler dev, with fresh local state in the run dir.
 start_workers() {
   local port=$1 logfile="$TEPI_RUN_DIR/wrangler.log"
   port_free "$port" || die "port $port is taken (set TEPI_WORKERS_PORT)"
+  [[ -n ${TEPI_TEST_JWT_SIGNING_KEYS:-} ]] || load_test_secrets
   start_service "wrangler dev" "$logfile" env TEPI_SKIP_BUILD=1 \
     "$TEPI_ROOT/node_modules/.bin/wrangler" dev --config "$TEPI_ROOT/wrangler.toml" \
     --ip 127.0.0.1 --port "$port" --inspector-port 0 --persist-to "$TEPI_RUN_DIR/wrangler-state" \
+    --var "JWT_SIGNING_KEYS:$TEPI_TEST_JWT_SIGNING_KEYS" --var "BOOTSTRAP_TOKEN:$TEPI_TEST_BOOTSTRAP_TOKEN" \
     --show-interactive-dev-session=false
   wait_ready "wrangler dev" "http://127.0.0.1:$port/healthz" "$logfile" 180
 }
@@ -73,7 +82,10 @@ start_workers() {
 start_spin() {
   local port=$1 logfile="$TEPI_RUN_DIR/spin.log"
   port_free "$port" || die "port $port is taken (set TEPI_SPIN_PORT)"
-  start_service "spin-test-host" "$logfile" "$SPIN_HOST_BIN" \
+  [[ -n ${TEPI_TEST_JWT_SIGNING_KEYS:-} ]] || load_test_secrets
+  start_service "spin-test-host" "$logfile" env \
+    "SPIN_VARIABLE_JWT_SIGNING_KEYS=$TEPI_TEST_JWT_SIGNING_KEYS" \
+    "SPIN_VARIABLE_BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN" "$SPIN_HOST_BIN" \
     --manifest "$TEPI_ROOT/spin.toml" --listen "127.0.0.1:$port" --state-dir "$TEPI_RUN_DIR/spin-state"
   wait_ready "spin-test-host" "http://127.0.0.1:$port/healthz" "$logfile" 60
 }

@@ -8,8 +8,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde::Serialize;
 
+use crate::auth::rbac::{self, Requirement};
+use crate::auth::{Principal, Role, handlers, secret};
 use crate::config::{Config, LoadedConfig};
-use crate::context::{RequestContext, TRACEPARENT};
+use crate::context::{RequestContext, TENANT_ID, TRACEPARENT, TenantId};
 use crate::cors;
 use crate::error::ApiError;
 use crate::health::{self, BuildInfo};
@@ -21,13 +23,29 @@ use crate::security;
 use crate::storage;
 use crate::time::Timestamp;
 
-/// Every route the API serves.
+/// Every route the API serves. Each one has an entry in the permission
+/// matrix (`auth::rbac::MATRIX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Healthz,
     Readyz,
     Version,
+    Jwks,
     Metrics,
+    Bootstrap,
+    Login,
+    Refresh,
+    Logout,
+    Me,
+    ListUsers,
+    CreateUser,
+    GetUser,
+    UpdateUser,
+    DeleteUser,
+    ListApiKeys,
+    CreateApiKey,
+    DeleteApiKey,
+    CreateTenant,
 }
 
 fn router() -> Router<Route> {
@@ -35,10 +53,28 @@ fn router() -> Router<Route> {
         .route(Method::GET, "/healthz", Route::Healthz)
         .route(Method::GET, "/readyz", Route::Readyz)
         .route(Method::GET, "/version", Route::Version)
+        .route(Method::GET, "/.well-known/jwks.json", Route::Jwks)
         .route(Method::GET, "/metrics", Route::Metrics)
+        .route(Method::POST, "/v1/bootstrap", Route::Bootstrap)
+        .route(Method::POST, "/v1/auth/login", Route::Login)
+        .route(Method::POST, "/v1/auth/refresh", Route::Refresh)
+        .route(Method::POST, "/v1/auth/logout", Route::Logout)
+        .route(Method::GET, "/v1/auth/me", Route::Me)
+        .route(Method::GET, "/v1/users", Route::ListUsers)
+        .route(Method::POST, "/v1/users", Route::CreateUser)
+        .route(Method::GET, "/v1/users/{id}", Route::GetUser)
+        .route(Method::PATCH, "/v1/users/{id}", Route::UpdateUser)
+        .route(Method::DELETE, "/v1/users/{id}", Route::DeleteUser)
+        .route(Method::GET, "/v1/api-keys", Route::ListApiKeys)
+        .route(Method::POST, "/v1/api-keys", Route::CreateApiKey)
+        .route(Method::DELETE, "/v1/api-keys/{id}", Route::DeleteApiKey)
+        .route(Method::POST, "/v1/tenants", Route::CreateTenant)
 }
 
 type Handled = Result<Response<Bytes>, ApiError>;
+
+/// The JWK set changes only when keys rotate; caches may keep it an hour.
+const JWKS_CACHE_CONTROL: &str = "public, max-age=3600";
 
 /// The API. One instance per isolate (Workers) or per request (Spin).
 #[derive(Debug)]
@@ -124,7 +160,7 @@ impl App {
             request_id: cx.request_id.as_str(),
             trace_id: &cx.trace.trace_id_hex(),
             span_id: &cx.trace.span_id_hex(),
-            tenant: cx.tenant.as_ref().map(crate::context::TenantId::as_str),
+            tenant: cx.tenant.as_ref().map(TenantId::as_str),
         }
         .emit();
         response
@@ -153,12 +189,28 @@ impl App {
                 self.options(req, &allow, preflight)
             }
             Match::MethodNotAllowed { allow, .. } => Err(ApiError::MethodNotAllowed { allow }),
-            Match::Found { value, .. } => self.serve(*value, ports, now).await,
+            Match::Found { value, params, .. } => {
+                self.serve(*value, req, &params, ports, now).await
+            }
         };
         (route, handled)
     }
 
-    async fn serve(&self, route: Route, ports: &Ports<'_>, now: Timestamp) -> Handled {
+    async fn serve(
+        &self,
+        route: Route,
+        req: &Request<Bytes>,
+        params: &[(&'static str, String)],
+        ports: &Ports<'_>,
+        now: Timestamp,
+    ) -> Handled {
+        // Fail closed: a route without a matrix entry is refused.
+        let requirement = rbac::requirement(route).ok_or(ApiError::Forbidden)?;
+        let principal = if requirement.needs_credentials() {
+            Some(self.authorize(req, requirement, ports, now).await?)
+        } else {
+            None
+        };
         match route {
             Route::Healthz => Ok(json(StatusCode::OK, &health::healthz())),
             Route::Readyz => {
@@ -176,22 +228,133 @@ impl App {
                 };
                 Ok(json(StatusCode::OK, &body))
             }
-            Route::Metrics => {
-                let text = match (self.metrics_in_sql, ports.sql) {
-                    (true, Some(sql)) => metrics::load(sql)
-                        .await
-                        .map_err(|e| storage_unavailable("metrics load", &e))?
-                        .encode(),
-                    _ => self.metrics.borrow().encode(),
-                };
-                let mut response = Response::new(Bytes::from(text));
+            Route::Jwks => {
+                let keys = self
+                    .config
+                    .auth
+                    .signing_keys
+                    .as_ref()
+                    .ok_or(ApiError::AuthUnavailable)?;
+                let mut response = json(StatusCode::OK, &keys.jwks());
                 response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(metrics::CONTENT_TYPE),
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(JWKS_CACHE_CONTROL),
                 );
                 Ok(response)
             }
+            Route::Metrics => self.metrics_text(ports).await,
+            _ => {
+                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+                let call = handlers::Call {
+                    req,
+                    params,
+                    sql,
+                    entropy: ports.entropy,
+                    now,
+                    auth: &self.config.auth,
+                };
+                self.serve_auth(route, &call, principal.as_ref()).await
+            }
         }
+    }
+
+    async fn serve_auth(
+        &self,
+        route: Route,
+        call: &handlers::Call<'_>,
+        principal: Option<&Principal>,
+    ) -> Handled {
+        let principal = || principal.ok_or(ApiError::Unauthenticated);
+        match route {
+            Route::Bootstrap => handlers::bootstrap(call).await,
+            Route::Login => handlers::login(call).await,
+            Route::Refresh => handlers::refresh(call).await,
+            Route::Logout => handlers::logout(call).await,
+            Route::Me => handlers::me(call, principal()?).await,
+            Route::ListUsers => handlers::list_users(call, principal()?).await,
+            Route::CreateUser => handlers::create_user(call, principal()?).await,
+            Route::GetUser => handlers::get_user(call, principal()?).await,
+            Route::UpdateUser => handlers::update_user(call, principal()?).await,
+            Route::DeleteUser => handlers::delete_user(call, principal()?).await,
+            Route::ListApiKeys => handlers::list_api_keys(call, principal()?).await,
+            Route::CreateApiKey => handlers::create_api_key(call, principal()?).await,
+            Route::DeleteApiKey => handlers::delete_api_key(call, principal()?).await,
+            Route::CreateTenant => handlers::create_tenant(call).await,
+            Route::Healthz | Route::Readyz | Route::Version | Route::Jwks | Route::Metrics => {
+                Err(ApiError::NotFound)
+            }
+        }
+    }
+
+    /// Authenticates the caller (access token or API key), checks that
+    /// `X-Tenant-ID`, when sent, names the caller's tenant, and applies the
+    /// permission matrix.
+    async fn authorize(
+        &self,
+        req: &Request<Bytes>,
+        requirement: Requirement,
+        ports: &Ports<'_>,
+        now: Timestamp,
+    ) -> Result<Principal, ApiError> {
+        let auth = &self.config.auth;
+        let keys = auth
+            .signing_keys
+            .as_ref()
+            .ok_or(ApiError::AuthUnavailable)?;
+        let credential = handlers::bearer(req).ok_or(ApiError::Unauthenticated)?;
+        let principal = if credential.starts_with(secret::API_KEY_PREFIX) {
+            let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+            handlers::authenticate_api_key(sql, credential).await?
+        } else {
+            let claims = keys
+                .verify(credential, now, &auth.issuer, &auth.audience)
+                .map_err(|e| ApiError::InvalidToken {
+                    reason: e.description(),
+                })?;
+            let tenant = TenantId::parse(&claims.tenant).ok_or(ApiError::InvalidToken {
+                reason: "the token's tenant is malformed",
+            })?;
+            let role = Role::parse(&claims.role).map_err(|_| ApiError::InvalidToken {
+                reason: "the token's role is unknown",
+            })?;
+            Principal::User {
+                tenant,
+                user_id: claims.sub,
+                role,
+            }
+        };
+        // Any X-Tenant-ID that is not exactly the caller's tenant, malformed
+        // ones included, is refused.
+        for value in req.headers().get_all(TENANT_ID) {
+            if value.as_bytes() != principal.tenant().as_str().as_bytes() {
+                return Err(ApiError::TenantMismatch);
+            }
+        }
+        let operator =
+            if requirement.needs_operator_flag() && matches!(principal, Principal::User { .. }) {
+                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+                handlers::is_operator(sql, principal.tenant()).await?
+            } else {
+                false
+            };
+        rbac::decide(requirement, &principal, operator)?;
+        Ok(principal)
+    }
+
+    async fn metrics_text(&self, ports: &Ports<'_>) -> Handled {
+        let text = match (self.metrics_in_sql, ports.sql) {
+            (true, Some(sql)) => metrics::load(sql)
+                .await
+                .map_err(|e| storage_unavailable("metrics load", &e))?
+                .encode(),
+            _ => self.metrics.borrow().encode(),
+        };
+        let mut response = Response::new(Bytes::from(text));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+        );
+        Ok(response)
     }
 
     /// Applies pending migrations once per instance. A failure is logged and
@@ -339,16 +502,7 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Bytes> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Bytes::from(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
+use handlers::json;
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,13 @@
 //! variables). Parsing never fails outright: problems are collected and
 //! reported by `GET /readyz`, and safe defaults apply meanwhile.
 
+use crate::auth::keys::SigningKeys;
+
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_JWT_ISSUER: &str = "tepi";
+pub const DEFAULT_JWT_AUDIENCE: &str = "tepi-api";
+/// A bootstrap token shorter than this is refused as guessable.
+pub const MIN_BOOTSTRAP_TOKEN_LEN: usize = 32;
 
 /// Names of the variables the core reads.
 pub mod vars {
@@ -11,14 +17,58 @@ pub mod vars {
     pub const ALLOWED_ORIGINS: &str = "ALLOWED_ORIGINS";
     /// Largest accepted request body in bytes (default 1 MiB).
     pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+    /// Secret. Access-token signing keys: `kid:base64url-seed[,kid:seed…]`,
+    /// the first signs, all verify (see `auth::keys`).
+    pub const JWT_SIGNING_KEYS: &str = "JWT_SIGNING_KEYS";
+    /// The `iss` of issued tokens and the only one accepted (default `tepi`).
+    pub const JWT_ISSUER: &str = "JWT_ISSUER";
+    /// The `aud` of issued tokens and the only one accepted (default `tepi-api`).
+    pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
+    /// Secret, optional. Enables `POST /v1/bootstrap` while no tenant exists.
+    pub const BOOTSTRAP_TOKEN: &str = "BOOTSTRAP_TOKEN";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 2] = [ALLOWED_ORIGINS, MAX_BODY_BYTES];
+    pub const ALL: [&str; 6] = [
+        ALLOWED_ORIGINS,
+        MAX_BODY_BYTES,
+        JWT_SIGNING_KEYS,
+        JWT_ISSUER,
+        JWT_AUDIENCE,
+        BOOTSTRAP_TOKEN,
+    ];
+}
+
+/// A secret value: compared in constant time, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn matches(&self, candidate: &str) -> bool {
+        crate::auth::secret::constant_time_eq(self.0.as_bytes(), candidate.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `None` when the secret is missing or malformed: protected routes
+    /// then answer 503 and `/readyz` names the problem.
+    pub signing_keys: Option<SigningKeys>,
+    pub issuer: String,
+    pub audience: String,
+    /// `None` disables `POST /v1/bootstrap`.
+    pub bootstrap_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -26,6 +76,12 @@ impl Default for Config {
         Self {
             allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            auth: AuthConfig {
+                signing_keys: None,
+                issuer: DEFAULT_JWT_ISSUER.to_owned(),
+                audience: DEFAULT_JWT_AUDIENCE.to_owned(),
+                bootstrap_token: None,
+            },
         }
     }
 }
@@ -62,11 +118,47 @@ impl Config {
                 )),
             }
         }
+        load_auth(&lookup, &mut config.auth, &mut problems);
         LoadedConfig { config, problems }
     }
 
     pub fn origin_allowed(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)
+    }
+}
+
+/// Empty values count as absent: Spin variables default to "".
+fn load_auth(
+    lookup: &impl Fn(&str) -> Option<String>,
+    auth: &mut AuthConfig,
+    problems: &mut Vec<String>,
+) {
+    let present = |name| lookup(name).filter(|v: &String| !v.trim().is_empty());
+    match present(vars::JWT_SIGNING_KEYS) {
+        None => problems.push(format!(
+            "{}: not set; protected routes answer 503 until it is (see README: secrets)",
+            vars::JWT_SIGNING_KEYS
+        )),
+        Some(raw) => match SigningKeys::parse(&raw) {
+            Ok(keys) => auth.signing_keys = Some(keys),
+            Err(e) => problems.push(format!("{}: {e}", vars::JWT_SIGNING_KEYS)),
+        },
+    }
+    if let Some(issuer) = present(vars::JWT_ISSUER) {
+        issuer.trim().clone_into(&mut auth.issuer);
+    }
+    if let Some(audience) = present(vars::JWT_AUDIENCE) {
+        audience.trim().clone_into(&mut auth.audience);
+    }
+    if let Some(token) = present(vars::BOOTSTRAP_TOKEN) {
+        if token.len() >= MIN_BOOTSTRAP_TOKEN_LEN {
+            auth.bootstrap_token = Some(Secret(token));
+        } else {
+            problems.push(format!(
+                "{}: shorter than {MIN_BOOTSTRAP_TOKEN_LEN} characters",
+                vars::BOOTSTRAP_TOKEN
+            ));
+        }
     }
 }
 
@@ -103,11 +195,23 @@ mod tests {
         })
     }
 
+    const KEYS: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+
     #[test]
     fn absent_variables_give_safe_defaults() {
         let loaded = load(&[]);
         assert_eq!(loaded.config, Config::default());
-        assert!(loaded.problems.is_empty());
+        assert_eq!(
+            loaded.problems.len(),
+            1,
+            "only the missing signing keys: {:?}",
+            loaded.problems
+        );
+        assert!(loaded.problems[0].starts_with("JWT_SIGNING_KEYS: not set"));
+        assert!(
+            loaded.config.auth.bootstrap_token.is_none(),
+            "bootstrap off"
+        );
         assert!(
             loaded.config.allowed_origins.is_empty(),
             "no CORS grant by default"
@@ -141,7 +245,7 @@ mod tests {
             ("http://localhost:80a", None, "non-numeric port"),
         ];
         for (raw, want, why) in cases {
-            let loaded = load(&[(vars::ALLOWED_ORIGINS, raw)]);
+            let loaded = load(&[(vars::ALLOWED_ORIGINS, raw), (vars::JWT_SIGNING_KEYS, KEYS)]);
             let got = loaded.config.allowed_origins.first().map(String::as_str);
             assert_eq!(got, want, "{why}");
             assert_eq!(
@@ -162,13 +266,71 @@ mod tests {
             ("1MB", None, "units are not parsed"),
         ];
         for (raw, want, why) in cases {
-            let loaded = load(&[(vars::MAX_BODY_BYTES, raw)]);
+            let loaded = load(&[(vars::MAX_BODY_BYTES, raw), (vars::JWT_SIGNING_KEYS, KEYS)]);
             let expected = want.unwrap_or(DEFAULT_MAX_BODY_BYTES);
             assert_eq!(loaded.config.max_body_bytes, expected, "{why}");
             assert_eq!(
                 loaded.problems.iter().any(|p| p.contains("MAX_BODY_BYTES")),
                 want.is_none(),
                 "{why}: a bad value is reported by name"
+            );
+        }
+    }
+
+    #[test]
+    fn auth_secrets_are_checked_and_never_printed() {
+        let bootstrap = "b".repeat(MIN_BOOTSTRAP_TOKEN_LEN);
+        let loaded = load(&[
+            (vars::JWT_SIGNING_KEYS, KEYS),
+            (vars::BOOTSTRAP_TOKEN, &bootstrap),
+            (vars::JWT_ISSUER, "https://auth.example.com"),
+        ]);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let auth = &loaded.config.auth;
+        assert_eq!(
+            auth.signing_keys.as_ref().map(SigningKeys::active_kid),
+            Some("k1")
+        );
+        assert_eq!(auth.issuer, "https://auth.example.com");
+        assert_eq!(auth.audience, DEFAULT_JWT_AUDIENCE);
+        assert!(
+            auth.bootstrap_token
+                .as_ref()
+                .is_some_and(|t| t.matches(&bootstrap))
+        );
+        let printed = format!("{:?}", loaded.config);
+        assert!(!printed.contains(&bootstrap), "{printed}");
+        assert!(!printed.contains("AQEBAQ"), "{printed}");
+
+        let cases = [
+            (
+                vars::JWT_SIGNING_KEYS,
+                "k1:short",
+                "JWT_SIGNING_KEYS: key \"k1\"",
+            ),
+            (vars::JWT_SIGNING_KEYS, "   ", "JWT_SIGNING_KEYS: not set"),
+            (
+                vars::BOOTSTRAP_TOKEN,
+                "guessable",
+                "BOOTSTRAP_TOKEN: shorter",
+            ),
+        ];
+        for (name, raw, want) in cases {
+            let mut vars = vec![(vars::JWT_SIGNING_KEYS, KEYS)];
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, raw));
+            let loaded = load(&vars);
+            assert!(
+                loaded.problems.iter().any(|p| p.starts_with(want)),
+                "{name}={raw:?}: {:?}",
+                loaded.problems
+            );
+            assert!(
+                !loaded
+                    .problems
+                    .iter()
+                    .any(|p| p.contains(raw) && raw.len() > 8),
+                "the value is not echoed"
             );
         }
     }

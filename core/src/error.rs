@@ -6,6 +6,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use crate::router::method_list;
+use crate::validate::FieldError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -30,7 +31,48 @@ pub enum ApiError {
     NotReady { checks: Vec<Check> },
     /// A storage port failed; the cause is logged, never returned.
     StorageUnavailable,
+    /// The body is not of the media type the route reads.
+    UnsupportedMediaType { expected: &'static str },
+    /// The body is not JSON.
+    MalformedJson { detail: String },
+    /// The body is JSON, but fields are missing or invalid.
+    Validation { errors: Vec<FieldError> },
+    /// The route needs credentials and none were sent.
+    Unauthenticated,
+    /// The bearer token was refused (signature, expiry, issuer, …).
+    InvalidToken { reason: &'static str },
+    /// The API key is unknown or revoked.
+    InvalidApiKey,
+    /// Login failed: unknown tenant, unknown user or wrong password alike.
+    InvalidCredentials,
+    /// The refresh token is unknown, expired or revoked.
+    InvalidRefreshToken,
+    /// A rotated refresh token was presented again; its family is revoked.
+    RefreshTokenReused,
+    /// Authenticated, but the role does not allow this.
+    Forbidden,
+    /// The API key lacks the scope this route needs.
+    InsufficientScope { required: &'static str },
+    /// `X-Tenant-ID` names another tenant than the credentials.
+    TenantMismatch,
+    /// `BOOTSTRAP_TOKEN` is not configured, so bootstrapping is off.
+    BootstrapDisabled,
+    /// A scope only the operator tenant may grant.
+    ScopeNotGrantable { scope: String },
+    /// Another user of the tenant has this email.
+    EmailTaken,
+    /// A tenant with this id exists.
+    TenantExists,
+    /// A tenant exists already; bootstrapping happens once.
+    AlreadyBootstrapped,
+    /// The change would leave the tenant without an admin.
+    LastAdmin,
+    /// Signing keys are missing or malformed; see `GET /readyz`.
+    AuthUnavailable,
 }
+
+/// The `WWW-Authenticate` challenge of 401 and scope-related 403 answers.
+const REALM: &str = "Bearer realm=\"tepi\"";
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -38,8 +80,27 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::CorsOriginRefused => StatusCode::FORBIDDEN,
-            Self::NotReady { .. } | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady { .. } | Self::StorageUnavailable | Self::AuthUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MalformedJson { .. } => StatusCode::BAD_REQUEST,
+            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthenticated
+            | Self::InvalidToken { .. }
+            | Self::InvalidApiKey
+            | Self::InvalidCredentials
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            Self::CorsOriginRefused
+            | Self::Forbidden
+            | Self::InsufficientScope { .. }
+            | Self::TenantMismatch
+            | Self::BootstrapDisabled
+            | Self::ScopeNotGrantable { .. } => StatusCode::FORBIDDEN,
+            Self::EmailTaken | Self::TenantExists | Self::AlreadyBootstrapped | Self::LastAdmin => {
+                StatusCode::CONFLICT
+            }
         }
     }
 
@@ -52,6 +113,25 @@ impl ApiError {
             Self::CorsOriginRefused => "cors_origin_refused",
             Self::NotReady { .. } => "not_ready",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::MalformedJson { .. } => "malformed_json",
+            Self::Validation { .. } => "validation_failed",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidToken { .. } => "invalid_token",
+            Self::InvalidApiKey => "invalid_api_key", // pragma: allowlist secret
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::Forbidden => "forbidden",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::TenantMismatch => "tenant_mismatch",
+            Self::BootstrapDisabled => "bootstrap_disabled",
+            Self::ScopeNotGrantable { .. } => "scope_not_grantable",
+            Self::EmailTaken => "email_taken",
+            Self::TenantExists => "tenant_exists",
+            Self::AlreadyBootstrapped => "already_bootstrapped",
+            Self::LastAdmin => "last_admin",
+            Self::AuthUnavailable => "auth_unavailable",
         }
     }
 
@@ -72,6 +152,49 @@ impl ApiError {
                 "Storage is unavailable; retry later and quote the request id if it persists."
                     .to_owned()
             }
+            Self::UnsupportedMediaType { expected } => {
+                format!("This resource reads request bodies of type {expected}.")
+            }
+            Self::MalformedJson { detail } => format!("The body is not valid JSON: {detail}."),
+            Self::Validation { .. } => {
+                "The request body has invalid fields; see `errors`.".to_owned()
+            }
+            Self::Unauthenticated => {
+                "This resource needs credentials: an access token or an API key.".to_owned()
+            }
+            Self::InvalidToken { reason } => format!("The access token was refused: {reason}."),
+            Self::InvalidApiKey => "The API key is unknown or has been deleted.".to_owned(), // pragma: allowlist secret
+            Self::InvalidCredentials => "The tenant, email or password is wrong.".to_owned(),
+            Self::InvalidRefreshToken => {
+                "The refresh token is unknown, expired or revoked; log in again.".to_owned()
+            }
+            Self::RefreshTokenReused => "This refresh token was already used; every session \
+                 it belongs to has been revoked. Log in again."
+                .to_owned(),
+            Self::Forbidden => "Your role does not allow this.".to_owned(),
+            Self::InsufficientScope { required } => {
+                format!("The API key lacks the scope {required}.")
+            }
+            Self::TenantMismatch => {
+                "X-Tenant-ID names another tenant than your credentials.".to_owned()
+            }
+            Self::BootstrapDisabled => {
+                "Bootstrapping is off: BOOTSTRAP_TOKEN is not configured.".to_owned()
+            }
+            Self::ScopeNotGrantable { scope } => {
+                format!("Only the operator tenant's admins may grant {scope}.")
+            }
+            Self::EmailTaken => "Another user of this tenant has this email.".to_owned(),
+            Self::TenantExists => "A tenant with this id exists.".to_owned(),
+            Self::AlreadyBootstrapped => {
+                "A tenant exists already; bootstrapping happens once. Log in instead.".to_owned()
+            }
+            Self::LastAdmin => "This would leave the tenant without an admin.".to_owned(),
+            Self::AuthUnavailable => {
+                "Authentication is unavailable: the signing keys are not configured. \
+                 GET /readyz names the problem."
+                    .to_owned()
+            }
         }
     }
 
@@ -90,10 +213,57 @@ impl ApiError {
             Self::PayloadTooLarge { limit } => {
                 body.insert("limit_bytes".to_owned(), json!(limit));
             }
+            Self::Validation { errors } => {
+                let errors: Vec<Value> = errors
+                    .iter()
+                    .map(|e| json!({"field": e.field, "code": e.code, "message": e.message}))
+                    .collect();
+                body.insert("errors".to_owned(), Value::Array(errors));
+            }
+            Self::InsufficientScope { required } => {
+                body.insert("required_scope".to_owned(), json!(required));
+            }
             Self::NotFound
             | Self::MethodNotAllowed { .. }
             | Self::CorsOriginRefused
-            | Self::StorageUnavailable => {}
+            | Self::StorageUnavailable
+            | Self::UnsupportedMediaType { .. }
+            | Self::MalformedJson { .. }
+            | Self::Unauthenticated
+            | Self::InvalidToken { .. }
+            | Self::InvalidApiKey
+            | Self::InvalidCredentials
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused
+            | Self::Forbidden
+            | Self::TenantMismatch
+            | Self::BootstrapDisabled
+            | Self::ScopeNotGrantable { .. }
+            | Self::EmailTaken
+            | Self::TenantExists
+            | Self::AlreadyBootstrapped
+            | Self::LastAdmin
+            | Self::AuthUnavailable => {}
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750) this refusal carries.
+    fn challenge(&self) -> Option<String> {
+        match self {
+            Self::Unauthenticated
+            | Self::InvalidCredentials
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused => Some(REALM.to_owned()),
+            Self::InvalidToken { reason } => Some(format!(
+                "{REALM}, error=\"invalid_token\", error_description=\"{reason}\""
+            )),
+            Self::InvalidApiKey => Some(format!(
+                "{REALM}, error=\"invalid_token\", error_description=\"unknown API key\""
+            )),
+            Self::InsufficientScope { required } => Some(format!(
+                "{REALM}, error=\"insufficient_scope\", scope=\"{required}\""
+            )),
+            _ => None,
         }
     }
 
@@ -124,6 +294,13 @@ impl ApiError {
         {
             response.headers_mut().insert(header::ALLOW, value);
         }
+        if let Some(challenge) = self.challenge()
+            && let Ok(value) = HeaderValue::from_str(&challenge)
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
         response
     }
 }
@@ -151,6 +328,55 @@ mod tests {
             (ApiError::CorsOriginRefused, 403, "cors_origin_refused"),
             (ApiError::NotReady { checks: vec![] }, 503, "not_ready"),
             (ApiError::StorageUnavailable, 503, "storage_unavailable"),
+            (
+                ApiError::UnsupportedMediaType {
+                    expected: "application/json",
+                },
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                ApiError::MalformedJson { detail: "x".into() },
+                400,
+                "malformed_json",
+            ),
+            (
+                ApiError::Validation { errors: vec![] },
+                422,
+                "validation_failed",
+            ),
+            (ApiError::Unauthenticated, 401, "unauthenticated"),
+            (
+                ApiError::InvalidToken { reason: "expired" },
+                401,
+                "invalid_token",
+            ),
+            (ApiError::InvalidApiKey, 401, "invalid_api_key"),
+            (ApiError::InvalidCredentials, 401, "invalid_credentials"),
+            (ApiError::InvalidRefreshToken, 401, "invalid_refresh_token"),
+            (ApiError::RefreshTokenReused, 401, "refresh_token_reused"),
+            (ApiError::Forbidden, 403, "forbidden"),
+            (
+                ApiError::InsufficientScope {
+                    required: "metrics:read",
+                },
+                403,
+                "insufficient_scope",
+            ),
+            (ApiError::TenantMismatch, 403, "tenant_mismatch"),
+            (ApiError::BootstrapDisabled, 403, "bootstrap_disabled"),
+            (
+                ApiError::ScopeNotGrantable {
+                    scope: "metrics:read".into(),
+                },
+                403,
+                "scope_not_grantable",
+            ),
+            (ApiError::EmailTaken, 409, "email_taken"),
+            (ApiError::TenantExists, 409, "tenant_exists"),
+            (ApiError::AlreadyBootstrapped, 409, "already_bootstrapped"),
+            (ApiError::LastAdmin, 409, "last_admin"),
+            (ApiError::AuthUnavailable, 503, "auth_unavailable"),
         ];
         for (error, status, code) in cases {
             let response = error.to_response("/x", "req-1");
@@ -173,7 +399,34 @@ mod tests {
                 body["detail"].as_str().is_some_and(|t| !t.is_empty()),
                 "{code}: detail"
             );
+            assert_eq!(
+                response.headers().contains_key(header::WWW_AUTHENTICATE),
+                status == 401 || code == "insufficient_scope",
+                "{code}: every 401 carries a challenge (RFC 9110 §15.5.2)"
+            );
         }
+    }
+
+    #[test]
+    fn challenges_follow_rfc_6750() {
+        let response = ApiError::InvalidToken {
+            reason: "the token has expired",
+        }
+        .to_response("/v1/auth/me", "r");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"tepi\", error=\"invalid_token\", error_description=\"the token has expired\""
+        );
+        let response = ApiError::InsufficientScope {
+            required: "metrics:read",
+        }
+        .to_response("/metrics", "r");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"tepi\", error=\"insufficient_scope\", scope=\"metrics:read\""
+        );
+        let body: Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["required_scope"], "metrics:read");
     }
 
     #[test]

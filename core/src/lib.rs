@@ -7,6 +7,7 @@
 //! with the [`Ports`] they wired, and convert the response back.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod context;
 pub mod cors;
@@ -19,6 +20,7 @@ pub mod router;
 pub mod security;
 pub mod storage;
 pub mod time;
+pub mod validate;
 
 #[cfg(test)]
 mod testing;
@@ -26,7 +28,9 @@ mod testing;
 pub use app::App;
 pub use config::{Config, LoadedConfig};
 pub use health::BuildInfo;
-pub use ports::{Clock, Entropy, KeyValue, PortError, Ports, Probe, Rows, Sql, SqlValue};
+pub use ports::{
+    Clock, Entropy, KeyValue, PortError, Ports, Probe, Rows, Sql, SqlValue, Statement,
+};
 pub use time::Timestamp;
 
 /// Re-exported so adapters name the same versions the core uses.

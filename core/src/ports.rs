@@ -57,10 +57,104 @@ pub struct Rows {
     pub rows: Vec<Vec<SqlValue>>,
 }
 
-/// Parameterised SQL with SQLite semantics. One statement per call.
+impl PortError {
+    /// Whether SQLite refused the write for a constraint (`UNIQUE`, `CHECK`,
+    /// `NOT NULL`, foreign key). D1, Spin SQLite and rusqlite all pass
+    /// SQLite's own message through, which names the constraint.
+    pub fn is_constraint_violation(&self) -> bool {
+        self.0.contains("constraint failed")
+    }
+}
+
+/// One parameterised statement of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: &'static str,
+    pub params: Vec<SqlValue>,
+}
+
+impl Statement {
+    pub fn new(sql: &'static str, params: Vec<SqlValue>) -> Self {
+        Self { sql, params }
+    }
+}
+
+/// Parameterised SQL with SQLite semantics. One statement per `execute`
+/// (reads return their rows; writes may return rows with `RETURNING`).
 #[async_trait(?Send)]
 pub trait Sql {
     async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError>;
+
+    /// Runs the statements atomically: all of them or none. The default
+    /// wraps them in `BEGIN IMMEDIATE … COMMIT` on this connection (Spin
+    /// SQLite, rusqlite); D1 refuses explicit transactions and overrides
+    /// this with its own `batch`.
+    async fn batch(&self, statements: &[Statement]) -> Result<(), PortError> {
+        self.execute("BEGIN IMMEDIATE", &[]).await?;
+        for statement in statements {
+            if let Err(e) = self.execute(statement.sql, &statement.params).await {
+                // The original error matters more than a failed rollback.
+                let _ = self.execute("ROLLBACK", &[]).await;
+                return Err(e);
+            }
+        }
+        self.execute("COMMIT", &[]).await.map(drop)
+    }
+}
+
+/// Convenience constructors for parameters.
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        Self::Text(value.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(value: i64) -> Self {
+        Self::Integer(value)
+    }
+}
+
+impl From<bool> for SqlValue {
+    fn from(value: bool) -> Self {
+        Self::Integer(i64::from(value))
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Self::Null, Into::into)
+    }
+}
+
+impl SqlValue {
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn as_integer(&self) -> Option<i64> {
+        match self {
+            Self::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl Rows {
+    /// The value of `column` in row `row`, if both exist.
+    pub fn get(&self, row: usize, column: &str) -> Option<&SqlValue> {
+        let index = self.columns.iter().position(|c| c == column)?;
+        self.rows.get(row)?.get(index)
+    }
 }
 
 /// A key-value store (Workers KV, Spin key-value). No atomic updates:

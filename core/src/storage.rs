@@ -15,10 +15,16 @@ pub struct Migration {
 }
 
 /// Every migration, in order. A test checks this list against the folder.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "0001_http_metrics.sql",
-    sql: include_str!("../../migrations/0001_http_metrics.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "0001_http_metrics.sql",
+        sql: include_str!("../../migrations/0001_http_metrics.sql"),
+    },
+    Migration {
+        name: "0002_auth.sql",
+        sql: include_str!("../../migrations/0002_auth.sql"),
+    },
+];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -22,6 +22,31 @@ impl Entropy for CountingEntropy {
     }
 }
 
+/// Pseudo-random bytes from a fixed seed (SplitMix64): reproducible, and
+/// unlike `CountingEntropy` it does not repeat after 256 bytes, so ids and
+/// salts stay distinct across a long test.
+#[derive(Debug)]
+pub struct SeededEntropy(Cell<u64>);
+
+impl SeededEntropy {
+    pub fn new(seed: u64) -> Self {
+        Self(Cell::new(seed))
+    }
+}
+
+impl Entropy for SeededEntropy {
+    fn fill(&self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let mut z = self.0.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            self.0.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
 /// A clock that advances by `step_micros` every time it is read.
 #[derive(Debug)]
 pub struct SteppingClock {

@@ -28,6 +28,11 @@ impl Timestamp {
         self.0
     }
 
+    /// Whole seconds since the epoch, as JWT claims and SQL columns hold them.
+    pub fn as_unix_secs(self) -> i64 {
+        i64::try_from(self.0 / 1_000_000).unwrap_or(i64::MAX)
+    }
+
     /// Milliseconds elapsed from `earlier` to `self`; zero when the clock went
     /// backwards (the platform's clock is not guaranteed monotonic).
     pub fn millis_since(self, earlier: Self) -> f64 {

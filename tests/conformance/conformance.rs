@@ -6,7 +6,11 @@
 //!
 //! Expected configuration of the build under test: `ALLOWED_ORIGINS`
 //! containing `TEPI_ALLOWED_ORIGIN` (default `http://localhost:3000`) and a
-//! body limit of `TEPI_MAX_BODY_BYTES` (default 1 MiB).
+//! body limit of `TEPI_MAX_BODY_BYTES` (default 1 MiB), and the bootstrap
+//! token in `TEPI_TEST_BOOTSTRAP_TOKEN` (the suite bootstraps the operator
+//! tenant itself when the build's database is empty).
+
+mod auth;
 
 use std::env;
 use std::sync::LazyLock;
@@ -62,7 +66,7 @@ impl Reply {
     }
 }
 
-fn send(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+pub(crate) fn send(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
     let mut req = http::Request::builder()
         .method(Method::from_bytes(method.as_bytes()).expect("method"))
         .uri(format!("{}{path}", TARGET.base_url));
@@ -366,7 +370,8 @@ fn requests_total(exposition: &str, method: &str, route: &str, status: u16) -> u
 #[test]
 fn metrics_expose_prometheus_text_and_count_the_suites_requests() {
     let scrape = || {
-        let reply = get("/metrics", &[]);
+        let bearer = format!("Bearer {}", auth::metrics_key());
+        let reply = get("/metrics", &[("authorization", &bearer)]);
         assert_eq!(reply.status, 200);
         assert_eq!(
             reply.header("content-type"),

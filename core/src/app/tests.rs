@@ -26,11 +26,35 @@ fn app_with(vars: &[(&str, &str)]) -> App {
     App::new(loaded, BuildInfo::for_target("test"))
 }
 
+/// Test-only signing keys (seeds of repeated bytes, obviously not secret).
+const KEYS: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+
 fn app() -> App {
     app_with(&[
         (vars::ALLOWED_ORIGINS, ORIGIN),
         (vars::MAX_BODY_BYTES, "16"),
+        (vars::JWT_SIGNING_KEYS, KEYS),
     ])
+}
+
+/// The metrics exposition as `GET /metrics` renders it, read past the
+/// route's authorisation (which `auth` tests cover).
+fn scrape(app: &App, sql: Option<&dyn Sql>) -> String {
+    let entropy = CountingEntropy::default();
+    let clock = SteppingClock::new(START, 0);
+    let ports = Ports {
+        entropy: &entropy,
+        clock: &clock,
+        probes: &[],
+        sql,
+        kv: None,
+    };
+    let response = block_on(app.metrics_text(&ports)).unwrap();
+    assert_eq!(
+        header_str(&response, "content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    String::from_utf8(response.body().to_vec()).unwrap()
 }
 
 struct Call<'a> {
@@ -137,7 +161,10 @@ fn readiness_reports_each_check_and_fails_with_a_reason() {
         "binding UPLOADS is not configured"
     );
 
-    let misconfigured = app_with(&[(vars::MAX_BODY_BYTES, "lots")]);
+    let misconfigured = app_with(&[
+        (vars::MAX_BODY_BYTES, "lots"),
+        (vars::JWT_SIGNING_KEYS, KEYS),
+    ]);
     let body = body_json(&send(&misconfigured, get("/readyz")));
     assert!(
         body["checks"]["config"]
@@ -424,13 +451,7 @@ fn metrics_count_requests_by_route_pattern() {
             ..get("/healthz")
         },
     );
-    let response = send(&app, get("/metrics"));
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        header_str(&response, "content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
-    );
-    let text = std::str::from_utf8(response.body()).unwrap();
+    let text = scrape(&app, None);
     let cases = [
         (
             "http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2\n",
@@ -498,7 +519,22 @@ fn route_table_lists_every_route_once() {
             "GET /healthz",
             "GET /readyz",
             "GET /version",
-            "GET /metrics"
+            "GET /.well-known/jwks.json",
+            "GET /metrics",
+            "POST /v1/bootstrap",
+            "POST /v1/auth/login",
+            "POST /v1/auth/refresh",
+            "POST /v1/auth/logout",
+            "GET /v1/auth/me",
+            "GET /v1/users",
+            "POST /v1/users",
+            "GET /v1/users/{id}",
+            "PATCH /v1/users/{id}",
+            "DELETE /v1/users/{id}",
+            "GET /v1/api-keys",
+            "POST /v1/api-keys",
+            "DELETE /v1/api-keys/{id}",
+            "POST /v1/tenants",
         ]
     );
 }
@@ -512,9 +548,7 @@ fn metrics_in_sql_are_summed_across_instances() {
         send_full(&fresh(), get("/version"), &[], Some(&db), None, START);
     }
     send_full(&fresh(), get("/nope"), &[], Some(&db), None, START);
-    let response = send_full(&fresh(), get("/metrics"), &[], Some(&db), None, START);
-    assert_eq!(response.status(), 200);
-    let text = std::str::from_utf8(response.body()).unwrap();
+    let text = scrape(&fresh(), Some(&db));
     let cases = [
         "http_requests_total{method=\"GET\",route=\"/version\",status=\"200\"} 3\n",
         "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1\n",
@@ -529,7 +563,7 @@ fn metrics_in_sql_are_summed_across_instances() {
 fn metrics_in_sql_without_a_database_stay_in_memory() {
     let app = app().with_metrics_in_sql();
     send(&app, get("/version"));
-    let text = String::from_utf8(send(&app, get("/metrics")).body().to_vec()).unwrap();
+    let text = scrape(&app, None);
     assert!(
         text.contains("route=\"/version\",status=\"200\"} 1"),
         "{text}"
@@ -564,3 +598,5 @@ fn version_reports_when_the_build_first_served() {
     let without_store = body_json(&send(&app(), get("/version")));
     assert_eq!(without_store["serving_since"], Value::Null);
 }
+
+mod auth;

@@ -1,7 +1,7 @@
 //! The `DB` D1 database as the core's `Sql` port.
 
 use async_trait::async_trait;
-use tepi_core::{PortError, Rows, Sql, SqlValue};
+use tepi_core::{PortError, Rows, Sql, SqlValue, Statement};
 use worker::js_sys::{self, Array, Function, Object, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -99,5 +99,25 @@ impl Sql for D1Sql {
             .map(|row| Array::from(&row).iter().map(|v| from_js(&v)).collect())
             .collect();
         Ok(Rows { columns, rows })
+    }
+
+    /// D1 refuses `BEGIN`; its own `batch` runs the statements as one
+    /// transaction.
+    async fn batch(&self, statements: &[Statement]) -> Result<(), PortError> {
+        let mut prepared = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let params: Vec<JsValue> = statement.params.iter().map(to_js).collect();
+            prepared.push(
+                self.0
+                    .prepare(statement.sql)
+                    .bind(&params)
+                    .map_err(|e| PortError(format!("binding {DB}: {e}")))?,
+            );
+        }
+        self.0
+            .batch(prepared)
+            .await
+            .map(drop)
+            .map_err(|e| PortError(format!("binding {DB}: {e}")))
     }
 }

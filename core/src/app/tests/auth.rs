@@ -1,0 +1,944 @@
+//! Auth, tenancy and RBAC through `App::handle`, on real SQLite.
+
+use std::cell::Cell;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use serde_json::{Value, json};
+
+use super::{KEYS, START, app_with, body_json, header_str};
+use crate::app::App;
+use crate::auth::rbac;
+use crate::config::vars;
+use crate::ports::Ports;
+use crate::testing::{SeededEntropy, SqliteSql, SteppingClock, block_on};
+use crate::time::Timestamp;
+
+/// Obviously fake; long enough for the configured minimum.
+const BOOTSTRAP: &str = "test-bootstrap-token-0123456789abcdef";
+
+fn password(who: &str) -> String {
+    format!("{who}-long-enough-pass")
+}
+
+/// One database and one app; requests share entropy so ids stay distinct,
+/// and time moves only when a test moves it.
+struct Fixture {
+    app: App,
+    db: SqliteSql,
+    entropy: SeededEntropy,
+    now: Cell<Timestamp>,
+}
+
+struct Req<'a> {
+    method: Method,
+    path: &'a str,
+    token: Option<&'a str>,
+    tenant_header: Option<&'a str>,
+    body: Option<Value>,
+}
+
+fn req(method: Method, path: &str) -> Req<'_> {
+    Req {
+        method,
+        path,
+        token: None,
+        tenant_header: None,
+        body: None,
+    }
+}
+
+impl<'a> Req<'a> {
+    fn token(mut self, token: &'a str) -> Self {
+        self.token = Some(token);
+        self
+    }
+    fn tenant(mut self, tenant: &'a str) -> Self {
+        self.tenant_header = Some(tenant);
+        self
+    }
+    fn json(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+/// Who is calling, for the matrix.
+struct Session {
+    access: String,
+    refresh: String,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self::with_vars(&[
+            (vars::JWT_SIGNING_KEYS, KEYS),
+            (vars::BOOTSTRAP_TOKEN, BOOTSTRAP),
+            (vars::MAX_BODY_BYTES, "65536"),
+        ])
+    }
+
+    fn with_vars(vars: &[(&str, &str)]) -> Self {
+        Self {
+            app: app_with(vars),
+            db: SqliteSql::open_in_memory(),
+            entropy: SeededEntropy::new(42),
+            now: Cell::new(START),
+        }
+    }
+
+    fn send(&self, r: Req<'_>) -> Response<Bytes> {
+        let mut builder = Request::builder().method(r.method).uri(r.path);
+        if let Some(token) = r.token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(tenant) = r.tenant_header {
+            builder = builder.header("x-tenant-id", tenant);
+        }
+        let body = match r.body {
+            Some(body) => {
+                builder = builder.header("content-type", "application/json");
+                Bytes::from(serde_json::to_vec(&body).unwrap())
+            }
+            None => Bytes::new(),
+        };
+        let clock = SteppingClock::new(self.now.get(), 1_000);
+        let ports = Ports {
+            entropy: &self.entropy,
+            clock: &clock,
+            probes: &[],
+            sql: Some(&self.db),
+            kv: None,
+        };
+        block_on(
+            self.app
+                .handle(builder.body(body).unwrap(), &ports, self.now.get()),
+        )
+    }
+
+    fn advance(&self, secs: u64) {
+        let micros = self.now.get().as_unix_micros() + secs * 1_000_000;
+        self.now.set(Timestamp::from_unix_micros(micros));
+    }
+
+    fn bootstrap(&self) {
+        let response = self.send(
+            req(Method::POST, "/v1/bootstrap")
+                .token(BOOTSTRAP)
+                .json(json!({"tenant": "acme", "name": "Acme", "email": "root@acme.test", "password": password("root")})),
+        );
+        assert_eq!(response.status(), 201, "{}", body_json(&response));
+    }
+
+    fn login(&self, tenant: &str, email: &str, password: &str) -> Response<Bytes> {
+        self.send(
+            req(Method::POST, "/v1/auth/login")
+                .json(json!({"tenant": tenant, "email": email, "password": password})),
+        )
+    }
+
+    fn session(&self, tenant: &str, email: &str, who: &str) -> Session {
+        let response = self.login(tenant, email, &password(who));
+        assert_eq!(response.status(), 200, "{}", body_json(&response));
+        let body = body_json(&response);
+        Session {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn create_user(&self, admin: &str, email: &str, who: &str, role: &str) -> String {
+        let response = self.send(
+            req(Method::POST, "/v1/users")
+                .token(admin)
+                .json(json!({"email": email, "password": password(who), "role": role})),
+        );
+        assert_eq!(response.status(), 201, "{}", body_json(&response));
+        body_json(&response)["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Two tenants: `acme` (the operator, bootstrapped) with an admin and a
+/// user, and `globex` with its own admin.
+struct World {
+    f: Fixture,
+    root: Session,
+    user: Session,
+    user_id: String,
+    other_admin: Session,
+}
+
+fn world() -> World {
+    let f = Fixture::new();
+    f.bootstrap();
+    let root = f.session("acme", "root@acme.test", "root");
+    let user_id = f.create_user(&root.access, "ann@acme.test", "ann", "user");
+    let user = f.session("acme", "ann@acme.test", "ann");
+    let created = f.send(
+        req(Method::POST, "/v1/tenants")
+            .token(&root.access)
+            .json(json!({
+                "id": "globex", "name": "Globex",
+                "admin_email": "boss@globex.test", "admin_password": password("boss"),
+            })),
+    );
+    assert_eq!(created.status(), 201, "{}", body_json(&created));
+    let other_admin = f.session("globex", "boss@globex.test", "boss");
+    World {
+        f,
+        root,
+        user,
+        user_id,
+        other_admin,
+    }
+}
+
+fn problem_code(response: &Response<Bytes>) -> String {
+    assert_eq!(
+        header_str(response, "content-type"),
+        Some("application/problem+json")
+    );
+    body_json(response)["code"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn login_me_refresh_logout() {
+    let w = world();
+    let f = &w.f;
+
+    let me = f.send(req(Method::GET, "/v1/auth/me").token(&w.user.access));
+    assert_eq!(me.status(), 200);
+    let body = body_json(&me);
+    assert_eq!(body["email"], "ann@acme.test");
+    assert_eq!(
+        (body["tenant"].as_str(), body["role"].as_str()),
+        (Some("acme"), Some("user"))
+    );
+    assert_eq!(body["id"], w.user_id.as_str());
+    assert!(body.get("password_hash").is_none());
+
+    let login = body_json(&f.login("acme", "ANN@acme.test ", &password("ann")));
+    assert_eq!(
+        login["token_type"], "Bearer",
+        "emails match case-insensitively"
+    );
+    assert_eq!(login["expires_in"], 900);
+    assert!(login["refresh_token"].as_str().unwrap().starts_with("tpr_"));
+
+    f.advance(60);
+    let refreshed = f
+        .send(req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": w.user.refresh})));
+    assert_eq!(refreshed.status(), 200);
+    assert_eq!(header_str(&refreshed, "cache-control"), Some("no-store"));
+    let rotated = body_json(&refreshed);
+    let new_refresh = rotated["refresh_token"].as_str().unwrap();
+    assert_ne!(new_refresh, w.user.refresh, "rotated on use");
+    let new_access = rotated["access_token"].as_str().unwrap();
+    assert_eq!(
+        f.send(req(Method::GET, "/v1/auth/me").token(new_access))
+            .status(),
+        200
+    );
+
+    let logout =
+        f.send(req(Method::POST, "/v1/auth/logout").json(json!({"refresh_token": new_refresh})));
+    assert_eq!(logout.status(), 204);
+    let after =
+        f.send(req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": new_refresh})));
+    assert_eq!(after.status(), 401);
+    assert_eq!(problem_code(&after), "invalid_refresh_token");
+    assert!(header_str(&after, "www-authenticate").is_some());
+}
+
+#[test]
+fn reusing_a_rotated_refresh_token_revokes_the_family() {
+    let w = world();
+    let f = &w.f;
+    let first = body_json(&f.send(
+        req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": w.user.refresh})),
+    ));
+    let successor = first["refresh_token"].as_str().unwrap().to_owned();
+
+    let replay = f
+        .send(req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": w.user.refresh})));
+    assert_eq!(replay.status(), 401);
+    assert_eq!(problem_code(&replay), "refresh_token_reused");
+
+    let victim =
+        f.send(req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": successor})));
+    assert_eq!(victim.status(), 401, "the successor died with its family");
+    assert_eq!(problem_code(&victim), "invalid_refresh_token");
+
+    // Other sessions of the same user are other families and live on.
+    let other = f.session("acme", "ann@acme.test", "ann");
+    let ok =
+        f.send(req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": other.refresh})));
+    assert_eq!(ok.status(), 200);
+}
+
+#[test]
+fn refresh_tokens_expire_and_are_stored_only_as_digests() {
+    let w = world();
+    let f = &w.f;
+    let stored = block_on(crate::ports::Sql::execute(
+        &f.db,
+        "SELECT token_hash FROM refresh_tokens",
+        &[],
+    ))
+    .unwrap();
+    let hashes: Vec<String> = crate::auth::store::each(&stored)
+        .map(|r| r.text("token_hash").unwrap())
+        .collect();
+    assert!(!hashes.is_empty());
+    assert!(
+        !hashes.iter().any(|h| h == &w.user.refresh),
+        "no plaintext token"
+    );
+    assert!(hashes.contains(&crate::auth::secret::digest(&w.user.refresh)));
+
+    f.advance(30 * 24 * 3600 + 1);
+    let late = f
+        .send(req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": w.user.refresh})));
+    assert_eq!(problem_code(&late), "invalid_refresh_token");
+}
+
+#[test]
+fn unknown_user_unknown_tenant_and_wrong_password_answer_alike() {
+    let w = world();
+    let f = &w.f;
+    let cases = [
+        ("acme", "ann@acme.test", "wrong-password-here"),
+        ("acme", "nobody@acme.test", "wrong-password-here"),
+        ("initech", "ann@acme.test", "wrong-password-here"),
+        ("globex", "ann@acme.test", "ann-long-enough-pass"),
+    ];
+    let mut seen = Vec::new();
+    for (tenant, email, pw) in cases {
+        let response = f.login(tenant, email, pw);
+        assert_eq!(response.status(), 401, "{tenant}/{email}");
+        let mut body = body_json(&response);
+        body.as_object_mut().unwrap().remove("request_id");
+        seen.push((
+            body,
+            header_str(&response, "www-authenticate").map(str::to_owned),
+        ));
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] == w[1]),
+        "identical answers: {seen:#?}"
+    );
+    assert_eq!(seen[0].0["code"], "invalid_credentials");
+}
+
+#[test]
+fn refused_tokens_answer_401_with_a_challenge() {
+    let w = world();
+    let f = &w.f;
+    let (_, rest) = w.user.access.split_once('.').unwrap();
+    let none = format!(
+        "{}.{}.",
+        <base64ct::Base64UrlUnpadded as base64ct::Encoding>::encode_string(
+            br#"{"alg":"none","kid":"k1"}"#
+        ),
+        rest.split_once('.').unwrap().0
+    );
+    let other_keys =
+        crate::auth::keys::SigningKeys::parse("k1:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI")
+            .unwrap();
+    let forged = other_keys.sign(
+        crate::auth::keys::AccessClaims {
+            iss: "tepi".into(),
+            aud: "tepi-api".into(),
+            sub: w.user_id.clone(),
+            tenant: "acme".into(),
+            role: "admin".into(),
+            jti: "x".into(),
+        },
+        START,
+    );
+    let cases = [
+        (none.as_str(), "algorithm"),
+        (forged.as_str(), "signature"),
+        ("garbage", "malformed"),
+    ];
+    for (token, why) in cases {
+        let response = f.send(req(Method::GET, "/v1/auth/me").token(token));
+        assert_eq!(response.status(), 401, "{why}");
+        assert_eq!(problem_code(&response), "invalid_token", "{why}");
+        let challenge = header_str(&response, "www-authenticate").unwrap();
+        assert!(
+            challenge.starts_with("Bearer realm=\"tepi\", error=\"invalid_token\""),
+            "{challenge}"
+        );
+        assert!(challenge.contains(why), "{why}: {challenge}");
+    }
+    let anonymous = f.send(req(Method::GET, "/v1/auth/me"));
+    assert_eq!(problem_code(&anonymous), "unauthenticated");
+    assert_eq!(
+        header_str(&anonymous, "www-authenticate"),
+        Some("Bearer realm=\"tepi\"")
+    );
+
+    f.advance(15 * 60 + 31);
+    let expired = f.send(req(Method::GET, "/v1/auth/me").token(&w.user.access));
+    assert_eq!(problem_code(&expired), "invalid_token");
+    assert!(
+        body_json(&expired)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+}
+
+#[test]
+fn tokens_for_another_issuer_or_audience_are_refused() {
+    let w = world();
+    let strict = Fixture::with_vars(&[
+        (vars::JWT_SIGNING_KEYS, KEYS),
+        (vars::JWT_AUDIENCE, "another-api"),
+    ]);
+    // Same keys, same database contents are irrelevant: the audience differs.
+    let response = strict.send(req(Method::GET, "/v1/auth/me").token(&w.user.access));
+    assert_eq!(response.status(), 401);
+    assert!(
+        body_json(&response)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("audience")
+    );
+}
+
+#[test]
+fn a_tenant_header_that_disagrees_with_the_token_is_refused() {
+    let w = world();
+    let f = &w.f;
+    let cases = [
+        (Some("acme"), 200, "matches"),
+        (None, 200, "absent"),
+        (Some("globex"), 403, "another tenant"),
+        (Some("ACME"), 403, "malformed is not the same tenant"),
+    ];
+    for (header, status, why) in cases {
+        let mut r = req(Method::GET, "/v1/auth/me").token(&w.user.access);
+        if let Some(h) = header {
+            r = r.tenant(h);
+        }
+        let response = f.send(r);
+        assert_eq!(response.status(), status, "{why}");
+        if status == 403 {
+            assert_eq!(problem_code(&response), "tenant_mismatch");
+        }
+    }
+}
+
+#[test]
+fn one_tenant_cannot_read_or_change_anything_of_another() {
+    let w = world();
+    let f = &w.f;
+    let key = body_json(
+        &f.send(
+            req(Method::POST, "/v1/api-keys")
+                .token(&w.root.access)
+                .json(json!({"name": "prometheus", "scopes": ["metrics:read"]})),
+        ),
+    );
+    let key_id = key["id"].as_str().unwrap();
+    let user_path = format!("/v1/users/{}", w.user_id);
+    let key_path = format!("/v1/api-keys/{key_id}");
+    let attacker = w.other_admin.access.as_str();
+    let attempts = [
+        req(Method::GET, &user_path).token(attacker),
+        req(Method::PATCH, &user_path)
+            .token(attacker)
+            .json(json!({"role": "admin"})),
+        req(Method::PATCH, &user_path)
+            .token(attacker)
+            .json(json!({"password": "taken-over-password"})), // pragma: allowlist secret
+        req(Method::DELETE, &user_path).token(attacker),
+        req(Method::DELETE, &key_path).token(attacker),
+    ];
+    for attempt in attempts {
+        let what = format!("{} {}", attempt.method, attempt.path);
+        let response = f.send(attempt);
+        assert_eq!(
+            response.status(),
+            404,
+            "{what}: other tenants' ids do not exist"
+        );
+    }
+    let users = body_json(&f.send(req(Method::GET, "/v1/users").token(attacker)));
+    let emails: Vec<&str> = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        emails,
+        ["boss@globex.test"],
+        "lists show the caller's tenant only"
+    );
+    let keys = body_json(&f.send(req(Method::GET, "/v1/api-keys").token(attacker)));
+    assert_eq!(keys["items"], json!([]));
+    let cross_header = f.send(req(Method::GET, "/v1/users").token(attacker).tenant("acme"));
+    assert_eq!(problem_code(&cross_header), "tenant_mismatch");
+
+    // Nothing of acme changed: the user logs in with the old password, keeps
+    // the role, and the key still reads metrics.
+    let me = body_json(&f.send(
+        req(Method::GET, "/v1/auth/me").token(&f.session("acme", "ann@acme.test", "ann").access),
+    ));
+    assert_eq!(me["role"], "user");
+    let scrape = f.send(req(Method::GET, "/metrics").token(key["key"].as_str().unwrap()));
+    assert_eq!(scrape.status(), 200);
+}
+
+/// What a route needs in order to succeed for an allowed caller.
+fn template(method: &Method, pattern: &str, user_id: &str) -> (String, Option<Value>) {
+    let path = pattern.replace("{id}", user_id);
+    let body = match (method.as_str(), pattern) {
+        ("POST", "/v1/bootstrap") => Some(
+            json!({"tenant": "late", "name": "Late", "email": "a@late.test", "password": password("late")}),
+        ),
+        ("POST", "/v1/auth/login") => {
+            Some(json!({"tenant": "acme", "email": "ann@acme.test", "password": password("ann")}))
+        }
+        ("POST", "/v1/auth/refresh" | "/v1/auth/logout") => {
+            Some(json!({"refresh_token": "tpr_unknown"}))
+        }
+        ("POST", "/v1/users") => {
+            Some(json!({"email": "new@x.test", "password": password("new"), "role": "user"}))
+        }
+        ("PATCH", "/v1/users/{id}") => Some(json!({"role": "user"})),
+        ("POST", "/v1/api-keys") => Some(json!({"name": "k", "scopes": ["metrics:read"]})),
+        ("POST", "/v1/tenants") => Some(
+            json!({"id": "initech", "name": "Initech", "admin_email": "a@initech.test", "admin_password": password("ini")}),
+        ),
+        _ => None,
+    };
+    (path, body)
+}
+
+#[test]
+fn rbac_matrix_holds_for_every_route_and_caller() {
+    // Expected status per route for: anonymous, user, admin (operator
+    // tenant), admin of another tenant. The `{id}` is the acme user, so the
+    // other tenant's admin gets 404: for them it does not exist.
+    let expected: &[(&str, [u16; 4])] = &[
+        ("GET /healthz", [200, 200, 200, 200]),
+        ("GET /readyz", [200, 200, 200, 200]),
+        ("GET /version", [200, 200, 200, 200]),
+        ("GET /.well-known/jwks.json", [200, 200, 200, 200]),
+        ("GET /metrics", [401, 403, 200, 403]),
+        ("POST /v1/bootstrap", [401, 401, 401, 401]),
+        ("POST /v1/auth/login", [200, 200, 200, 200]),
+        ("POST /v1/auth/refresh", [401, 401, 401, 401]),
+        ("POST /v1/auth/logout", [204, 204, 204, 204]),
+        ("GET /v1/auth/me", [401, 200, 200, 200]),
+        ("GET /v1/users", [401, 403, 200, 200]),
+        ("POST /v1/users", [401, 403, 201, 201]),
+        ("GET /v1/users/{id}", [401, 403, 200, 404]),
+        ("PATCH /v1/users/{id}", [401, 403, 200, 404]),
+        ("DELETE /v1/users/{id}", [401, 403, 204, 404]),
+        ("GET /v1/api-keys", [401, 403, 200, 200]),
+        ("POST /v1/api-keys", [401, 403, 201, 403]),
+        ("DELETE /v1/api-keys/{id}", [401, 403, 404, 404]),
+        ("POST /v1/tenants", [401, 403, 201, 403]),
+    ];
+    let app = Fixture::new().app;
+    let routes: Vec<String> = app.routes().map(|(m, p)| format!("{m} {p}")).collect();
+    let listed: Vec<&str> = expected.iter().map(|(r, _)| *r).collect();
+    assert_eq!(
+        routes, listed,
+        "every route has a row here, and only routes do"
+    );
+    for (_, _, route) in app.router.routes() {
+        assert!(
+            rbac::requirement(*route).is_some(),
+            "{route:?} has no entry in the permission matrix"
+        );
+    }
+    assert_eq!(
+        rbac::MATRIX.len(),
+        routes.len(),
+        "one matrix entry per route"
+    );
+
+    for (route, statuses) in expected {
+        // A fresh world per route. The admin who may write goes last, so
+        // an allowed DELETE or POST cannot change the others' cases.
+        let w = world();
+        for i in [0, 1, 3, 2] {
+            let caller = ["anonymous", "user", "admin", "other-tenant admin"][i];
+            let token = match i {
+                0 => None,
+                1 => Some(w.user.access.as_str()),
+                2 => Some(w.root.access.as_str()),
+                _ => Some(w.other_admin.access.as_str()),
+            };
+            let (method, pattern) = route.split_once(' ').unwrap();
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let (path, body) = template(&method, pattern, &w.user_id);
+            let mut r = req(method, &path);
+            r.token = token;
+            r.body = body;
+            let response = w.f.send(r);
+            assert_eq!(
+                response.status().as_u16(),
+                statuses[i],
+                "{route} as {caller}: {}",
+                String::from_utf8_lossy(response.body())
+            );
+        }
+    }
+}
+
+#[test]
+fn without_signing_keys_protected_routes_answer_503_and_readyz_says_why() {
+    let f = Fixture::with_vars(&[(vars::BOOTSTRAP_TOKEN, BOOTSTRAP)]);
+    let ready = f.send(req(Method::GET, "/readyz"));
+    assert_eq!(ready.status(), 503);
+    let reason = body_json(&ready)["checks"]["config"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("JWT_SIGNING_KEYS: not set"), "{reason}");
+    let cases = [
+        req(Method::GET, "/v1/auth/me").token("whatever"),
+        req(Method::GET, "/v1/users"),
+        req(Method::GET, "/metrics").token("tpk_whatever"),
+        req(Method::GET, "/.well-known/jwks.json"),
+        req(Method::POST, "/v1/auth/login")
+            .json(json!({"tenant": "acme", "email": "a@b.c", "password": "x"})),
+        req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": "tpr_x"})),
+    ];
+    for case in cases {
+        let what = format!("{} {}", case.method, case.path);
+        let response = f.send(case);
+        assert_eq!(response.status(), 503, "{what}");
+        assert_eq!(problem_code(&response), "auth_unavailable", "{what}");
+    }
+    assert_eq!(f.send(req(Method::GET, "/healthz")).status(), 200);
+
+    let malformed = Fixture::with_vars(&[(vars::JWT_SIGNING_KEYS, "k1:not-a-seed")]);
+    let reason = body_json(&malformed.send(req(Method::GET, "/readyz")))["checks"]["config"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("JWT_SIGNING_KEYS: key \"k1\""), "{reason}");
+}
+
+#[test]
+fn bootstrap_happens_once_and_only_with_the_token() {
+    let body = json!({"tenant": "acme", "name": "Acme", "email": "root@acme.test", "password": password("root")});
+    let disabled = Fixture::with_vars(&[(vars::JWT_SIGNING_KEYS, KEYS)]);
+    let off = disabled.send(
+        req(Method::POST, "/v1/bootstrap")
+            .token(BOOTSTRAP)
+            .json(body.clone()),
+    );
+    assert_eq!(
+        (off.status().as_u16(), problem_code(&off).as_str()),
+        (403, "bootstrap_disabled")
+    );
+
+    let f = Fixture::new();
+    let cases = [
+        (None, 401, "unauthenticated"),
+        (
+            Some("wrong-token-wrong-token-wrong-token"),
+            401,
+            "invalid_token",
+        ),
+    ];
+    for (token, status, code) in cases {
+        let mut r = req(Method::POST, "/v1/bootstrap").json(body.clone());
+        r.token = token;
+        let response = f.send(r);
+        assert_eq!(
+            (response.status().as_u16(), problem_code(&response)),
+            (status, code.to_owned())
+        );
+    }
+    let weak = f.send(
+        req(Method::POST, "/v1/bootstrap")
+            .token(BOOTSTRAP)
+            .json(json!({"tenant": "Acme!", "name": "", "email": "root", "password": "short"})), // pragma: allowlist secret
+    );
+    assert_eq!(weak.status(), 422);
+    let fields: Vec<String> = body_json(&weak)["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["field"].as_str().unwrap(),
+                e["code"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "tenant:invalid",
+            "name:required",
+            "email:invalid",
+            "password:too_short"
+        ]
+    );
+
+    let created = f.send(
+        req(Method::POST, "/v1/bootstrap")
+            .token(BOOTSTRAP)
+            .json(body.clone()),
+    );
+    assert_eq!(created.status(), 201);
+    let created = body_json(&created);
+    assert_eq!(
+        (created["id"].as_str(), created["operator"].as_bool()),
+        (Some("acme"), Some(true))
+    );
+    assert_eq!(created["admin"]["role"], "admin");
+    let again = f.send(req(Method::POST, "/v1/bootstrap").token(BOOTSTRAP).json(
+        json!({"tenant": "other", "name": "Other", "email": "x@other.test", "password": password("x")}),
+    ));
+    assert_eq!(
+        (again.status().as_u16(), problem_code(&again).as_str()),
+        (409, "already_bootstrapped")
+    );
+    assert_eq!(
+        f.login("acme", "root@acme.test", &password("root"))
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn api_keys_are_shown_once_scoped_and_revocable() {
+    let w = world();
+    let f = &w.f;
+    let created = f.send(
+        req(Method::POST, "/v1/api-keys")
+            .token(&w.root.access)
+            .json(json!({"name": "prometheus", "scopes": ["metrics:read", "metrics:read"]})),
+    );
+    assert_eq!(created.status(), 201);
+    let created = body_json(&created);
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("tpk_"));
+    assert_eq!(
+        created["scopes"],
+        json!(["metrics:read"]),
+        "duplicates folded"
+    );
+
+    let listed = body_json(&f.send(req(Method::GET, "/v1/api-keys").token(&w.root.access)));
+    assert_eq!(listed["items"][0]["id"], created["id"]);
+    assert!(
+        !listed.to_string().contains(&key),
+        "the key is never shown again"
+    );
+
+    let scrape = f.send(req(Method::GET, "/metrics").token(&key));
+    assert_eq!(scrape.status(), 200);
+    assert!(
+        std::str::from_utf8(scrape.body())
+            .unwrap()
+            .contains("http_requests_total")
+    );
+    assert_eq!(
+        f.send(req(Method::GET, "/v1/users").token(&key)).status(),
+        403,
+        "keys act only within their scopes"
+    );
+
+    let push_only = body_json(
+        &f.send(
+            req(Method::POST, "/v1/api-keys")
+                .token(&w.root.access)
+                .json(json!({"name": "pusher", "scopes": ["metrics:push"]})),
+        ),
+    );
+    let refused = f.send(req(Method::GET, "/metrics").token(push_only["key"].as_str().unwrap()));
+    assert_eq!(refused.status(), 403);
+    assert_eq!(problem_code(&refused), "insufficient_scope");
+    assert!(
+        header_str(&refused, "www-authenticate")
+            .unwrap()
+            .contains("scope=\"metrics:read\"")
+    );
+
+    let not_operator = f.send(
+        req(Method::POST, "/v1/api-keys")
+            .token(&w.other_admin.access)
+            .json(json!({"name": "k", "scopes": ["metrics:read"]})),
+    );
+    assert_eq!(problem_code(&not_operator), "scope_not_grantable");
+    let bad = f.send(
+        req(Method::POST, "/v1/api-keys")
+            .token(&w.root.access)
+            .json(json!({"name": " ", "scopes": ["metrics:*"]})),
+    );
+    assert_eq!(bad.status(), 422);
+
+    let path = format!("/v1/api-keys/{}", created["id"].as_str().unwrap());
+    assert_eq!(
+        f.send(req(Method::DELETE, &path).token(&w.root.access))
+            .status(),
+        204
+    );
+    let revoked = f.send(req(Method::GET, "/metrics").token(&key));
+    assert_eq!(
+        (revoked.status().as_u16(), problem_code(&revoked).as_str()),
+        (401, "invalid_api_key")
+    );
+}
+
+#[test]
+fn admins_manage_users_within_the_rules() {
+    let w = world();
+    let f = &w.f;
+    let admin = w.root.access.as_str();
+    let dup = f.send(
+        req(Method::POST, "/v1/users")
+            .token(admin)
+            .json(json!({"email": "Ann@acme.test", "password": password("dup"), "role": "user"})),
+    );
+    assert_eq!(
+        (dup.status().as_u16(), problem_code(&dup).as_str()),
+        (409, "email_taken")
+    );
+    let invalid = f.send(
+        req(Method::POST, "/v1/users")
+            .token(admin)
+            .json(json!({"email": "nope", "password": "short", "role": "owner", "extra": 1})), // pragma: allowlist secret
+    );
+    assert_eq!(invalid.status(), 422);
+    let invalid = body_json(&invalid);
+    let fields: Vec<&str> = invalid["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "password", "role", "extra"]);
+    let created = f.send(
+        req(Method::POST, "/v1/users")
+            .token(admin)
+            .json(json!({"email": "bob@acme.test", "password": password("bob"), "role": "user"})),
+    );
+    let location = header_str(&created, "location").unwrap().to_owned();
+    assert_eq!(
+        f.send(req(Method::GET, &location).token(admin)).status(),
+        200
+    );
+
+    // A new password ends the user's sessions.
+    let bob = f.session("acme", "bob@acme.test", "bob");
+    let changed = f.send(
+        req(Method::PATCH, &location)
+            .token(admin)
+            .json(json!({"password": password("bob2")})),
+    );
+    assert_eq!(changed.status(), 200);
+    let refresh =
+        f.send(req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": bob.refresh})));
+    assert_eq!(refresh.status(), 401);
+    assert_eq!(
+        f.login("acme", "bob@acme.test", &password("bob2")).status(),
+        200
+    );
+    let empty = f.send(req(Method::PATCH, &location).token(admin).json(json!({})));
+    assert_eq!(empty.status(), 422);
+
+    // The last admin can be neither demoted nor deleted.
+    let root_id = body_json(&f.send(req(Method::GET, "/v1/auth/me").token(admin)))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let root_path = format!("/v1/users/{root_id}");
+    let demote = f.send(
+        req(Method::PATCH, &root_path)
+            .token(admin)
+            .json(json!({"role": "user"})),
+    );
+    assert_eq!(
+        (demote.status().as_u16(), problem_code(&demote).as_str()),
+        (409, "last_admin")
+    );
+    let delete = f.send(req(Method::DELETE, &root_path).token(admin));
+    assert_eq!(problem_code(&delete), "last_admin");
+    // With a second admin, the first may go.
+    let promote = f.send(
+        req(Method::PATCH, &location)
+            .token(admin)
+            .json(json!({"role": "admin"})),
+    );
+    assert_eq!(body_json(&promote)["role"], "admin");
+    assert_eq!(
+        f.send(req(Method::DELETE, &root_path).token(admin))
+            .status(),
+        204
+    );
+    assert_eq!(
+        f.login("acme", "root@acme.test", &password("root"))
+            .status(),
+        401
+    );
+    let gone = f.send(req(Method::GET, "/v1/auth/me").token(admin));
+    assert_eq!(
+        problem_code(&gone),
+        "invalid_token",
+        "a deleted user's token no longer reads /me"
+    );
+}
+
+#[test]
+fn user_lists_are_paginated_with_a_cursor() {
+    let w = world();
+    let f = &w.f;
+    let admin = w.root.access.as_str();
+    let mut seen = Vec::new();
+    let mut path = "/v1/users?limit=1".to_owned();
+    loop {
+        let page = body_json(&f.send(req(Method::GET, &path).token(admin)));
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 1);
+        seen.extend(
+            items
+                .iter()
+                .map(|u| u["email"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/users?limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["ann@acme.test", "root@acme.test"]);
+    for bad in [
+        "/v1/users?limit=0",
+        "/v1/users?limit=101",
+        "/v1/users?limit=x",
+    ] {
+        let response = f.send(req(Method::GET, bad).token(admin));
+        assert_eq!(response.status(), 422, "{bad}");
+        assert_eq!(body_json(&response)["errors"][0]["field"], "limit");
+    }
+}
+
+#[test]
+fn jwks_is_public_cacheable_and_matches_the_signing_key() {
+    let w = world();
+    let response = w.f.send(req(Method::GET, "/.well-known/jwks.json"));
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header_str(&response, "cache-control"),
+        Some("public, max-age=3600")
+    );
+    let jwks = body_json(&response);
+    assert_eq!(jwks["keys"][0]["kid"], "k1");
+    let header = jwt_compact::UntrustedToken::new(&w.user.access).unwrap();
+    assert_eq!(header.header().key_id.as_deref(), Some("k1"));
+}
