@@ -14,8 +14,16 @@ SPIN_PORT=${TEPI_SPIN_PORT:-18790}
 
 cargo_ test -p tepi-conformance --no-run --quiet
 
+# The documented bootstrap command creates the operator tenant the suite
+# logs in to (its password derives from this run's random token).
+bootstrap() {
+  BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN TEPI_BOOTSTRAP_PASSWORD="op-${TEPI_TEST_BOOTSTRAP_TOKEN:0:24}" \
+    bash "$TEPI_ROOT/scripts/bootstrap.sh" "$1" conformance root@conformance.test Conformance
+}
+
 run_suite() {
   local target=$1 url=$2
+  bootstrap "$url"
   log "conformance: $target at $url"
   RUST_BACKTRACE=0 TEPI_BASE_URL=$url TEPI_TARGET=$target \
     cargo_ test -p tepi-conformance --quiet -- --test-threads=1 --nocapture --format pretty

@@ -139,7 +139,7 @@ impl App {
             self.ensure_migrated(sql).await;
         }
         let preflight = cors::is_preflight(req.method(), req.headers());
-        let (route, handled) = self.dispatch(&req, ports, preflight, now).await;
+        let (route, handled, caller) = self.dispatch(&req, ports, preflight, now).await;
         let mut response =
             handled.unwrap_or_else(|e| e.to_response(req.uri().path(), cx.request_id.as_str()));
         self.decorate(&req, &cx, preflight, &mut response);
@@ -160,7 +160,8 @@ impl App {
             request_id: cx.request_id.as_str(),
             trace_id: &cx.trace.trace_id_hex(),
             span_id: &cx.trace.span_id_hex(),
-            tenant: cx.tenant.as_ref().map(TenantId::as_str),
+            // The verified tenant; the header only for anonymous requests.
+            tenant: caller.as_ref().or(cx.tenant.as_ref()).map(TenantId::as_str),
         }
         .emit();
         response
@@ -172,7 +173,7 @@ impl App {
         ports: &Ports<'_>,
         preflight: bool,
         now: Timestamp,
-    ) -> (&'static str, Handled) {
+    ) -> (&'static str, Handled, Option<TenantId>) {
         let found = self.router.find(req.method(), req.uri().path());
         let route = match &found {
             Match::Found { pattern, .. } | Match::MethodNotAllowed { pattern, .. } => pattern,
@@ -180,8 +181,9 @@ impl App {
         };
         // The body limit guards every request, routed or not.
         if let Err(e) = self.check_body(req) {
-            return (route, Err(e));
+            return (route, Err(e), None);
         }
+        let mut caller = None;
         let handled = match found {
             Match::NotFound => Err(ApiError::NotFound),
             Match::MethodNotAllowed { mut allow, .. } if req.method() == Method::OPTIONS => {
@@ -190,10 +192,11 @@ impl App {
             }
             Match::MethodNotAllowed { allow, .. } => Err(ApiError::MethodNotAllowed { allow }),
             Match::Found { value, params, .. } => {
-                self.serve(*value, req, &params, ports, now).await
+                self.serve(*value, req, &params, ports, now, &mut caller)
+                    .await
             }
         };
-        (route, handled)
+        (route, handled, caller)
     }
 
     async fn serve(
@@ -203,6 +206,7 @@ impl App {
         params: &[(&'static str, String)],
         ports: &Ports<'_>,
         now: Timestamp,
+        caller: &mut Option<TenantId>,
     ) -> Handled {
         // Fail closed: a route without a matrix entry is refused.
         let requirement = rbac::requirement(route).ok_or(ApiError::Forbidden)?;
@@ -211,6 +215,7 @@ impl App {
         } else {
             None
         };
+        *caller = principal.as_ref().map(|p| p.tenant().clone());
         match route {
             Route::Healthz => Ok(json(StatusCode::OK, &health::healthz())),
             Route::Readyz => {

@@ -942,3 +942,15 @@ fn jwks_is_public_cacheable_and_matches_the_signing_key() {
     let header = jwt_compact::UntrustedToken::new(&w.user.access).unwrap();
     assert_eq!(header.header().key_id.as_deref(), Some("k1"));
 }
+
+#[test]
+fn access_logs_name_the_verified_tenant() {
+    let w = world();
+    let (_, lines) = crate::log::capture::lines(|| {
+        w.f.send(req(Method::GET, "/v1/auth/me").token(&w.other_admin.access));
+    });
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["tenant"], "globex", "from the token, not a header");
+    assert_eq!(line["route"], "/v1/auth/me");
+}
