@@ -507,7 +507,7 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-use handlers::json;
+use handlers::json_response as json;
 
 #[cfg(test)]
 mod tests;

@@ -151,8 +151,11 @@ fn load_auth(
         audience.trim().clone_into(&mut auth.audience);
     }
     if let Some(token) = present(vars::BOOTSTRAP_TOKEN) {
-        if token.len() >= MIN_BOOTSTRAP_TOKEN_LEN {
-            auth.bootstrap_token = Some(Secret(token));
+        // Trimmed as the presented token is: a trailing newline from
+        // `wrangler secret put` must not make it unmatchable.
+        let token = token.trim();
+        if token.chars().count() >= MIN_BOOTSTRAP_TOKEN_LEN {
+            auth.bootstrap_token = Some(Secret(token.to_owned()));
         } else {
             problems.push(format!(
                 "{}: shorter than {MIN_BOOTSTRAP_TOKEN_LEN} characters",
@@ -280,9 +283,10 @@ mod tests {
     #[test]
     fn auth_secrets_are_checked_and_never_printed() {
         let bootstrap = "b".repeat(MIN_BOOTSTRAP_TOKEN_LEN);
+        let with_newline = format!("{bootstrap}\n");
         let loaded = load(&[
             (vars::JWT_SIGNING_KEYS, KEYS),
-            (vars::BOOTSTRAP_TOKEN, &bootstrap),
+            (vars::BOOTSTRAP_TOKEN, &with_newline),
             (vars::JWT_ISSUER, "https://auth.example.com"),
         ]);
         assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);

@@ -19,8 +19,8 @@ pub const ALLOWED_HEADERS: [&str; 9] = [
 ];
 
 /// Response headers a browser script may read.
-pub const EXPOSED_HEADERS: &str =
-    "X-Request-ID, traceparent, ETag, Retry-After, RateLimit, RateLimit-Policy";
+pub const EXPOSED_HEADERS: &str = "X-Request-ID, traceparent, ETag, Retry-After, RateLimit, \
+     RateLimit-Policy, WWW-Authenticate, Location";
 
 /// How long a browser may cache a preflight answer, in seconds.
 pub const MAX_AGE_SECONDS: u32 = 600;
@@ -151,5 +151,9 @@ mod tests {
             .to_str()
             .unwrap();
         assert!(exposed.contains("X-Request-ID") && exposed.contains("traceparent"));
+        assert!(
+            exposed.contains("WWW-Authenticate") && exposed.contains("Location"),
+            "scripts can read auth challenges and where a created resource lives"
+        );
     }
 }

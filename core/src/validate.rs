@@ -10,7 +10,7 @@ use crate::error::ApiError;
 /// One problem with one field of a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    /// A JSON Pointer-like path: `email`, `scopes/1`; empty for the body.
+    /// The field's name (`email`), or empty for the body as a whole.
     pub field: String,
     /// Stable code: `required`, `invalid`, `type`, `too_long`, `unknown_field`…
     pub code: &'static str,

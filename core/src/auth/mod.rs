@@ -102,8 +102,10 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
-        let shape_ok = email.len() <= 254
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        if email.chars().count() > 254 {
+            return Err(Invalid::new("too_long", "must be at most 254 characters"));
+        }
+        let shape_ok = !email.chars().any(|c| c.is_whitespace() || c.is_control())
             && email.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && !domain.contains('@')

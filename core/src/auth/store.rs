@@ -47,6 +47,8 @@ pub const ROTATE_REFRESH: &str = "UPDATE refresh_tokens SET rotated_at = ?2 \
      WHERE id = ?1 AND rotated_at IS NULL AND revoked_at IS NULL RETURNING id";
 pub const REVOKE_FAMILY: &str = "UPDATE refresh_tokens SET revoked_at = ?3 \
      WHERE tenant_id = ?1 AND family_id = ?2 AND revoked_at IS NULL";
+pub const FAMILY_REVOKED: &str = "SELECT id FROM refresh_tokens \
+     WHERE tenant_id = ?1 AND family_id = ?2 AND revoked_at IS NOT NULL LIMIT 1";
 pub const REVOKE_USER_SESSIONS: &str = "UPDATE refresh_tokens SET revoked_at = ?3 \
      WHERE tenant_id = ?1 AND user_id = ?2 AND revoked_at IS NULL";
 
@@ -70,6 +72,7 @@ pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("refresh_by_hash", REFRESH_BY_HASH),
     ("rotate_refresh", ROTATE_REFRESH),
     ("revoke_family", REVOKE_FAMILY),
+    ("family_revoked", FAMILY_REVOKED),
     ("revoke_user_sessions", REVOKE_USER_SESSIONS),
     ("api_key_by_hash", API_KEY_BY_HASH),
     ("api_keys_page", API_KEYS_PAGE),

@@ -166,6 +166,8 @@ struct World {
     user: Session,
     user_id: String,
     other_admin: Session,
+    /// An API key of `acme` (`metrics:read`).
+    key_id: String,
 }
 
 fn world() -> World {
@@ -184,12 +186,20 @@ fn world() -> World {
     );
     assert_eq!(created.status(), 201, "{}", body_json(&created));
     let other_admin = f.session("globex", "boss@globex.test", "boss");
+    let key = f.send(
+        req(Method::POST, "/v1/api-keys")
+            .token(&root.access)
+            .json(json!({"name": "scraper", "scopes": ["metrics:read"]})),
+    );
+    assert_eq!(key.status(), 201, "{}", body_json(&key));
+    let key_id = body_json(&key)["id"].as_str().unwrap().to_owned();
     World {
         f,
         root,
         user,
         user_id,
         other_admin,
+        key_id,
     }
 }
 
@@ -494,8 +504,13 @@ fn one_tenant_cannot_read_or_change_anything_of_another() {
 }
 
 /// What a route needs in order to succeed for an allowed caller.
-fn template(method: &Method, pattern: &str, user_id: &str) -> (String, Option<Value>) {
-    let path = pattern.replace("{id}", user_id);
+fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>) {
+    let id = if pattern.starts_with("/v1/api-keys") {
+        &w.key_id
+    } else {
+        &w.user_id
+    };
+    let path = pattern.replace("{id}", id);
     let body = match (method.as_str(), pattern) {
         ("POST", "/v1/bootstrap") => Some(
             json!({"tenant": "late", "name": "Late", "email": "a@late.test", "password": password("late")}),
@@ -522,8 +537,8 @@ fn template(method: &Method, pattern: &str, user_id: &str) -> (String, Option<Va
 #[test]
 fn rbac_matrix_holds_for_every_route_and_caller() {
     // Expected status per route for: anonymous, user, admin (operator
-    // tenant), admin of another tenant. The `{id}` is the acme user, so the
-    // other tenant's admin gets 404: for them it does not exist.
+    // tenant), admin of another tenant. The `{id}` is acme's user or API
+    // key, so the other tenant's admin gets 404: for them it does not exist.
     let expected: &[(&str, [u16; 4])] = &[
         ("GET /healthz", [200, 200, 200, 200]),
         ("GET /readyz", [200, 200, 200, 200]),
@@ -542,7 +557,7 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("DELETE /v1/users/{id}", [401, 403, 204, 404]),
         ("GET /v1/api-keys", [401, 403, 200, 200]),
         ("POST /v1/api-keys", [401, 403, 201, 403]),
-        ("DELETE /v1/api-keys/{id}", [401, 403, 404, 404]),
+        ("DELETE /v1/api-keys/{id}", [401, 403, 204, 404]),
         ("POST /v1/tenants", [401, 403, 201, 403]),
     ];
     let app = Fixture::new().app;
@@ -578,7 +593,7 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
             };
             let (method, pattern) = route.split_once(' ').unwrap();
             let method = Method::from_bytes(method.as_bytes()).unwrap();
-            let (path, body) = template(&method, pattern, &w.user_id);
+            let (path, body) = template(&method, pattern, &w);
             let mut r = req(method, &path);
             r.token = token;
             r.body = body;
@@ -946,11 +961,75 @@ fn jwks_is_public_cacheable_and_matches_the_signing_key() {
 #[test]
 fn access_logs_name_the_verified_tenant() {
     let w = world();
-    let (_, lines) = crate::log::capture::lines(|| {
+    let ((), lines) = crate::log::capture::lines(|| {
         w.f.send(req(Method::GET, "/v1/auth/me").token(&w.other_admin.access));
     });
     assert_eq!(lines.len(), 1, "{lines:?}");
     let line: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(line["tenant"], "globex", "from the token, not a header");
     assert_eq!(line["route"], "/v1/auth/me");
+}
+
+/// Stands in for a second request racing a refresh: right after the
+/// rotation wins, the family is revoked (as the loser of a concurrent reuse
+/// does), before the successor token is stored.
+struct RevokeAfterRotation<'a>(&'a SqliteSql);
+
+#[async_trait::async_trait(?Send)]
+impl crate::ports::Sql for RevokeAfterRotation<'_> {
+    async fn execute(
+        &self,
+        statement: &str,
+        params: &[crate::ports::SqlValue],
+    ) -> Result<crate::ports::Rows, crate::ports::PortError> {
+        let rows = self.0.execute(statement, params).await?;
+        if statement == crate::auth::store::ROTATE_REFRESH && !rows.rows.is_empty() {
+            self.0
+                .execute(
+                    "UPDATE refresh_tokens SET revoked_at = 1 WHERE family_id = \
+                     (SELECT family_id FROM refresh_tokens WHERE id = ?1)",
+                    &params[..1],
+                )
+                .await?;
+        }
+        Ok(rows)
+    }
+}
+
+#[test]
+fn a_successor_stored_after_its_family_was_revoked_does_not_survive() {
+    let w = world();
+    let racing = RevokeAfterRotation(&w.f.db);
+    let clock = SteppingClock::new(w.f.now.get(), 1_000);
+    let ports = Ports {
+        entropy: &w.f.entropy,
+        clock: &clock,
+        probes: &[],
+        sql: Some(&racing),
+        kv: None,
+    };
+    let request = Request::post("/v1/auth/refresh")
+        .header("content-type", "application/json")
+        .body(Bytes::from(
+            json!({"refresh_token": w.user.refresh}).to_string(),
+        ))
+        .unwrap();
+    let response = block_on(w.f.app.handle(request, &ports, w.f.now.get()));
+    assert_eq!(response.status(), 401);
+    assert_eq!(problem_code(&response), "refresh_token_reused");
+    let alive = block_on(crate::ports::Sql::execute(
+        &w.f.db,
+        "SELECT COUNT(*) AS n FROM refresh_tokens r JOIN users u ON u.id = r.user_id \
+         WHERE u.email = 'ann@acme.test' AND r.revoked_at IS NULL",
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(
+        crate::auth::store::first(&alive)
+            .unwrap()
+            .integer("n")
+            .unwrap(),
+        0,
+        "no live token is left in the raced family"
+    );
 }

@@ -1,0 +1,171 @@
+//! API keys: scoped credentials for machine clients.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{
+    Call, Handled, admin_tenant, created, exec, json_response, list_body, no_content, non_empty,
+    page, rfc3339, storage,
+};
+use crate::auth::store::{self, first};
+use crate::auth::{Principal, Scope, secret};
+use crate::context::TenantId;
+use crate::error::ApiError;
+use crate::ports::{PortError, Sql};
+use crate::validate::{Fields, Invalid, json_object, parsed};
+
+fn scopes_field(value: &Value) -> Result<Vec<Scope>, Invalid> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| Invalid::new("type", "must be an array of scopes"))?;
+    if items.is_empty() {
+        return Err(Invalid::new("required", "give at least one scope"));
+    }
+    let mut scopes = Vec::new();
+    for item in items {
+        let scope = item
+            .as_str()
+            .ok_or_else(|| Invalid::new("type", "scopes are strings"))
+            .and_then(Scope::parse)?;
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    Ok(scopes)
+}
+
+fn scopes_text(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn scopes_list(text: &str) -> Vec<&str> {
+    text.split_whitespace().collect()
+}
+
+/// Whether `tenant` is the operator tenant.
+pub async fn is_operator(sql: &dyn Sql, tenant: &TenantId) -> Result<bool, ApiError> {
+    let rows = exec(sql, store::TENANT_OPERATOR, vec![tenant.as_str().into()]).await?;
+    Ok(first(&rows).is_some_and(|r| r.integer("operator").is_ok_and(|o| o == 1)))
+}
+
+/// `GET /v1/api-keys`: the tenant's keys, without their secrets.
+pub async fn list_api_keys(call: &Call<'_>, principal: &Principal) -> Handled {
+    let (tenant, _) = admin_tenant(principal)?;
+    let (cursor, limit) = page(call)?;
+    let rows = exec(
+        call.sql,
+        store::API_KEYS_PAGE,
+        vec![tenant.as_str().into(), cursor.into(), limit.into()],
+    )
+    .await?;
+    let mut items = Vec::new();
+    let mut last = None;
+    for row in store::each(&rows) {
+        let read = || -> Result<Value, PortError> {
+            Ok(json!({
+                "id": row.text("id")?,
+                "name": row.text("name")?,
+                "scopes": scopes_list(&row.text("scopes")?),
+                "created_by": row.text("created_by")?,
+                "created_at": rfc3339(row.integer("created_at")?),
+            }))
+        };
+        let item = read().map_err(|e| storage(&e))?;
+        last = item["id"].as_str().map(str::to_owned);
+        items.push(item);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &list_body(&items, limit, last),
+    ))
+}
+
+/// `POST /v1/api-keys` {name, scopes}: the key is in this answer only.
+pub async fn create_api_key(call: &Call<'_>, principal: &Principal) -> Handled {
+    let (tenant, user_id) = admin_tenant(principal)?;
+    let body = json_object(call.req)?;
+    let mut fields = Fields::new(&body);
+    let name = fields.required("name", parsed(100, non_empty));
+    let scopes = fields.required("scopes", scopes_field);
+    fields.finish()?;
+    let (Some(name), Some(scopes)) = (name, scopes) else {
+        unreachable!("finish() fails when a required field is missing");
+    };
+    // Every scope is a platform scope today.
+    if let Some(scope) = scopes.first()
+        && !is_operator(call.sql, tenant).await?
+    {
+        return Err(ApiError::ScopeNotGrantable {
+            scope: scope.as_str().to_owned(),
+        });
+    }
+    let id = secret::id(call.entropy, "key_");
+    let key = secret::credential(call.entropy, secret::API_KEY_PREFIX);
+    let text = scopes_text(&scopes);
+    exec(
+        call.sql,
+        store::INSERT_API_KEY,
+        vec![
+            id.clone().into(),
+            tenant.as_str().into(),
+            name.clone().into(),
+            text.clone().into(),
+            secret::digest(&key).into(),
+            user_id.into(),
+            call.secs().into(),
+        ],
+    )
+    .await?;
+    let body = json!({
+        "id": id,
+        "name": name,
+        "scopes": scopes_list(&text),
+        "key": key,
+        "created_by": user_id,
+        "created_at": rfc3339(call.secs()),
+    });
+    // No route reads one key back (its secret is shown only here).
+    Ok(created(None, &body))
+}
+
+/// `DELETE /v1/api-keys/{id}`: the key stops working at once.
+pub async fn delete_api_key(call: &Call<'_>, principal: &Principal) -> Handled {
+    let (tenant, _) = admin_tenant(principal)?;
+    let deleted = exec(
+        call.sql,
+        store::DELETE_API_KEY,
+        vec![tenant.as_str().into(), call.param("id").into()],
+    )
+    .await?;
+    if deleted.rows.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(no_content())
+}
+
+/// The principal an API key stands for; `InvalidApiKey` when unknown.
+pub async fn authenticate_api_key(sql: &dyn Sql, key: &str) -> Result<Principal, ApiError> {
+    let rows = exec(
+        sql,
+        store::API_KEY_BY_HASH,
+        vec![secret::digest(key).into()],
+    )
+    .await?;
+    let row = first(&rows).ok_or(ApiError::InvalidApiKey)?;
+    let read = || -> Result<(String, String, String), PortError> {
+        Ok((row.text("id")?, row.text("tenant_id")?, row.text("scopes")?))
+    };
+    let (key_id, tenant, scopes) = read().map_err(|e| storage(&e))?;
+    Ok(Principal::ApiKey {
+        tenant: TenantId::parse(&tenant).ok_or(ApiError::InvalidApiKey)?,
+        key_id,
+        scopes: scopes_list(&scopes)
+            .into_iter()
+            .filter_map(|s| Scope::parse(s).ok())
+            .collect(),
+    })
+}

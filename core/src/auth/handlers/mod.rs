@@ -1,0 +1,223 @@
+//! The auth endpoints: bootstrap, login/refresh/logout/me, users, API keys
+//! and tenants. Each takes the request and the ports it needs and answers a
+//! response or an `ApiError`; authentication and the permission check have
+//! already run (see `App::serve`).
+
+mod api_keys;
+mod session;
+mod tenants;
+mod users;
+
+pub use api_keys::{
+    authenticate_api_key, create_api_key, delete_api_key, is_operator, list_api_keys,
+};
+pub use session::{login, logout, me, refresh};
+pub use tenants::{bootstrap, create_tenant};
+pub use users::{create_user, delete_user, get_user, list_users, update_user};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::auth::keys::SigningKeys;
+use crate::auth::{Principal, Role};
+use crate::config::AuthConfig;
+use crate::context::TenantId;
+use crate::error::ApiError;
+use crate::ports::{Entropy, PortError, Rows, Sql, SqlValue};
+use crate::time::Timestamp;
+use crate::validate::{FieldError, Invalid};
+
+/// Page sizes of list endpoints.
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 100;
+
+/// Runs one statement; a storage failure is logged and becomes a 503 that
+/// reveals nothing.
+async fn exec(
+    sql: &dyn Sql,
+    statement: &'static str,
+    params: Vec<SqlValue>,
+) -> Result<Rows, ApiError> {
+    sql.execute(statement, &params)
+        .await
+        .map_err(|e| storage(&e))
+}
+
+type Handled = Result<Response<Bytes>, ApiError>;
+
+/// What an auth handler works with.
+pub struct Call<'a> {
+    pub req: &'a Request<Bytes>,
+    pub params: &'a [(&'static str, String)],
+    pub sql: &'a dyn Sql,
+    pub entropy: &'a dyn Entropy,
+    pub now: Timestamp,
+    pub auth: &'a AuthConfig,
+}
+
+impl std::fmt::Debug for Call<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("path", &self.req.uri().path())
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call<'_> {
+    fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn keys(&self) -> Result<&SigningKeys, ApiError> {
+        self.auth
+            .signing_keys
+            .as_ref()
+            .ok_or(ApiError::AuthUnavailable)
+    }
+
+    fn secs(&self) -> i64 {
+        self.now.as_unix_secs()
+    }
+}
+
+/// Logs a storage failure and answers with a problem that reveals nothing.
+pub fn storage(e: &PortError) -> ApiError {
+    tracing::error!(target: "tepi::storage", error = %e, "auth storage failed");
+    ApiError::StorageUnavailable
+}
+
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Bytes> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Bytes::from(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// 201 with the resource; `Location` where a route serves it.
+fn created(location: Option<&str>, body: &Value) -> Response<Bytes> {
+    let mut response = json_response(StatusCode::CREATED, body);
+    if let Some(value) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn no_content() -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+fn rfc3339(secs: i64) -> String {
+    Timestamp::from_unix_micros(u64::try_from(secs).unwrap_or(0) * 1_000_000).to_rfc3339()
+}
+
+/// The bearer credential of `Authorization`, if any.
+pub fn bearer(req: &Request<Bytes>) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
+        .filter(|c| !c.is_empty())
+}
+
+/// `?limit=&cursor=` of list endpoints.
+fn page(call: &Call<'_>) -> Result<(String, i64), ApiError> {
+    let mut cursor = String::new();
+    let mut limit = DEFAULT_PAGE;
+    let mut errors = Vec::new();
+    for (name, value) in query_pairs(call.req.uri().query().unwrap_or("")) {
+        match name.as_str() {
+            "cursor" => cursor = value,
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => limit = n,
+                _ => errors.push(FieldError {
+                    field: "limit".into(),
+                    code: "out_of_range",
+                    message: format!("must be a whole number from 1 to {MAX_PAGE}"),
+                }),
+            },
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok((cursor, limit))
+    } else {
+        Err(ApiError::Validation { errors })
+    }
+}
+
+/// `a=1&b=x%20y` → pairs, percent-decoded; a malformed escape leaves the
+/// value as sent.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    fn decode(raw: &str) -> String {
+        let bytes = raw.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' => match raw
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => return raw.to_owned(),
+                },
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
+    }
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn admin_tenant(principal: &Principal) -> Result<(&TenantId, &str), ApiError> {
+    match principal {
+        Principal::User {
+            tenant,
+            user_id,
+            role: Role::Admin,
+        } => Ok((tenant, user_id)),
+        _ => Err(ApiError::Forbidden),
+    }
+}
+
+fn list_body(items: &[Value], limit: i64, last_id: Option<String>) -> Value {
+    let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
+    json!({
+        "items": items,
+        "next_cursor": if full { last_id } else { None },
+    })
+}
+
+fn non_empty(raw: &str) -> Result<String, Invalid> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        Err(Invalid::new("required", "must not be empty"))
+    } else {
+        Ok(trimmed.to_owned())
+    }
+}
