@@ -64,16 +64,32 @@ load_test_secrets() {
   while IFS= read -r line; do export "TEPI_TEST_$line"; done < <(bash "$TEPI_ROOT/scripts/dev-secrets.sh" --print)
 }
 
+# Rate limits for a test run: every request comes from 127.0.0.1, so the
+# production policies would throttle the suites themselves. Callers may set
+# TEPI_TEST_RATE_LIMITS to "NAME=policy ..." pairs; these are the defaults.
+: "${TEPI_TEST_RATE_LIMITS:=RATE_LIMIT_LOGIN=1000/1s RATE_LIMIT_PUBLIC=1000/1s RATE_LIMIT_API=20/1s;burst=10 RATE_LIMIT_ADMIN=1000/1s RATE_LIMIT_PUSH=1000/1s}"
+
+# The gates' copy of wrangler.toml (next to it, so relative paths hold):
+# the same bindings with the Rate Limiting bindings' limits raised, since
+# those cannot be set per run. The local GCRA policies above still apply.
+gates_wrangler_config() {
+  local out="$TEPI_ROOT/.wrangler-gates.toml"
+  sed -E 's/^simple = \{ limit = [0-9]+, period = (10|60) \}/simple = { limit = 100000, period = \1 }/' \
+    "$TEPI_ROOT/wrangler.toml" >"$out"
+  echo "$out"
+}
+
 # The Workers build under wrangler dev, with fresh local state in the run dir.
 start_workers() {
-  local port=$1 logfile="$TEPI_RUN_DIR/wrangler.log"
+  local port=$1 logfile="$TEPI_RUN_DIR/wrangler.log" pair
   port_free "$port" || die "port $port is taken (set TEPI_WORKERS_PORT)"
   [[ -n ${TEPI_TEST_JWT_SIGNING_KEYS:-} ]] || load_test_secrets
+  local vars=(--var "JWT_SIGNING_KEYS:$TEPI_TEST_JWT_SIGNING_KEYS" --var "BOOTSTRAP_TOKEN:$TEPI_TEST_BOOTSTRAP_TOKEN")
+  for pair in $TEPI_TEST_RATE_LIMITS; do vars+=(--var "${pair%%=*}:${pair#*=}"); done
   start_service "wrangler dev" "$logfile" env TEPI_SKIP_BUILD=1 \
-    "$TEPI_ROOT/node_modules/.bin/wrangler" dev --config "$TEPI_ROOT/wrangler.toml" \
+    "$TEPI_ROOT/node_modules/.bin/wrangler" dev --config "$(gates_wrangler_config)" \
     --ip 127.0.0.1 --port "$port" --inspector-port 0 --persist-to "$TEPI_RUN_DIR/wrangler-state" \
-    --var "JWT_SIGNING_KEYS:$TEPI_TEST_JWT_SIGNING_KEYS" --var "BOOTSTRAP_TOKEN:$TEPI_TEST_BOOTSTRAP_TOKEN" \
-    --show-interactive-dev-session=false
+    "${vars[@]}" --show-interactive-dev-session=false
   wait_ready "wrangler dev" "http://127.0.0.1:$port/healthz" "$logfile" 180
 }
 
@@ -83,9 +99,10 @@ start_spin() {
   local port=$1 logfile="$TEPI_RUN_DIR/spin.log"
   port_free "$port" || die "port $port is taken (set TEPI_SPIN_PORT)"
   [[ -n ${TEPI_TEST_JWT_SIGNING_KEYS:-} ]] || load_test_secrets
-  start_service "spin-test-host" "$logfile" env \
-    "SPIN_VARIABLE_JWT_SIGNING_KEYS=$TEPI_TEST_JWT_SIGNING_KEYS" \
-    "SPIN_VARIABLE_BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN" "$SPIN_HOST_BIN" \
+  local envs=("SPIN_VARIABLE_JWT_SIGNING_KEYS=$TEPI_TEST_JWT_SIGNING_KEYS"
+    "SPIN_VARIABLE_BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN") pair
+  for pair in $TEPI_TEST_RATE_LIMITS; do envs+=("SPIN_VARIABLE_${pair%%=*}=${pair#*=}"); done
+  start_service "spin-test-host" "$logfile" env "${envs[@]}" "$SPIN_HOST_BIN" \
     --manifest "$TEPI_ROOT/spin.toml" --listen "127.0.0.1:$port" --state-dir "$TEPI_RUN_DIR/spin-state"
   wait_ready "spin-test-host" "http://127.0.0.1:$port/healthz" "$logfile" 60
 }

@@ -8,8 +8,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde::Serialize;
 
+use crate::auth::keys::SigningKeys;
 use crate::auth::rbac::{self, Requirement};
 use crate::auth::{Principal, Role, handlers, secret};
+use crate::caching::{self, Cache, CachePolicy, Cached, KvCache};
 use crate::config::{Config, LoadedConfig};
 use crate::context::{RequestContext, TENANT_ID, TRACEPARENT, TenantId};
 use crate::cors;
@@ -18,6 +20,7 @@ use crate::health::{self, BuildInfo};
 use crate::log::AccessLog;
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
 use crate::ports::{KeyValue, Ports, Sql};
+use crate::ratelimit::{self, LocalTable, PeerAddr, RouteClass, SqlStore, Verdict};
 use crate::router::{Match, Router, method_list};
 use crate::security;
 use crate::storage;
@@ -73,8 +76,18 @@ fn router() -> Router<Route> {
 
 type Handled = Result<Response<Bytes>, ApiError>;
 
-/// The JWK set changes only when keys rotate; caches may keep it an hour.
-const JWKS_CACHE_CONTROL: &str = "public, max-age=3600";
+/// What the pipeline learnt about a request besides its response.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// The verified tenant.
+    tenant: Option<TenantId>,
+    /// The rate limiter's decision, for the response headers.
+    rate: Option<Verdict>,
+    /// How a successful `GET` may be cached.
+    cache_policy: Option<CachePolicy>,
+    /// `hit` or `miss` when the shared cache was consulted.
+    cache_result: Option<&'static str>,
+}
 
 /// The API. One instance per isolate (Workers) or per request (Spin).
 #[derive(Debug)]
@@ -86,6 +99,11 @@ pub struct App {
     metrics: RefCell<HttpMetrics>,
     /// Request metrics go to SQL (summed across instances), not memory.
     metrics_in_sql: bool,
+    /// Rate-limit state goes to SQL, not this instance's table.
+    limits_in_sql: bool,
+    /// The shared cache is the key-value store (when no `Cache` port).
+    cache_in_kv: bool,
+    local_limits: RefCell<LocalTable>,
     migrated: Cell<bool>,
 }
 
@@ -108,8 +126,22 @@ impl App {
             router: router(),
             metrics: RefCell::new(HttpMetrics::default()),
             metrics_in_sql: false,
+            limits_in_sql: false,
+            cache_in_kv: false,
+            local_limits: RefCell::new(LocalTable::default()),
             migrated: Cell::new(false),
         }
+    }
+
+    /// For platforms whose instances live for one request (Spin): metrics
+    /// and rate-limit state in SQL, the shared cache in key-value — nothing
+    /// that must outlive the request stays in memory.
+    #[must_use]
+    pub fn stateless(mut self) -> Self {
+        self.metrics_in_sql = true;
+        self.limits_in_sql = true;
+        self.cache_in_kv = true;
+        self
     }
 
     /// Keeps request metrics in SQL, summed across instances, for platforms
@@ -139,10 +171,16 @@ impl App {
             self.ensure_migrated(sql).await;
         }
         let preflight = cors::is_preflight(req.method(), req.headers());
-        let (route, handled, caller) = self.dispatch(&req, ports, preflight, now).await;
-        let mut response =
-            handled.unwrap_or_else(|e| e.to_response(req.uri().path(), cx.request_id.as_str()));
-        self.decorate(&req, &cx, preflight, &mut response);
+        let mut out = Outcome::default();
+        let (route, handled) = self.dispatch(&req, ports, preflight, now, &mut out).await;
+        let mut response = match handled {
+            Ok(mut response) => {
+                revalidate(&req, &mut out, &mut response);
+                response
+            }
+            Err(e) => e.to_response(req.uri().path(), cx.request_id.as_str()),
+        };
+        self.decorate(&req, &cx, preflight, &out, &mut response);
         if req.method() == Method::HEAD {
             *response.body_mut() = Bytes::new();
         }
@@ -150,7 +188,8 @@ impl App {
         let duration_ms = ports.clock.now().millis_since(now);
         let method = method_label(req.method());
         let status = response.status().as_u16();
-        self.record(ports, method, route, status, duration_ms).await;
+        self.record(ports, method, route, status, duration_ms, &out)
+            .await;
         AccessLog {
             ts: &now.to_rfc3339(),
             method,
@@ -161,7 +200,11 @@ impl App {
             trace_id: &cx.trace.trace_id_hex(),
             span_id: &cx.trace.span_id_hex(),
             // The verified tenant; the header only for anonymous requests.
-            tenant: caller.as_ref().or(cx.tenant.as_ref()).map(TenantId::as_str),
+            tenant: out
+                .tenant
+                .as_ref()
+                .or(cx.tenant.as_ref())
+                .map(TenantId::as_str),
         }
         .emit();
         response
@@ -173,7 +216,8 @@ impl App {
         ports: &Ports<'_>,
         preflight: bool,
         now: Timestamp,
-    ) -> (&'static str, Handled, Option<TenantId>) {
+        out: &mut Outcome,
+    ) -> (&'static str, Handled) {
         let found = self.router.find(req.method(), req.uri().path());
         let route = match &found {
             Match::Found { pattern, .. } | Match::MethodNotAllowed { pattern, .. } => pattern,
@@ -181,9 +225,8 @@ impl App {
         };
         // The body limit guards every request, routed or not.
         if let Err(e) = self.check_body(req) {
-            return (route, Err(e), None);
+            return (route, Err(e));
         }
-        let mut caller = None;
         let handled = match found {
             Match::NotFound => Err(ApiError::NotFound),
             Match::MethodNotAllowed { mut allow, .. } if req.method() == Method::OPTIONS => {
@@ -192,11 +235,10 @@ impl App {
             }
             Match::MethodNotAllowed { allow, .. } => Err(ApiError::MethodNotAllowed { allow }),
             Match::Found { value, params, .. } => {
-                self.serve(*value, req, &params, ports, now, &mut caller)
-                    .await
+                self.serve(*value, req, &params, ports, now, out).await
             }
         };
-        (route, handled, caller)
+        (route, handled)
     }
 
     async fn serve(
@@ -206,16 +248,161 @@ impl App {
         params: &[(&'static str, String)],
         ports: &Ports<'_>,
         now: Timestamp,
-        caller: &mut Option<TenantId>,
+        out: &mut Outcome,
     ) -> Handled {
         // Fail closed: a route without a matrix entry is refused.
         let requirement = rbac::requirement(route).ok_or(ApiError::Forbidden)?;
-        let principal = if requirement.needs_credentials() {
-            Some(self.authorize(req, requirement, ports, now).await?)
+        let authorized = if requirement.needs_credentials() {
+            Some(self.authorize(req, requirement, ports, now).await)
         } else {
             None
         };
-        *caller = principal.as_ref().map(|p| p.tenant().clone());
+        // Limited before anything else happens: by tenant and subject when
+        // the credentials held, by client address when not.
+        if let Some(class) = ratelimit::class_of(route) {
+            let principal = authorized.as_ref().and_then(|a| a.as_ref().ok());
+            let verdict = self.rate_limit(class, principal, req, ports, now).await;
+            let refused = (!verdict.decision.allowed).then(|| verdict.retry_after_secs());
+            out.rate = Some(verdict);
+            if let Some(retry_after_secs) = refused {
+                return Err(ApiError::RateLimited { retry_after_secs });
+            }
+        }
+        let principal = authorized.transpose()?;
+        out.tenant = principal.as_ref().map(|p| p.tenant().clone());
+        let policy = if matches!(*req.method(), Method::GET | Method::HEAD) {
+            caching::policy(route)
+        } else {
+            CachePolicy::NoStore
+        };
+        out.cache_policy = Some(policy);
+        if let CachePolicy::Shared { max_age } = policy {
+            return self
+                .serve_shared(route, req, params, ports, now, max_age, out)
+                .await;
+        }
+        self.serve_route(route, req, params, ports, now, principal.as_ref())
+            .await
+    }
+
+    /// A route whose answer is the same for everyone: from the shared cache
+    /// when it holds a fresh copy, else computed and stored.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_shared(
+        &self,
+        route: Route,
+        req: &Request<Bytes>,
+        params: &[(&'static str, String)],
+        ports: &Ports<'_>,
+        now: Timestamp,
+        max_age: u32,
+        out: &mut Outcome,
+    ) -> Handled {
+        let kv_cache = ports.kv.filter(|_| self.cache_in_kv).map(KvCache);
+        let cache: Option<&dyn Cache> = match (ports.cache, kv_cache.as_ref()) {
+            (Some(cache), _) => Some(cache),
+            (None, Some(kv)) => Some(kv),
+            (None, None) => None,
+        };
+        let Some(cache) = cache else {
+            return self.serve_route(route, req, params, ports, now, None).await;
+        };
+        let key = self.shared_cache_key(req);
+        match cache.get(&key, now).await {
+            Ok(Some(cached)) => {
+                out.cache_result = Some("hit");
+                return Ok(cached.into_response());
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(target: "tepi::cache", error = %e, "shared cache read failed"),
+        }
+        out.cache_result = Some("miss");
+        let response = self
+            .serve_route(route, req, params, ports, now, None)
+            .await?;
+        if response.status() == StatusCode::OK {
+            let cached = Cached::from_response(&response);
+            if let Err(e) = cache.put(&key, &cached, max_age, now).await {
+                tracing::warn!(target: "tepi::cache", error = %e, "shared cache write failed");
+            }
+        }
+        Ok(response)
+    }
+
+    /// The shared-cache key: the build and the signing-key ids are part of
+    /// it, so a deploy or a key rotation never serves a stale copy.
+    fn shared_cache_key(&self, req: &Request<Bytes>) -> String {
+        let kids = self
+            .config
+            .auth
+            .signing_keys
+            .as_ref()
+            .map(SigningKeys::kids)
+            .unwrap_or_default()
+            .join(",");
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        format!(
+            "cache:{}:{}:{}:{kids}:{target}",
+            self.build.target, self.build.version, self.build.git_revision
+        )
+    }
+
+    async fn rate_limit(
+        &self,
+        class: RouteClass,
+        principal: Option<&Principal>,
+        req: &Request<Bytes>,
+        ports: &Ports<'_>,
+        now: Timestamp,
+    ) -> Verdict {
+        let policy = self.config.rate_limits.get(class);
+        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
+        let client = ratelimit::client_ip(req.headers(), peer, &self.config.trusted_proxies);
+        let key = ratelimit::key(class, principal, client);
+        let at = now.as_unix_micros();
+        let mut decision = match (self.limits_in_sql, ports.sql) {
+            (true, Some(sql)) => SqlStore::decide(sql, ports.entropy, &key, at, &policy)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(target: "tepi::ratelimit", error = %e, "rate-limit state unavailable; admitting");
+                    ratelimit::decide(None, at, &policy)
+                }),
+            _ => self.local_limits.borrow_mut().decide(&key, at, &policy),
+        };
+        if decision.allowed
+            && let Some(limiter) = ports.limiter
+        {
+            match limiter.allow(class, &key).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    decision.allowed = false;
+                    decision.remaining = 0;
+                    decision.retry_after_micros = policy.interval_micros();
+                }
+                Err(e) => {
+                    tracing::warn!(target: "tepi::ratelimit", error = %e, "rate-limit binding failed; admitting");
+                }
+            }
+        }
+        Verdict {
+            class,
+            policy,
+            decision,
+        }
+    }
+
+    async fn serve_route(
+        &self,
+        route: Route,
+        req: &Request<Bytes>,
+        params: &[(&'static str, String)],
+        ports: &Ports<'_>,
+        now: Timestamp,
+        principal: Option<&Principal>,
+    ) -> Handled {
         match route {
             Route::Healthz => Ok(json(StatusCode::OK, &health::healthz())),
             Route::Readyz => {
@@ -240,12 +427,7 @@ impl App {
                     .signing_keys
                     .as_ref()
                     .ok_or(ApiError::AuthUnavailable)?;
-                let mut response = json(StatusCode::OK, &keys.jwks());
-                response.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static(JWKS_CACHE_CONTROL),
-                );
-                Ok(response)
+                Ok(json(StatusCode::OK, &keys.jwks()))
             }
             Route::Metrics => self.metrics_text(ports).await,
             _ => {
@@ -258,7 +440,7 @@ impl App {
                     now,
                     auth: &self.config.auth,
                 };
-                self.serve_auth(route, &call, principal.as_ref()).await
+                self.serve_auth(route, &call, principal).await
             }
         }
     }
@@ -382,19 +564,26 @@ impl App {
         route: &str,
         status: u16,
         duration_ms: f64,
+        out: &Outcome,
     ) {
+        let add = |m: &mut HttpMetrics| {
+            m.record(method, route, status, duration_ms);
+            if let Some(verdict) = out.rate.as_ref().filter(|v| !v.decision.allowed) {
+                m.record_rate_limited(verdict.class.as_str());
+            }
+            if let Some(result) = out.cache_result {
+                m.record_cache(result);
+            }
+        };
         match (self.metrics_in_sql, ports.sql) {
             (true, Some(sql)) => {
                 let mut delta = HttpMetrics::default();
-                delta.record(method, route, status, duration_ms);
+                add(&mut delta);
                 if let Err(e) = metrics::flush(sql, &delta).await {
                     tracing::warn!(target: "tepi::metrics", error = %e, "metrics flush failed");
                 }
             }
-            _ => self
-                .metrics
-                .borrow_mut()
-                .record(method, route, status, duration_ms),
+            _ => add(&mut self.metrics.borrow_mut()),
         }
     }
 
@@ -465,9 +654,16 @@ impl App {
         req: &Request<Bytes>,
         cx: &RequestContext,
         preflight: bool,
+        out: &Outcome,
         response: &mut Response<Bytes>,
     ) {
         let headers = response.headers_mut();
+        if let Some(verdict) = &out.rate {
+            for (name, value) in verdict.headers() {
+                headers.insert(name, value);
+            }
+        }
+
         security::apply(headers);
         if let Ok(id) = HeaderValue::from_str(cx.request_id.as_str()) {
             headers.insert("x-request-id", id);
@@ -475,7 +671,14 @@ impl App {
         if let Ok(trace) = HeaderValue::from_str(&cx.trace.to_string()) {
             headers.insert(TRACEPARENT, trace);
         }
-        headers.append(header::VARY, cors::vary(preflight));
+        // One Vary line: spin-sdk 5.2 keeps a single value per header name.
+        let vary = cors::vary(preflight);
+        if out.cache_policy == Some(CachePolicy::Private) {
+            let joined = format!("{}, Authorization", vary.to_str().unwrap_or("Origin"));
+            headers.insert(header::VARY, HeaderValue::from_str(&joined).unwrap_or(vary));
+        } else {
+            headers.insert(header::VARY, vary);
+        }
         let origin = req.headers().get(header::ORIGIN);
         if let Some(origin) = origin.filter(|o| !preflight && self.origin_allowed(o)) {
             headers.extend(cors::request_grant(origin));
@@ -508,6 +711,35 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 use handlers::json_response as json;
+
+/// Sets `Cache-Control` and a strong `ETag` on a successful `GET` of JSON,
+/// and answers `304 Not Modified` when `If-None-Match` names that tag.
+fn revalidate(req: &Request<Bytes>, out: &mut Outcome, response: &mut Response<Bytes>) {
+    let Some(policy) = out.cache_policy else {
+        return;
+    };
+    if response.status() != StatusCode::OK {
+        return;
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, policy.header());
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if policy == CachePolicy::NoStore || !is_json {
+        return;
+    }
+    let tag = caching::etag(response.body());
+    if caching::not_modified(req.headers(), &tag) {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        *response.body_mut() = Bytes::new();
+        response.headers_mut().remove(header::CONTENT_TYPE);
+        out.cache_result = Some("revalidated");
+    }
+    response.headers_mut().insert(header::ETAG, tag);
+}
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,10 @@
 //! variables). Parsing never fails outright: problems are collected and
 //! reported by `GET /readyz`, and safe defaults apply meanwhile.
 
+use std::net::IpAddr;
+
 use crate::auth::keys::SigningKeys;
+use crate::ratelimit::{Policies, RouteClass, parse_policy};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_JWT_ISSUER: &str = "tepi";
@@ -26,14 +29,27 @@ pub mod vars {
     pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
     /// Secret, optional. Enables `POST /v1/bootstrap` while no tenant exists.
     pub const BOOTSTRAP_TOKEN: &str = "BOOTSTRAP_TOKEN";
+    /// Comma-separated IP addresses of proxies in front of Tepi whose
+    /// `X-Forwarded-For` is believed (none by default).
+    pub const TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
+    /// Rate-limit policies per route class, `<limit>/<period>[;burst=<n>]`:
+    /// `RATE_LIMIT_LOGIN`, `RATE_LIMIT_PUBLIC`, `RATE_LIMIT_API`,
+    /// `RATE_LIMIT_ADMIN`, `RATE_LIMIT_PUSH` (see `ratelimit::RouteClass`).
+    pub const RATE_LIMIT_PREFIX: &str = "RATE_LIMIT_";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 12] = [
         ALLOWED_ORIGINS,
         MAX_BODY_BYTES,
         JWT_SIGNING_KEYS,
         JWT_ISSUER,
         JWT_AUDIENCE,
         BOOTSTRAP_TOKEN,
+        TRUSTED_PROXIES,
+        "RATE_LIMIT_LOGIN",
+        "RATE_LIMIT_PUBLIC",
+        "RATE_LIMIT_API",
+        "RATE_LIMIT_ADMIN",
+        "RATE_LIMIT_PUSH",
     ];
 }
 
@@ -69,6 +85,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub auth: AuthConfig,
+    pub rate_limits: Policies,
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for Config {
@@ -82,6 +100,8 @@ impl Default for Config {
                 audience: DEFAULT_JWT_AUDIENCE.to_owned(),
                 bootstrap_token: None,
             },
+            rate_limits: Policies::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -119,6 +139,25 @@ impl Config {
             }
         }
         load_auth(&lookup, &mut config.auth, &mut problems);
+        for class in RouteClass::ALL {
+            if let Some(raw) = lookup(class.var()).filter(|v| !v.trim().is_empty()) {
+                match parse_policy(&raw) {
+                    Ok(policy) => config.rate_limits.set(class, policy),
+                    Err(e) => problems.push(format!("{}: {e}", class.var())),
+                }
+            }
+        }
+        if let Some(raw) = lookup(vars::TRUSTED_PROXIES) {
+            for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                match entry.parse::<IpAddr>() {
+                    Ok(ip) => config.trusted_proxies.push(ip),
+                    Err(_) => problems.push(format!(
+                        "{}: {entry:?} is not an IP address",
+                        vars::TRUSTED_PROXIES
+                    )),
+                }
+            }
+        }
         LoadedConfig { config, problems }
     }
 
@@ -337,5 +376,29 @@ mod tests {
                 "the value is not echoed"
             );
         }
+    }
+
+    #[test]
+    fn rate_limits_and_trusted_proxies_are_read() {
+        let loaded = load(&[
+            (vars::JWT_SIGNING_KEYS, KEYS),
+            ("RATE_LIMIT_LOGIN", "3/1m;burst=2"),
+            ("RATE_LIMIT_API", "lots"),
+            (vars::TRUSTED_PROXIES, "10.0.0.1, ::1, proxy.internal"),
+        ]);
+        let login = loaded.config.rate_limits.get(RouteClass::Login);
+        assert_eq!((login.limit, login.period_secs, login.burst), (3, 60, 2));
+        assert_eq!(
+            loaded.config.rate_limits.get(RouteClass::Api),
+            RouteClass::Api.default_policy(),
+            "a bad value keeps the default"
+        );
+        assert_eq!(loaded.config.trusted_proxies.len(), 2);
+        let problems = loaded.problems.join("; ");
+        assert!(problems.contains("RATE_LIMIT_API: "), "{problems}");
+        assert!(
+            problems.contains("\"proxy.internal\" is not an IP address"),
+            "{problems}"
+        );
     }
 }

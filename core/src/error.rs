@@ -69,6 +69,8 @@ pub enum ApiError {
     LastAdmin,
     /// Signing keys are missing or malformed; see `GET /readyz`.
     AuthUnavailable,
+    /// Too many requests of this route class from this caller.
+    RateLimited { retry_after_secs: u64 },
 }
 
 /// The `WWW-Authenticate` challenge of 401 and scope-related 403 answers.
@@ -101,6 +103,7 @@ impl ApiError {
             Self::EmailTaken | Self::TenantExists | Self::AlreadyBootstrapped | Self::LastAdmin => {
                 StatusCode::CONFLICT
             }
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -132,6 +135,7 @@ impl ApiError {
             Self::AlreadyBootstrapped => "already_bootstrapped",
             Self::LastAdmin => "last_admin",
             Self::AuthUnavailable => "auth_unavailable",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -190,6 +194,9 @@ impl ApiError {
                 "A tenant exists already; bootstrapping happens once. Log in instead.".to_owned()
             }
             Self::LastAdmin => "This would leave the tenant without an admin.".to_owned(),
+            Self::RateLimited { retry_after_secs } => format!(
+                "Too many requests; retry after {retry_after_secs} seconds (see the RateLimit header)."
+            ),
             Self::AuthUnavailable => {
                 "Authentication is unavailable: the signing keys are not configured. \
                  GET /readyz names the problem."
@@ -222,6 +229,9 @@ impl ApiError {
             }
             Self::InsufficientScope { required } => {
                 body.insert("required_scope".to_owned(), json!(required));
+            }
+            Self::RateLimited { retry_after_secs } => {
+                body.insert("retry_after".to_owned(), json!(retry_after_secs));
             }
             Self::NotFound
             | Self::MethodNotAllowed { .. }
@@ -293,6 +303,11 @@ impl ApiError {
             && let Ok(value) = HeaderValue::from_str(&method_list(allow))
         {
             response.headers_mut().insert(header::ALLOW, value);
+        }
+        if let Self::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         if let Some(challenge) = self.challenge()
             && let Ok(value) = HeaderValue::from_str(&challenge)
@@ -377,6 +392,13 @@ mod tests {
             (ApiError::AlreadyBootstrapped, 409, "already_bootstrapped"),
             (ApiError::LastAdmin, 409, "last_admin"),
             (ApiError::AuthUnavailable, 503, "auth_unavailable"),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 2,
+                },
+                429,
+                "rate_limited",
+            ),
         ];
         for (error, status, code) in cases {
             let response = error.to_response("/x", "req-1");

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod caching;
 pub mod config;
 pub mod context;
 pub mod cors;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod log;
 pub mod metrics;
 pub mod ports;
+pub mod ratelimit;
 pub mod router;
 pub mod security;
 pub mod storage;
@@ -31,6 +33,7 @@ pub use health::BuildInfo;
 pub use ports::{
     Clock, Entropy, KeyValue, PortError, Ports, Probe, Rows, Sql, SqlValue, Statement,
 };
+pub use ratelimit::PeerAddr;
 pub use time::Timestamp;
 
 /// Re-exported so adapters name the same versions the core uses.

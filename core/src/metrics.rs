@@ -46,7 +46,17 @@ impl Histogram {
 pub struct HttpMetrics {
     requests: BTreeMap<(String, String, u16), u64>,
     durations: BTreeMap<(String, String), Histogram>,
+    /// Refusals by route class (`http_rate_limited_total`).
+    rate_limited: BTreeMap<String, u64>,
+    /// Shared-cache lookups and revalidations by result
+    /// (`http_cache_requests_total`).
+    cache: BTreeMap<String, u64>,
 }
+
+/// Route classes and cache results always exposed, at zero until counted,
+/// so that rates and alerts see a series from the first scrape.
+const RATE_LIMIT_CLASSES: [&str; 5] = ["login", "public", "api", "admin", "push"];
+const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "revalidated"];
 
 impl HttpMetrics {
     pub fn record(&mut self, method: &str, route: &str, status: u16, duration_ms: f64) {
@@ -60,6 +70,16 @@ impl HttpMetrics {
             .observe(duration_ms);
     }
 
+    /// One request refused by the rate limiter of `class`.
+    pub fn record_rate_limited(&mut self, class: &str) {
+        *self.rate_limited.entry(class.to_owned()).or_default() += 1;
+    }
+
+    /// One shared-cache `hit` or `miss`, or a `revalidated` (304) answer.
+    pub fn record_cache(&mut self, result: &str) {
+        *self.cache.entry(result.to_owned()).or_default() += 1;
+    }
+
     pub fn requests(&self, method: &str, route: &str, status: u16) -> u64 {
         self.requests
             .get(&(method.to_owned(), route.to_owned(), status))
@@ -68,7 +88,10 @@ impl HttpMetrics {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.requests.is_empty() && self.durations.is_empty()
+        self.requests.is_empty()
+            && self.durations.is_empty()
+            && self.rate_limited.is_empty()
+            && self.cache.is_empty()
     }
 
     /// Every count as a `(kind, method, route, slot, value)` row: the shape
@@ -96,6 +119,12 @@ impl HttpMetrics {
             }
             rows.push(("sum", method.as_str(), route.as_str(), 0, h.sum));
             rows.push(("count", method.as_str(), route.as_str(), 0, h.count as f64));
+        }
+        for (class, value) in &self.rate_limited {
+            rows.push(("rate_limited", "", class.as_str(), 0, *value as f64));
+        }
+        for (result, value) in &self.cache {
+            rows.push(("cache", "", result.as_str(), 0, *value as f64));
         }
         rows
     }
@@ -126,6 +155,8 @@ impl HttpMetrics {
             }
             "sum" => self.durations.entry(key()).or_default().sum += value,
             "count" => self.durations.entry(key()).or_default().count += count,
+            "rate_limited" => *self.rate_limited.entry(route.to_owned()).or_default() += count,
+            "cache" => *self.cache.entry(route.to_owned()).or_default() += count,
             _ => {}
         }
     }
@@ -157,6 +188,36 @@ impl HttpMetrics {
         for ((method, route), histogram) in &self.durations {
             let labels = [("method", method.as_str()), ("route", route.as_str())];
             write_histogram(&mut out, "http_request_duration_ms", &labels, histogram);
+        }
+        header(
+            &mut out,
+            "http_rate_limited_total",
+            "Requests refused with 429 by the rate limiter, by route class.",
+            "counter",
+        );
+        for class in RATE_LIMIT_CLASSES {
+            let value = self.rate_limited.get(class).copied().unwrap_or(0);
+            sample(
+                &mut out,
+                "http_rate_limited_total",
+                &[("route_class", class)],
+                value as f64,
+            );
+        }
+        header(
+            &mut out,
+            "http_cache_requests_total",
+            "Shared-cache lookups (hit, miss) and 304 revalidations.",
+            "counter",
+        );
+        for result in CACHE_RESULTS {
+            let value = self.cache.get(result).copied().unwrap_or(0);
+            sample(
+                &mut out,
+                "http_cache_requests_total",
+                &[("result", result)],
+                value as f64,
+            );
         }
         out
     }
@@ -338,6 +399,34 @@ mod tests {
             "http_requests_total{method=\"GET\",route=\"/v1/uploads/{id}\",status=\"404\"} 1\n"
         ));
         assert_eq!(metrics.requests("GET", "/v1/uploads/{id}", 200), 2);
+        assert!(
+            text.contains("http_rate_limited_total{route_class=\"login\"} 0\n"),
+            "zero until counted"
+        );
+        assert!(text.contains("http_cache_requests_total{result=\"hit\"} 0\n"));
+    }
+
+    #[test]
+    fn rate_limit_and_cache_counts_survive_a_round_trip_through_sql() {
+        use crate::storage::migrate;
+        use crate::testing::{SqliteSql, block_on};
+        let db = SqliteSql::open_in_memory();
+        block_on(migrate(&db)).unwrap();
+        for _ in 0..2 {
+            let mut delta = HttpMetrics::default();
+            delta.record_rate_limited("api");
+            delta.record_cache("hit");
+            delta.record_cache("revalidated");
+            block_on(flush(&db, &delta)).unwrap();
+        }
+        let text = block_on(load(&db)).unwrap().encode();
+        assert!(
+            text.contains("http_rate_limited_total{route_class=\"api\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("http_cache_requests_total{result=\"hit\"} 2\n"));
+        assert!(text.contains("http_cache_requests_total{result=\"revalidated\"} 2\n"));
+        assert!(text.contains("http_cache_requests_total{result=\"miss\"} 0\n"));
     }
 
     #[test]

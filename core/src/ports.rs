@@ -175,6 +175,10 @@ pub struct Ports<'a> {
     pub probes: &'a [&'a dyn Probe],
     pub sql: Option<&'a dyn Sql>,
     pub kv: Option<&'a dyn KeyValue>,
+    /// A limit across instances (the Workers Rate Limiting binding).
+    pub limiter: Option<&'a dyn crate::ratelimit::Limiter>,
+    /// The shared HTTP cache (the Workers Cache API).
+    pub cache: Option<&'a dyn crate::caching::Cache>,
 }
 
 impl std::fmt::Debug for Ports<'_> {

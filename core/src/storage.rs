@@ -24,6 +24,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_auth.sql",
         sql: include_str!("../../migrations/0002_auth.sql"),
     },
+    Migration {
+        name: "0003_rate_limits.sql",
+        sql: include_str!("../../migrations/0003_rate_limits.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

@@ -149,6 +149,17 @@ impl Sql for SqliteSql {
 #[derive(Debug, Default)]
 pub struct MemoryKv(std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>>);
 
+impl MemoryKv {
+    /// Every key stored, for assertions about what was (not) written.
+    pub fn keys(&self) -> Vec<String> {
+        self.0.borrow().keys().cloned().collect()
+    }
+
+    pub fn get_raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.borrow().get(key).cloned()
+    }
+}
+
 #[async_trait(?Send)]
 impl KeyValue for MemoryKv {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {

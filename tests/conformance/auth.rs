@@ -23,7 +23,7 @@ fn post_json(path: &str, token: Option<&str>, body: &Value) -> Reply {
     send("POST", path, &headers, body.to_string().as_bytes())
 }
 
-fn with_token(method: &str, path: &str, token: &str, extra: &[(&str, &str)]) -> Reply {
+pub(crate) fn with_token(method: &str, path: &str, token: &str, extra: &[(&str, &str)]) -> Reply {
     let bearer = format!("Bearer {token}");
     let mut headers = vec![("authorization", bearer.as_str())];
     headers.extend_from_slice(extra);
@@ -52,9 +52,9 @@ static OPERATOR: LazyLock<Operator> = LazyLock::new(|| {
     }
 });
 
-struct Session {
-    access: String,
-    refresh: String,
+pub(crate) struct Session {
+    pub(crate) access: String,
+    pub(crate) refresh: String,
 }
 
 fn login(tenant: &str, email: &str, password: &str) -> Reply {
@@ -75,13 +75,13 @@ fn session(tenant: &str, email: &str, password: &str) -> Session {
     }
 }
 
-fn root() -> Session {
+pub(crate) fn root() -> Session {
     let op = &*OPERATOR;
     session(&op.tenant, "root@conformance.test", &op.password)
 }
 
 /// Creates (or finds) a user of the operator tenant with `role`.
-fn member(email: &str, role: &str) -> (String, Session) {
+pub(crate) fn member(email: &str, role: &str) -> (String, Session) {
     let root = root();
     let password = format!("{}-member", OPERATOR.password);
     let reply = post_json(
@@ -100,7 +100,7 @@ fn member(email: &str, role: &str) -> (String, Session) {
 }
 
 /// A second tenant with its own admin.
-fn other_tenant_admin() -> Session {
+pub(crate) fn other_tenant_admin() -> Session {
     let password = format!("{}-other", OPERATOR.password);
     let reply = post_json(
         "/v1/tenants",

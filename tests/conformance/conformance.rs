@@ -11,6 +11,7 @@
 //! tenant itself when the build's database is empty).
 
 mod auth;
+mod limits;
 
 use std::env;
 use std::sync::LazyLock;

@@ -48,6 +48,8 @@ fn scrape(app: &App, sql: Option<&dyn Sql>) -> String {
         probes: &[],
         sql,
         kv: None,
+        limiter: None,
+        cache: None,
     };
     let response = block_on(app.metrics_text(&ports)).unwrap();
     assert_eq!(
@@ -99,6 +101,8 @@ fn send_full(
         probes,
         sql,
         kv,
+        limiter: None,
+        cache: None,
     };
     block_on(app.handle(req, &ports, now))
 }
@@ -600,3 +604,4 @@ fn version_reports_when_the_build_first_served() {
 }
 
 mod auth;
+mod limits;

@@ -165,6 +165,11 @@ impl SigningKeys {
         Ok(Self { keys })
     }
 
+    /// Every key id, the signing one first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
+    }
+
     /// The key id new tokens are signed with.
     pub fn active_kid(&self) -> &str {
         &self.keys[0].kid

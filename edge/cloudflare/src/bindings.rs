@@ -2,7 +2,9 @@
 //! and the Durable Object class they name.
 
 use async_trait::async_trait;
-use tepi_core::{KeyValue, PortError, Probe};
+use tepi_core::caching::{Cache, Cached};
+use tepi_core::ratelimit::{Limiter, RouteClass};
+use tepi_core::{KeyValue, PortError, Probe, Timestamp};
 use worker::{DurableObject, Env, KvStore, Request, Response, State, durable_object};
 
 /// Binding names, exactly as in `wrangler.toml`.
@@ -10,7 +12,14 @@ pub const DB: &str = "DB";
 pub const CACHE: &str = "CACHE";
 pub const UPLOADS: &str = "UPLOADS";
 pub const METRICS: &str = "METRICS";
-pub const RATE_LIMITER: &str = "RATE_LIMITER";
+/// One Rate Limiting binding per route class (`[[ratelimits]]`).
+pub const RATE_LIMITERS: [(RouteClass, &str); 5] = [
+    (RouteClass::Login, "RATE_LIMITER_LOGIN"),
+    (RouteClass::Public, "RATE_LIMITER_PUBLIC"),
+    (RouteClass::Api, "RATE_LIMITER_API"),
+    (RouteClass::Admin, "RATE_LIMITER_ADMIN"),
+    (RouteClass::Push, "RATE_LIMITER_PUSH"),
+];
 pub const QUEUES: [&str; 4] = [
     "JOBS_WORKFLOWS",
     "JOBS_NOTIFICATIONS",
@@ -49,6 +58,100 @@ impl KeyValue for WorkersKv {
     }
 }
 
+/// The class's Rate Limiting binding, per Cloudflare location.
+pub struct RateLimiters<'e>(pub &'e Env);
+
+#[async_trait(?Send)]
+impl Limiter for RateLimiters<'_> {
+    async fn allow(&self, class: RouteClass, key: &str) -> Result<bool, PortError> {
+        let Some((_, name)) = RATE_LIMITERS.iter().find(|(c, _)| *c == class) else {
+            return Ok(true);
+        };
+        let limiter = self
+            .0
+            .rate_limiter(name)
+            .map_err(|e| reason_port(name, &e))?;
+        let outcome = limiter
+            .limit(key.to_owned())
+            .await
+            .map_err(|e| reason_port(name, &e))?;
+        Ok(outcome.success)
+    }
+}
+
+fn reason_port(binding: &str, e: &impl std::fmt::Display) -> PortError {
+    PortError(reason(binding, e))
+}
+
+/// The zone's Cache API (`caches.default`) as the shared cache. Entries
+/// live under a synthetic URL per key; `max-age` sets their lifetime. (On
+/// `workers.dev` hostnames Cloudflare keeps nothing; `wrangler dev`
+/// simulates the cache locally.)
+pub struct WorkersCache;
+
+fn cache_url(key: &str) -> String {
+    format!(
+        "https://shared-cache.tepi.invalid/{}",
+        tepi_core::auth::secret::digest(key)
+    )
+}
+
+#[async_trait(?Send)]
+impl Cache for WorkersCache {
+    async fn get(&self, key: &str, _now: Timestamp) -> Result<Option<Cached>, PortError> {
+        let cache = worker::Cache::default();
+        let Some(mut response) = cache
+            .get(cache_url(key), true)
+            .await
+            .map_err(|e| PortError(format!("cache: {e}")))?
+        else {
+            return Ok(None);
+        };
+        let headers = response
+            .headers()
+            .get("content-type")
+            .ok()
+            .flatten()
+            .map(|v| vec![("content-type".to_owned(), v)])
+            .unwrap_or_default();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| PortError(format!("cache: {e}")))?;
+        Ok(Some(Cached {
+            status: response.status_code(),
+            headers,
+            body,
+        }))
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &Cached,
+        ttl_secs: u32,
+        _now: Timestamp,
+    ) -> Result<(), PortError> {
+        let headers = worker::Headers::new();
+        for (name, v) in &value.headers {
+            headers
+                .append(name, v)
+                .map_err(|e| PortError(format!("cache: {e}")))?;
+        }
+        headers
+            .set("cache-control", &format!("public, max-age={ttl_secs}"))
+            .map_err(|e| PortError(format!("cache: {e}")))?;
+        let response = worker::ResponseBuilder::new()
+            .with_status(value.status)
+            .with_headers(headers)
+            .fixed(value.body.clone());
+        worker::Cache::default()
+            .put(cache_url(key), response)
+            .await
+            .map_err(|e| PortError(format!("cache: {e}")))
+    }
+}
+
 /// Each probe makes one real call through its binding where that is free of
 /// side effects, and otherwise checks that the binding exists.
 pub struct Probes<'e> {
@@ -69,11 +172,11 @@ impl<'e> Probes<'e> {
                 kind: Kind::Queue,
             })
             .collect();
-        present.push(Present {
+        present.extend(RATE_LIMITERS.iter().map(|(_, name)| Present {
             env,
-            name: RATE_LIMITER,
+            name,
             kind: Kind::RateLimiter,
-        });
+        }));
         Self {
             db: D1Probe(env),
             cache: KvProbe(env),

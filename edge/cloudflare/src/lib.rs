@@ -14,6 +14,8 @@ mod d1;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
+#[cfg(not(feature = "http-feature-seam"))]
+use tepi_core::PeerAddr;
 use tepi_core::http;
 #[cfg(not(feature = "http-feature-seam"))]
 use tepi_core::http::{HeaderName, HeaderValue};
@@ -73,12 +75,15 @@ async fn handle(env: &Env, now: Timestamp, request: http::Request<Bytes>) -> htt
     let probes = bindings::Probes::new(env);
     let kv = bindings::WorkersKv::new(env);
     let sql = d1::D1Sql::new(env);
+    let limiter = bindings::RateLimiters(env);
     let ports = Ports {
         entropy: &Entropy,
         clock: &Clock,
         probes: &probes.all(),
         sql: sql.as_ref().map(|sql| sql as &dyn tepi_core::Sql),
         kv: kv.as_ref().map(|kv| kv as &dyn tepi_core::KeyValue),
+        limiter: Some(&limiter),
+        cache: Some(&bindings::WorkersCache),
     };
     app.handle(request, &ports, now).await
 }
@@ -108,6 +113,15 @@ async fn into_http(mut req: Request) -> worker::Result<http::Request<Bytes>> {
         ) {
             builder = builder.header(name, value);
         }
+    }
+    // Cloudflare sets CF-Connecting-IP to the client it saw; clients
+    // cannot set it themselves at the edge.
+    if let Some(ip) = req
+        .headers()
+        .get("cf-connecting-ip")?
+        .and_then(|v| v.parse().ok())
+    {
+        builder = builder.extension(PeerAddr(ip));
     }
     let body = req.bytes().await?;
     builder

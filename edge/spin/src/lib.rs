@@ -3,14 +3,15 @@
 //! Spin hands the component an `http::Request`; the adapter buffers nothing
 //! more, wires ports (Spin SQLite, key-value, variables) and calls
 //! `App::handle`. Spin instantiates the component for every request, so the
-//! `App` is per request too and keeps its metrics in SQLite.
+//! `App` is per request too and keeps its metrics and rate-limit state in
+//! SQLite and its shared cache in key-value (`App::stateless`).
 
 mod ports;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use spin_sdk::http_component;
-use tepi_core::{App, BuildInfo, Bytes, Config, Ports, Probe, Timestamp, http};
+use tepi_core::{App, BuildInfo, Bytes, Config, PeerAddr, Ports, Probe, Timestamp, http};
 
 use crate::ports::{SpinKv, SpinSql, StoreProbe};
 
@@ -58,10 +59,24 @@ mod export {
     }
 }
 
+/// Spin passes the socket peer as `spin-client-addr` (`ip:port`); the core
+/// gets it as a typed extension.
+fn with_peer(mut request: http::Request<Bytes>) -> http::Request<Bytes> {
+    let peer = request
+        .headers()
+        .get("spin-client-addr")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<std::net::SocketAddr>().ok());
+    if let Some(addr) = peer {
+        request.extensions_mut().insert(PeerAddr(addr.ip()));
+    }
+    request
+}
+
 async fn handle(request: http::Request<Bytes>) -> http::Response<Bytes> {
     let now = tepi_core::Clock::now(&Clock);
     tepi_core::log::JsonLines::install(stderr_line, tracing::Level::INFO);
-    let app = App::new(config(), BuildInfo::for_target("spin")).with_metrics_in_sql();
+    let app = App::new(config(), BuildInfo::for_target("spin")).stateless();
     let sql = SpinSql::open();
     let kv = SpinKv::open();
     let sql_probe = StoreProbe {
@@ -83,6 +98,8 @@ async fn handle(request: http::Request<Bytes>) -> http::Response<Bytes> {
         probes: &probes,
         sql: sql.as_ref().ok().map(|s| s as &dyn tepi_core::Sql),
         kv: kv.as_ref().ok().map(|k| k as &dyn tepi_core::KeyValue),
+        limiter: None,
+        cache: None,
     };
-    app.handle(request, &ports, now).await
+    app.handle(with_peer(request), &ports, now).await
 }

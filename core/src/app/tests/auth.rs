@@ -11,66 +11,82 @@ use crate::app::App;
 use crate::auth::rbac;
 use crate::config::vars;
 use crate::ports::Ports;
-use crate::testing::{SeededEntropy, SqliteSql, SteppingClock, block_on};
+use crate::testing::{MemoryKv, SeededEntropy, SqliteSql, SteppingClock, block_on};
 use crate::time::Timestamp;
 
 /// Obviously fake; long enough for the configured minimum.
 const BOOTSTRAP: &str = "test-bootstrap-token-0123456789abcdef";
 
-fn password(who: &str) -> String {
+pub(super) fn password(who: &str) -> String {
     format!("{who}-long-enough-pass")
 }
 
 /// One database and one app; requests share entropy so ids stay distinct,
 /// and time moves only when a test moves it.
-struct Fixture {
-    app: App,
-    db: SqliteSql,
-    entropy: SeededEntropy,
-    now: Cell<Timestamp>,
+pub(super) struct Fixture {
+    pub(super) app: App,
+    pub(super) db: SqliteSql,
+    pub(super) kv: MemoryKv,
+    pub(super) entropy: SeededEntropy,
+    pub(super) now: Cell<Timestamp>,
+    /// A fresh `App::stateless()` per request, as on Spin.
+    per_request: Option<Vec<(String, String)>>,
+    pub(super) limiter: Option<Box<dyn crate::ratelimit::Limiter>>,
 }
 
-struct Req<'a> {
+pub(super) struct Req<'a> {
     method: Method,
     path: &'a str,
     token: Option<&'a str>,
     tenant_header: Option<&'a str>,
     body: Option<Value>,
+    headers: Vec<(&'a str, &'a str)>,
+    peer: Option<std::net::IpAddr>,
 }
 
-fn req(method: Method, path: &str) -> Req<'_> {
+pub(super) fn req(method: Method, path: &str) -> Req<'_> {
     Req {
         method,
         path,
         token: None,
         tenant_header: None,
         body: None,
+        headers: Vec::new(),
+        peer: None,
     }
 }
 
 impl<'a> Req<'a> {
-    fn token(mut self, token: &'a str) -> Self {
+    pub(super) fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+    pub(super) fn peer(mut self, ip: &str) -> Self {
+        self.peer = Some(ip.parse().unwrap());
+        self
+    }
+    pub(super) fn token(mut self, token: &'a str) -> Self {
         self.token = Some(token);
         self
     }
-    fn tenant(mut self, tenant: &'a str) -> Self {
+    pub(super) fn tenant(mut self, tenant: &'a str) -> Self {
         self.tenant_header = Some(tenant);
         self
     }
-    fn json(mut self, body: Value) -> Self {
+    pub(super) fn json(mut self, body: Value) -> Self {
         self.body = Some(body);
         self
     }
 }
 
 /// Who is calling, for the matrix.
-struct Session {
-    access: String,
-    refresh: String,
+pub(super) struct Session {
+    pub(super) access: String,
+    pub(super) refresh: String,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::with_vars(&[
             (vars::JWT_SIGNING_KEYS, KEYS),
             (vars::BOOTSTRAP_TOKEN, BOOTSTRAP),
@@ -78,17 +94,50 @@ impl Fixture {
         ])
     }
 
-    fn with_vars(vars: &[(&str, &str)]) -> Self {
+    /// `vars`, plus rate limits that never bite unless a test sets its own.
+    pub(super) fn with_vars(vars: &[(&str, &str)]) -> Self {
+        let mut all: Vec<(&str, &str)> = vars.to_vec();
+        for class in crate::ratelimit::RouteClass::ALL {
+            if !vars.iter().any(|(k, _)| *k == class.var()) {
+                all.push((class.var(), "1000000/1s"));
+            }
+        }
         Self {
-            app: app_with(vars),
+            app: app_with(&all),
             db: SqliteSql::open_in_memory(),
+            kv: MemoryKv::default(),
             entropy: SeededEntropy::new(42),
             now: Cell::new(START),
+            per_request: None,
+            limiter: None,
         }
     }
 
-    fn send(&self, r: Req<'_>) -> Response<Bytes> {
+    /// As on Spin: every request gets a fresh `App::stateless()`.
+    pub(super) fn stateless(mut self, vars: &[(&str, &str)]) -> Self {
+        let mut all: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        all.push((vars::JWT_SIGNING_KEYS.into(), KEYS.into()));
+        all.push((vars::BOOTSTRAP_TOKEN.into(), BOOTSTRAP.into()));
+        for class in crate::ratelimit::RouteClass::ALL {
+            if !vars.iter().any(|(k, _)| *k == class.var()) {
+                all.push((class.var().into(), "1000000/1s".into()));
+            }
+        }
+        self.per_request = Some(all);
+        self
+    }
+
+    pub(super) fn send(&self, r: Req<'_>) -> Response<Bytes> {
         let mut builder = Request::builder().method(r.method).uri(r.path);
+        for (name, value) in &r.headers {
+            builder = builder.header(*name, *value);
+        }
+        if let Some(ip) = r.peer {
+            builder = builder.extension(crate::ratelimit::PeerAddr(ip));
+        }
         if let Some(token) = r.token {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
@@ -108,20 +157,28 @@ impl Fixture {
             clock: &clock,
             probes: &[],
             sql: Some(&self.db),
-            kv: None,
+            kv: Some(&self.kv),
+            limiter: self.limiter.as_deref(),
+            cache: None,
         };
-        block_on(
-            self.app
-                .handle(builder.body(body).unwrap(), &ports, self.now.get()),
-        )
+        let request = builder.body(body).unwrap();
+        match &self.per_request {
+            Some(vars) => {
+                let pairs: Vec<(&str, &str)> =
+                    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let app = app_with(&pairs).stateless();
+                block_on(app.handle(request, &ports, self.now.get()))
+            }
+            None => block_on(self.app.handle(request, &ports, self.now.get())),
+        }
     }
 
-    fn advance(&self, secs: u64) {
+    pub(super) fn advance(&self, secs: u64) {
         let micros = self.now.get().as_unix_micros() + secs * 1_000_000;
         self.now.set(Timestamp::from_unix_micros(micros));
     }
 
-    fn bootstrap(&self) {
+    pub(super) fn bootstrap(&self) {
         let response = self.send(
             req(Method::POST, "/v1/bootstrap")
                 .token(BOOTSTRAP)
@@ -130,14 +187,14 @@ impl Fixture {
         assert_eq!(response.status(), 201, "{}", body_json(&response));
     }
 
-    fn login(&self, tenant: &str, email: &str, password: &str) -> Response<Bytes> {
+    pub(super) fn login(&self, tenant: &str, email: &str, password: &str) -> Response<Bytes> {
         self.send(
             req(Method::POST, "/v1/auth/login")
                 .json(json!({"tenant": tenant, "email": email, "password": password})),
         )
     }
 
-    fn session(&self, tenant: &str, email: &str, who: &str) -> Session {
+    pub(super) fn session(&self, tenant: &str, email: &str, who: &str) -> Session {
         let response = self.login(tenant, email, &password(who));
         assert_eq!(response.status(), 200, "{}", body_json(&response));
         let body = body_json(&response);
@@ -147,7 +204,7 @@ impl Fixture {
         }
     }
 
-    fn create_user(&self, admin: &str, email: &str, who: &str, role: &str) -> String {
+    pub(super) fn create_user(&self, admin: &str, email: &str, who: &str, role: &str) -> String {
         let response = self.send(
             req(Method::POST, "/v1/users")
                 .token(admin)
@@ -160,18 +217,21 @@ impl Fixture {
 
 /// Two tenants: `acme` (the operator, bootstrapped) with an admin and a
 /// user, and `globex` with its own admin.
-struct World {
-    f: Fixture,
-    root: Session,
-    user: Session,
-    user_id: String,
-    other_admin: Session,
+pub(super) struct World {
+    pub(super) f: Fixture,
+    pub(super) root: Session,
+    pub(super) user: Session,
+    pub(super) user_id: String,
+    pub(super) other_admin: Session,
     /// An API key of `acme` (`metrics:read`).
-    key_id: String,
+    pub(super) key_id: String,
 }
 
-fn world() -> World {
-    let f = Fixture::new();
+pub(super) fn world() -> World {
+    world_in(Fixture::new())
+}
+
+pub(super) fn world_in(f: Fixture) -> World {
     f.bootstrap();
     let root = f.session("acme", "root@acme.test", "root");
     let user_id = f.create_user(&root.access, "ann@acme.test", "ann", "user");
@@ -203,7 +263,7 @@ fn world() -> World {
     }
 }
 
-fn problem_code(response: &Response<Bytes>) -> String {
+pub(super) fn problem_code(response: &Response<Bytes>) -> String {
     assert_eq!(
         header_str(response, "content-type"),
         Some("application/problem+json")
@@ -1007,6 +1067,8 @@ fn a_successor_stored_after_its_family_was_revoked_does_not_survive() {
         probes: &[],
         sql: Some(&racing),
         kv: None,
+        limiter: None,
+        cache: None,
     };
     let request = Request::post("/v1/auth/refresh")
         .header("content-type", "application/json")
