@@ -324,9 +324,9 @@ impl ApiError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_error_renders_a_complete_problem_document() {
-        let cases = [
+    /// One of every variant, with its status and code.
+    fn every_error() -> Vec<(ApiError, u16, &'static str)> {
+        vec![
             (ApiError::NotFound, 404, "not_found"),
             (
                 ApiError::MethodNotAllowed {
@@ -399,7 +399,12 @@ mod tests {
                 429,
                 "rate_limited",
             ),
-        ];
+        ]
+    }
+
+    #[test]
+    fn every_error_renders_a_complete_problem_document() {
+        let cases = every_error();
         for (error, status, code) in cases {
             let response = error.to_response("/x", "req-1");
             assert_eq!(response.status().as_u16(), status, "{code}");

@@ -133,7 +133,7 @@ mod tests {
         let denied = decide(tat, T0, &P);
         let later = T0 + denied.retry_after_micros;
         assert!(
-            decide(tat, later - 1, &P).allowed == false,
+            !decide(tat, later - 1, &P).allowed,
             "not a microsecond early"
         );
         assert!(decide(tat, later, &P).allowed);
