@@ -252,15 +252,16 @@ impl App {
     ) -> Handled {
         // Fail closed: a route without a matrix entry is refused.
         let requirement = rbac::requirement(route).ok_or(ApiError::Forbidden)?;
-        let authorized = if requirement.needs_credentials() {
-            Some(self.authorize(req, requirement, ports, now).await)
+        let authenticated = if requirement.needs_credentials() {
+            Some(self.authenticate(req, ports, now).await)
         } else {
             None
         };
-        // Limited before anything else happens: by tenant and subject when
-        // the credentials held, by client address when not.
+        // Limited right after authentication, before permissions and the
+        // handler: by tenant and subject when the credentials held (even if
+        // the caller is then refused), by client address when not.
         if let Some(class) = ratelimit::class_of(route) {
-            let principal = authorized.as_ref().and_then(|a| a.as_ref().ok());
+            let principal = authenticated.as_ref().and_then(|a| a.as_ref().ok());
             let verdict = self.rate_limit(class, principal, req, ports, now).await;
             let refused = (!verdict.decision.allowed).then(|| verdict.retry_after_secs());
             out.rate = Some(verdict);
@@ -268,7 +269,10 @@ impl App {
                 return Err(ApiError::RateLimited { retry_after_secs });
             }
         }
-        let principal = authorized.transpose()?;
+        let principal = authenticated.transpose()?;
+        if let Some(principal) = &principal {
+            self.permit(req, requirement, principal, ports).await?;
+        }
         out.tenant = principal.as_ref().map(|p| p.tenant().clone());
         let policy = if matches!(*req.method(), Method::GET | Method::HEAD) {
             caching::policy(route)
@@ -329,24 +333,25 @@ impl App {
         Ok(response)
     }
 
-    /// The shared-cache key: the build and the signing-key ids are part of
-    /// it, so a deploy or a key rotation never serves a stale copy.
+    /// The shared-cache key: the build and a fingerprint of the public keys
+    /// are part of it, so a deploy or a key change never serves a stale
+    /// copy. Shared routes read no query, so the query is not part of it
+    /// (callers cannot mint entries).
     fn shared_cache_key(&self, req: &Request<Bytes>) -> String {
-        let kids = self
+        let keys = self
             .config
             .auth
             .signing_keys
             .as_ref()
-            .map(SigningKeys::kids)
-            .unwrap_or_default()
-            .join(",");
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or("/", http::uri::PathAndQuery::as_str);
+            .map(|k| secret::digest(&k.jwks().to_string()))
+            .unwrap_or_default();
         format!(
-            "cache:{}:{}:{}:{kids}:{target}",
-            self.build.target, self.build.version, self.build.git_revision
+            "cache:{}:{}:{}:{}:{}",
+            self.build.target,
+            self.build.version,
+            self.build.git_revision,
+            &keys[..keys.len().min(16)],
+            req.uri().path()
         )
     }
 
@@ -378,9 +383,10 @@ impl App {
             match limiter.allow(class, &key).await {
                 Ok(true) => {}
                 Ok(false) => {
+                    // The binding counts per window of the policy's period.
                     decision.allowed = false;
                     decision.remaining = 0;
-                    decision.retry_after_micros = policy.interval_micros();
+                    decision.retry_after_micros = u64::from(policy.period_secs) * 1_000_000;
                 }
                 Err(e) => {
                     tracing::warn!(target: "tepi::ratelimit", error = %e, "rate-limit binding failed; admitting");
@@ -473,13 +479,10 @@ impl App {
         }
     }
 
-    /// Authenticates the caller (access token or API key), checks that
-    /// `X-Tenant-ID`, when sent, names the caller's tenant, and applies the
-    /// permission matrix.
-    async fn authorize(
+    /// Authenticates the caller: an API key or an access token.
+    async fn authenticate(
         &self,
         req: &Request<Bytes>,
-        requirement: Requirement,
         ports: &Ports<'_>,
         now: Timestamp,
     ) -> Result<Principal, ApiError> {
@@ -510,6 +513,18 @@ impl App {
                 role,
             }
         };
+        Ok(principal)
+    }
+
+    /// Checks that `X-Tenant-ID`, when sent, names the caller's tenant, and
+    /// applies the permission matrix.
+    async fn permit(
+        &self,
+        req: &Request<Bytes>,
+        requirement: Requirement,
+        principal: &Principal,
+        ports: &Ports<'_>,
+    ) -> Result<(), ApiError> {
         // Any X-Tenant-ID that is not exactly the caller's tenant, malformed
         // ones included, is refused.
         for value in req.headers().get_all(TENANT_ID) {
@@ -524,8 +539,7 @@ impl App {
             } else {
                 false
             };
-        rbac::decide(requirement, &principal, operator)?;
-        Ok(principal)
+        rbac::decide(requirement, principal, operator)
     }
 
     async fn metrics_text(&self, ports: &Ports<'_>) -> Handled {

@@ -254,10 +254,15 @@ fn shared_responses_come_from_the_shared_cache_and_private_ones_never_do() {
             .filter(|k| k.starts_with("cache:"))
             .collect();
     assert_eq!(stored.len(), 1, "only the JWKS: {stored:?}");
-    assert!(
-        stored[0].ends_with(":k1:/.well-known/jwks.json"),
-        "{stored:?}"
-    );
+    assert!(stored[0].ends_with(":/.well-known/jwks.json"), "{stored:?}");
+    let with_query = f.send(req(Method::GET, "/.well-known/jwks.json?bust=1"));
+    assert_eq!(with_query.status(), 200);
+    let count =
+        f.kv.keys()
+            .iter()
+            .filter(|k| k.starts_with("cache:"))
+            .count();
+    assert_eq!(count, 1, "a query string cannot mint new entries");
     for key in &stored {
         let value = String::from_utf8(f.kv.get_raw(key).unwrap()).unwrap();
         assert!(
@@ -272,7 +277,40 @@ fn shared_responses_come_from_the_shared_cache_and_private_ones_never_do() {
         "{text}"
     );
     assert!(
-        text.contains("http_cache_requests_total{result=\"hit\"} 1\n"),
+        text.contains("http_cache_requests_total{result=\"hit\"} 2\n"),
         "{text}"
+    );
+}
+
+#[test]
+fn refused_callers_are_limited_as_themselves_not_by_address() {
+    let f = Fixture::with_vars(&[
+        (crate::config::vars::JWT_SIGNING_KEYS, super::KEYS),
+        (
+            crate::config::vars::BOOTSTRAP_TOKEN,
+            "test-bootstrap-token-0123456789abcdef",
+        ),
+        ("RATE_LIMIT_API", "1/1m;burst=2"),
+    ]);
+    let w = world_in(f);
+    let users = |token: &str| {
+        w.f.send(
+            req(Method::GET, "/metrics")
+                .token(token)
+                .peer("198.51.100.1"),
+        )
+        .status()
+        .as_u16()
+    };
+    assert_eq!([users(&w.user.access), users(&w.user.access)], [403, 403]);
+    assert_eq!(
+        users(&w.user.access),
+        429,
+        "403s spend the user's own budget"
+    );
+    assert_eq!(
+        users(&w.root.access),
+        200,
+        "the admin at the same address is unaffected"
     );
 }
