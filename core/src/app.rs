@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde::Serialize;
 
-use crate::auth::keys::SigningKeys;
 use crate::auth::rbac::{self, Requirement};
 use crate::auth::{Principal, Role, handlers, secret};
 use crate::caching::{self, Cache, CachePolicy, Cached, KvCache};
