@@ -16,14 +16,18 @@ use crate::context::{RequestContext, TENANT_ID, TRACEPARENT, TenantId};
 use crate::cors;
 use crate::error::ApiError;
 use crate::health::{self, BuildInfo};
+use crate::idempotency;
+use crate::jobs::{KvBlobs, SqlOutbox};
 use crate::log::AccessLog;
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
+use crate::ports::Blobs;
 use crate::ports::{KeyValue, Ports, Sql};
 use crate::ratelimit::{self, LocalTable, PeerAddr, RouteClass, SqlStore, Verdict};
 use crate::router::{Match, Router, method_list};
 use crate::security;
 use crate::storage;
 use crate::time::Timestamp;
+use crate::uploads;
 
 /// Every route the API serves. Each one has an entry in the permission
 /// matrix (`auth::rbac::MATRIX`).
@@ -48,6 +52,11 @@ pub enum Route {
     CreateApiKey,
     DeleteApiKey,
     CreateTenant,
+    CreateUpload,
+    PutUploadContent,
+    GetUpload,
+    GetUploadContent,
+    DeleteUpload,
 }
 
 fn router() -> Router<Route> {
@@ -71,6 +80,19 @@ fn router() -> Router<Route> {
         .route(Method::POST, "/v1/api-keys", Route::CreateApiKey)
         .route(Method::DELETE, "/v1/api-keys/{id}", Route::DeleteApiKey)
         .route(Method::POST, "/v1/tenants", Route::CreateTenant)
+        .route(Method::POST, "/v1/uploads", Route::CreateUpload)
+        .route(Method::GET, "/v1/uploads/{id}", Route::GetUpload)
+        .route(Method::DELETE, "/v1/uploads/{id}", Route::DeleteUpload)
+        .route(
+            Method::PUT,
+            "/v1/uploads/{id}/content",
+            Route::PutUploadContent,
+        )
+        .route(
+            Method::GET,
+            "/v1/uploads/{id}/content",
+            Route::GetUploadContent,
+        )
 }
 
 type Handled = Result<Response<Bytes>, ApiError>;
@@ -171,7 +193,9 @@ impl App {
         }
         let preflight = cors::is_preflight(req.method(), req.headers());
         let mut out = Outcome::default();
-        let (route, handled) = self.dispatch(&req, ports, preflight, now, &mut out).await;
+        let (route, handled) = self
+            .dispatch(&req, &cx, ports, preflight, now, &mut out)
+            .await;
         let mut response = match handled {
             Ok(mut response) => {
                 revalidate(&req, &mut out, &mut response);
@@ -212,6 +236,7 @@ impl App {
     async fn dispatch(
         &self,
         req: &Request<Bytes>,
+        cx: &RequestContext,
         ports: &Ports<'_>,
         preflight: bool,
         now: Timestamp,
@@ -234,16 +259,18 @@ impl App {
             }
             Match::MethodNotAllowed { allow, .. } => Err(ApiError::MethodNotAllowed { allow }),
             Match::Found { value, params, .. } => {
-                self.serve(*value, req, &params, ports, now, out).await
+                self.serve(*value, req, cx, &params, ports, now, out).await
             }
         };
         (route, handled)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn serve(
         &self,
         route: Route,
         req: &Request<Bytes>,
+        cx: &RequestContext,
         params: &[(&'static str, String)],
         ports: &Ports<'_>,
         now: Timestamp,
@@ -281,11 +308,34 @@ impl App {
         out.cache_policy = Some(policy);
         if let CachePolicy::Shared { max_age } = policy {
             return self
-                .serve_shared(route, req, params, ports, now, max_age, out)
+                .serve_shared(route, req, cx, params, ports, now, max_age, out)
                 .await;
         }
-        self.serve_route(route, req, params, ports, now, principal.as_ref())
-            .await
+        let idempotent = route == Route::CreateUpload;
+        match (idempotent, idempotency::key_of(req)?, principal.as_ref()) {
+            (true, Some(key), Some(principal)) => {
+                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+                let pattern = self.router.pattern_of(&route).unwrap_or("?");
+                match idempotency::begin(sql, principal.tenant(), pattern, key, req, now).await? {
+                    idempotency::Begin::Replay(response) => Ok(response),
+                    idempotency::Begin::Proceed(claim) => {
+                        let handled = self
+                            .serve_route(route, req, cx, params, ports, now, Some(principal))
+                            .await;
+                        let response = match &handled {
+                            Ok(response) => response.clone(),
+                            Err(e) => e.to_response(req.uri().path(), cx.request_id.as_str()),
+                        };
+                        idempotency::finish(sql, claim, &response).await;
+                        handled
+                    }
+                }
+            }
+            _ => {
+                self.serve_route(route, req, cx, params, ports, now, principal.as_ref())
+                    .await
+            }
+        }
     }
 
     /// A route whose answer is the same for everyone: from the shared cache
@@ -295,6 +345,7 @@ impl App {
         &self,
         route: Route,
         req: &Request<Bytes>,
+        cx: &RequestContext,
         params: &[(&'static str, String)],
         ports: &Ports<'_>,
         now: Timestamp,
@@ -308,7 +359,9 @@ impl App {
             (None, None) => None,
         };
         let Some(cache) = cache else {
-            return self.serve_route(route, req, params, ports, now, None).await;
+            return self
+                .serve_route(route, req, cx, params, ports, now, None)
+                .await;
         };
         let key = self.shared_cache_key(req);
         match cache.get(&key, now).await {
@@ -321,7 +374,7 @@ impl App {
         }
         out.cache_result = Some("miss");
         let response = self
-            .serve_route(route, req, params, ports, now, None)
+            .serve_route(route, req, cx, params, ports, now, None)
             .await?;
         if response.status() == StatusCode::OK {
             let cached = Cached::from_response(&response);
@@ -399,10 +452,12 @@ impl App {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn serve_route(
         &self,
         route: Route,
         req: &Request<Bytes>,
+        cx: &RequestContext,
         params: &[(&'static str, String)],
         ports: &Ports<'_>,
         now: Timestamp,
@@ -435,6 +490,56 @@ impl App {
                 Ok(json(StatusCode::OK, &keys.jwks()))
             }
             Route::Metrics => self.metrics_text(ports).await,
+            Route::CreateUpload
+            | Route::PutUploadContent
+            | Route::GetUpload
+            | Route::GetUploadContent
+            | Route::DeleteUpload => {
+                let Some(Principal::User {
+                    tenant,
+                    user_id,
+                    role,
+                }) = principal
+                else {
+                    return Err(ApiError::Forbidden);
+                };
+                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+                let outbox = SqlOutbox {
+                    sql,
+                    entropy: ports.entropy,
+                    now,
+                };
+                let kv_blobs = ports.kv.filter(|_| self.cache_in_kv).map(KvBlobs);
+                let blobs: &dyn Blobs = match (ports.blobs, kv_blobs.as_ref()) {
+                    (Some(blobs), _) => blobs,
+                    (None, Some(kv)) => kv,
+                    (None, None) => return Err(ApiError::StorageUnavailable),
+                };
+                let call = uploads::Call {
+                    req,
+                    id: params
+                        .iter()
+                        .find(|(n, _)| *n == "id")
+                        .map_or("", |(_, v)| v.as_str()),
+                    sql,
+                    blobs,
+                    jobs: ports.jobs.unwrap_or(&outbox),
+                    entropy: ports.entropy,
+                    now,
+                    cx,
+                    config: &self.config.uploads,
+                    tenant,
+                    user_id,
+                    role: *role,
+                };
+                match route {
+                    Route::CreateUpload => uploads::create(&call).await,
+                    Route::PutUploadContent => uploads::put_content(&call).await,
+                    Route::GetUpload => uploads::get(&call).await,
+                    Route::GetUploadContent => uploads::content(&call).await,
+                    _ => uploads::delete(&call).await,
+                }
+            }
             _ => {
                 let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
                 let call = handlers::Call {
@@ -472,9 +577,16 @@ impl App {
             Route::CreateApiKey => handlers::create_api_key(call, principal()?).await,
             Route::DeleteApiKey => handlers::delete_api_key(call, principal()?).await,
             Route::CreateTenant => handlers::create_tenant(call).await,
-            Route::Healthz | Route::Readyz | Route::Version | Route::Jwks | Route::Metrics => {
-                Err(ApiError::NotFound)
-            }
+            Route::Healthz
+            | Route::Readyz
+            | Route::Version
+            | Route::Jwks
+            | Route::Metrics
+            | Route::CreateUpload
+            | Route::PutUploadContent
+            | Route::GetUpload
+            | Route::GetUploadContent
+            | Route::DeleteUpload => Err(ApiError::NotFound),
         }
     }
 
@@ -737,11 +849,7 @@ fn revalidate(req: &Request<Bytes>, out: &mut Outcome, response: &mut Response<B
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, policy.header());
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if policy == CachePolicy::NoStore || !is_json {
+    if policy == CachePolicy::NoStore {
         return;
     }
     let tag = caching::etag(response.body());

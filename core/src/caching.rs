@@ -58,8 +58,16 @@ pub fn policy(route: Route) -> CachePolicy {
         | Route::DeleteUser
         | Route::CreateApiKey
         | Route::DeleteApiKey
-        | Route::CreateTenant => CachePolicy::NoStore,
-        Route::Me | Route::ListUsers | Route::GetUser | Route::ListApiKeys => CachePolicy::Private,
+        | Route::CreateTenant
+        | Route::CreateUpload
+        | Route::PutUploadContent
+        | Route::DeleteUpload => CachePolicy::NoStore,
+        Route::Me
+        | Route::ListUsers
+        | Route::GetUser
+        | Route::ListApiKeys
+        | Route::GetUpload
+        | Route::GetUploadContent => CachePolicy::Private,
         Route::Version => CachePolicy::Shared { max_age: 60 },
         Route::Jwks => CachePolicy::Shared { max_age: 3600 },
     }

@@ -8,6 +8,17 @@ use crate::auth::keys::SigningKeys;
 use crate::ratelimit::{Policies, RouteClass, parse_policy};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_UPLOAD_MAX_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_UPLOAD_CONTENT_TYPES: [&str; 8] = [
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+    "application/json",
+];
 pub const DEFAULT_JWT_ISSUER: &str = "tepi";
 pub const DEFAULT_JWT_AUDIENCE: &str = "tepi-api";
 /// A bootstrap token shorter than this is refused as guessable.
@@ -36,8 +47,15 @@ pub mod vars {
     /// `RATE_LIMIT_LOGIN`, `RATE_LIMIT_PUBLIC`, `RATE_LIMIT_API`,
     /// `RATE_LIMIT_ADMIN`, `RATE_LIMIT_PUSH` (see `ratelimit::RouteClass`).
     pub const RATE_LIMIT_PREFIX: &str = "RATE_LIMIT_";
+    /// Largest upload in bytes (default 1 MiB; bodies are also capped by
+    /// `MAX_BODY_BYTES`).
+    pub const UPLOAD_MAX_BYTES: &str = "UPLOAD_MAX_BYTES";
+    /// Comma-separated media types an upload may declare.
+    pub const UPLOAD_CONTENT_TYPES: &str = "UPLOAD_CONTENT_TYPES";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 14] = [
+        UPLOAD_MAX_BYTES,
+        UPLOAD_CONTENT_TYPES,
         ALLOWED_ORIGINS,
         MAX_BODY_BYTES,
         JWT_SIGNING_KEYS,
@@ -87,6 +105,14 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limits: Policies,
     pub trusted_proxies: Vec<IpAddr>,
+    pub uploads: UploadConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadConfig {
+    pub max_bytes: u64,
+    /// Lowercase media types, without parameters.
+    pub content_types: Vec<String>,
 }
 
 impl Default for Config {
@@ -102,6 +128,13 @@ impl Default for Config {
             },
             rate_limits: Policies::default(),
             trusted_proxies: Vec::new(),
+            uploads: UploadConfig {
+                max_bytes: DEFAULT_UPLOAD_MAX_BYTES,
+                content_types: DEFAULT_UPLOAD_CONTENT_TYPES
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect(),
+            },
         }
     }
 }
@@ -156,6 +189,33 @@ impl Config {
                         vars::TRUSTED_PROXIES
                     )),
                 }
+            }
+        }
+        if let Some(raw) = lookup(vars::UPLOAD_MAX_BYTES).filter(|v| !v.trim().is_empty()) {
+            match raw.trim().parse::<u64>() {
+                Ok(n) if n > 0 => config.uploads.max_bytes = n,
+                _ => problems.push(format!(
+                    "{}: {raw:?} is not a positive number of bytes",
+                    vars::UPLOAD_MAX_BYTES
+                )),
+            }
+        }
+        if let Some(raw) = lookup(vars::UPLOAD_CONTENT_TYPES).filter(|v| !v.trim().is_empty()) {
+            let types: Vec<String> = raw
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if types.iter().all(|t| {
+                t.split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+            }) {
+                config.uploads.content_types = types;
+            } else {
+                problems.push(format!(
+                    "{}: {raw:?} is not a list of media types like image/png",
+                    vars::UPLOAD_CONTENT_TYPES
+                ));
             }
         }
         LoadedConfig { config, problems }

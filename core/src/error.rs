@@ -71,6 +71,20 @@ pub enum ApiError {
     AuthUnavailable,
     /// Too many requests of this route class from this caller.
     RateLimited { retry_after_secs: u64 },
+    /// The `Idempotency-Key` was used before with another request.
+    IdempotencyKeyReused,
+    /// A request with this `Idempotency-Key` is still being answered.
+    IdempotencyInProgress,
+    /// The upload's content does not match its declared SHA-256.
+    ChecksumMismatch,
+    /// The upload's content is not of its declared size.
+    SizeMismatch { declared: u64, received: u64 },
+    /// The upload's content is not of its declared media type.
+    ContentTypeMismatch { declared: String },
+    /// The upload has no content yet.
+    UploadNotStored,
+    /// The upload's content is stored already (and differs).
+    UploadAlreadyStored,
 }
 
 /// The `WWW-Authenticate` challenge of 401 and scope-related 403 answers.
@@ -85,7 +99,9 @@ impl ApiError {
             Self::NotReady { .. } | Self::StorageUnavailable | Self::AuthUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType { .. } | Self::ContentTypeMismatch { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::MalformedJson { .. } => StatusCode::BAD_REQUEST,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated
@@ -100,10 +116,17 @@ impl ApiError {
             | Self::TenantMismatch
             | Self::BootstrapDisabled
             | Self::ScopeNotGrantable { .. } => StatusCode::FORBIDDEN,
-            Self::EmailTaken | Self::TenantExists | Self::AlreadyBootstrapped | Self::LastAdmin => {
-                StatusCode::CONFLICT
-            }
+            Self::EmailTaken
+            | Self::TenantExists
+            | Self::AlreadyBootstrapped
+            | Self::LastAdmin
+            | Self::IdempotencyInProgress
+            | Self::UploadNotStored
+            | Self::UploadAlreadyStored => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::IdempotencyKeyReused | Self::ChecksumMismatch | Self::SizeMismatch { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
         }
     }
 
@@ -136,6 +159,13 @@ impl ApiError {
             Self::LastAdmin => "last_admin",
             Self::AuthUnavailable => "auth_unavailable",
             Self::RateLimited { .. } => "rate_limited",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::IdempotencyInProgress => "idempotency_in_progress",
+            Self::ChecksumMismatch => "checksum_mismatch",
+            Self::SizeMismatch { .. } => "size_mismatch",
+            Self::ContentTypeMismatch { .. } => "content_type_mismatch",
+            Self::UploadNotStored => "upload_not_stored",
+            Self::UploadAlreadyStored => "upload_already_stored",
         }
     }
 
@@ -194,6 +224,24 @@ impl ApiError {
                 "A tenant exists already; bootstrapping happens once. Log in instead.".to_owned()
             }
             Self::LastAdmin => "This would leave the tenant without an admin.".to_owned(),
+            Self::IdempotencyKeyReused => {
+                "This Idempotency-Key was used with another request.".to_owned()
+            }
+            Self::IdempotencyInProgress => {
+                "A request with this Idempotency-Key is still being answered; retry shortly."
+                    .to_owned()
+            }
+            Self::ChecksumMismatch => "The content does not match the declared SHA-256.".to_owned(),
+            Self::SizeMismatch { declared, received } => {
+                format!("The content is {received} bytes; {declared} were declared.")
+            }
+            Self::ContentTypeMismatch { declared } => {
+                format!("The content must be sent as {declared}, as declared.")
+            }
+            Self::UploadNotStored => "The upload has no content yet.".to_owned(),
+            Self::UploadAlreadyStored => {
+                "The upload's content is stored already; create a new upload.".to_owned()
+            }
             Self::RateLimited { retry_after_secs } => format!(
                 "Too many requests; retry after {retry_after_secs} seconds (see the RateLimit header)."
             ),
@@ -233,6 +281,10 @@ impl ApiError {
             Self::RateLimited { retry_after_secs } => {
                 body.insert("retry_after".to_owned(), json!(retry_after_secs));
             }
+            Self::SizeMismatch { declared, received } => {
+                body.insert("declared_size".to_owned(), json!(declared));
+                body.insert("received_size".to_owned(), json!(received));
+            }
             Self::NotFound
             | Self::MethodNotAllowed { .. }
             | Self::CorsOriginRefused
@@ -253,7 +305,13 @@ impl ApiError {
             | Self::TenantExists
             | Self::AlreadyBootstrapped
             | Self::LastAdmin
-            | Self::AuthUnavailable => {}
+            | Self::AuthUnavailable
+            | Self::IdempotencyKeyReused
+            | Self::IdempotencyInProgress
+            | Self::ChecksumMismatch
+            | Self::ContentTypeMismatch { .. }
+            | Self::UploadNotStored
+            | Self::UploadAlreadyStored => {}
         }
     }
 
@@ -325,6 +383,7 @@ mod tests {
     use super::*;
 
     /// One of every variant, with its status and code.
+    #[allow(clippy::too_many_lines)] // one row per variant
     fn every_error() -> Vec<(ApiError, u16, &'static str)> {
         vec![
             (ApiError::NotFound, 404, "not_found"),
@@ -399,6 +458,34 @@ mod tests {
                 429,
                 "rate_limited",
             ),
+            (
+                ApiError::IdempotencyKeyReused,
+                422,
+                "idempotency_key_reused",
+            ),
+            (
+                ApiError::IdempotencyInProgress,
+                409,
+                "idempotency_in_progress",
+            ),
+            (ApiError::ChecksumMismatch, 422, "checksum_mismatch"),
+            (
+                ApiError::SizeMismatch {
+                    declared: 3,
+                    received: 4,
+                },
+                422,
+                "size_mismatch",
+            ),
+            (
+                ApiError::ContentTypeMismatch {
+                    declared: "text/plain".into(),
+                },
+                415,
+                "content_type_mismatch",
+            ),
+            (ApiError::UploadNotStored, 409, "upload_not_stored"),
+            (ApiError::UploadAlreadyStored, 409, "upload_already_stored"),
         ]
     }
 

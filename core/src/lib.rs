@@ -13,7 +13,10 @@ pub mod config;
 pub mod context;
 pub mod cors;
 pub mod error;
+pub mod events;
 pub mod health;
+pub mod idempotency;
+pub mod jobs;
 pub mod log;
 pub mod metrics;
 pub mod ports;
@@ -22,6 +25,7 @@ pub mod router;
 pub mod security;
 pub mod storage;
 pub mod time;
+pub mod uploads;
 pub mod validate;
 
 #[cfg(test)]
@@ -31,7 +35,8 @@ pub use app::App;
 pub use config::{Config, LoadedConfig};
 pub use health::BuildInfo;
 pub use ports::{
-    Clock, Entropy, KeyValue, PortError, Ports, Probe, Rows, Sql, SqlValue, Statement,
+    Blob, Blobs, Clock, Entropy, Jobs, KeyValue, PortError, Ports, Probe, Queue, Rows, Sql,
+    SqlValue, Statement,
 };
 pub use ratelimit::PeerAddr;
 pub use time::Timestamp;

@@ -166,6 +166,57 @@ pub trait KeyValue {
     async fn delete(&self, key: &str) -> Result<(), PortError>;
 }
 
+/// An object in blob storage with its media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub body: Vec<u8>,
+    pub content_type: String,
+}
+
+/// Blob storage for upload bodies (R2 on Workers, key-value on Spin).
+#[async_trait(?Send)]
+pub trait Blobs {
+    async fn put(&self, key: &str, body: &[u8], content_type: &str) -> Result<(), PortError>;
+    async fn get(&self, key: &str) -> Result<Option<Blob>, PortError>;
+    async fn delete(&self, key: &str) -> Result<(), PortError>;
+}
+
+/// The job queues, one per job family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Queue {
+    Workflows,
+    Notifications,
+    MetaEvents,
+    Uploads,
+}
+
+impl Queue {
+    pub const ALL: [Self; 4] = [
+        Self::Workflows,
+        Self::Notifications,
+        Self::MetaEvents,
+        Self::Uploads,
+    ];
+
+    /// The queue's name (`queue_name` in metrics; the Cloudflare queue is
+    /// `tepi-<name>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Workflows => "workflows",
+            Self::Notifications => "notifications",
+            Self::MetaEvents => "meta-events",
+            Self::Uploads => "uploads",
+        }
+    }
+}
+
+/// Publishes job envelopes (CloudEvents JSON) on a queue: Cloudflare
+/// Queues on Workers, an SQLite outbox on Spin.
+#[async_trait(?Send)]
+pub trait Jobs {
+    async fn enqueue(&self, queue: Queue, envelope: &str) -> Result<(), PortError>;
+}
+
 /// Everything a request may touch outside the core. Storage ports are
 /// optional: a platform wires the ones it has.
 #[derive(Clone, Copy)]
@@ -179,6 +230,11 @@ pub struct Ports<'a> {
     pub limiter: Option<&'a dyn crate::ratelimit::Limiter>,
     /// The shared HTTP cache (the Workers Cache API).
     pub cache: Option<&'a dyn crate::caching::Cache>,
+    /// Upload bodies (R2). Without it, a stateless app keeps them in `kv`.
+    pub blobs: Option<&'a dyn Blobs>,
+    /// Job queues (Cloudflare Queues). Without it, a stateless app writes
+    /// to the SQL outbox.
+    pub jobs: Option<&'a dyn Jobs>,
 }
 
 impl std::fmt::Debug for Ports<'_> {

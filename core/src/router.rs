@@ -73,6 +73,17 @@ impl<T> Router<T> {
         self
     }
 
+    /// The pattern of the first route whose value is `value`.
+    pub fn pattern_of(&self, value: &T) -> Option<&'static str>
+    where
+        T: PartialEq,
+    {
+        self.routes
+            .iter()
+            .find(|r| r.value == *value)
+            .map(|r| r.pattern)
+    }
+
     /// Every (method, pattern) pair, in registration order.
     pub fn routes(&self) -> impl Iterator<Item = (&Method, &'static str, &T)> {
         self.routes.iter().map(|r| (&r.method, r.pattern, &r.value))

@@ -28,6 +28,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_rate_limits.sql",
         sql: include_str!("../../migrations/0003_rate_limits.sql"),
     },
+    Migration {
+        name: "0004_uploads_jobs.sql",
+        sql: include_str!("../../migrations/0004_uploads_jobs.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

@@ -14,7 +14,7 @@ struct Operator {
     password: String,
 }
 
-fn post_json(path: &str, token: Option<&str>, body: &Value) -> Reply {
+pub(crate) fn post_json(path: &str, token: Option<&str>, body: &Value) -> Reply {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let mut headers = vec![("content-type", "application/json")];
     if let Some(b) = &bearer {

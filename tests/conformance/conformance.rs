@@ -12,6 +12,7 @@
 
 mod auth;
 mod limits;
+mod uploads;
 
 use std::env;
 use std::sync::LazyLock;

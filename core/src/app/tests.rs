@@ -50,6 +50,8 @@ fn scrape(app: &App, sql: Option<&dyn Sql>) -> String {
         kv: None,
         limiter: None,
         cache: None,
+        blobs: None,
+        jobs: None,
     };
     let response = block_on(app.metrics_text(&ports)).unwrap();
     assert_eq!(
@@ -103,6 +105,8 @@ fn send_full(
         kv,
         limiter: None,
         cache: None,
+        blobs: None,
+        jobs: None,
     };
     block_on(app.handle(req, &ports, now))
 }
@@ -539,6 +543,11 @@ fn route_table_lists_every_route_once() {
             "POST /v1/api-keys",
             "DELETE /v1/api-keys/{id}",
             "POST /v1/tenants",
+            "POST /v1/uploads",
+            "GET /v1/uploads/{id}",
+            "DELETE /v1/uploads/{id}",
+            "PUT /v1/uploads/{id}/content",
+            "GET /v1/uploads/{id}/content",
         ]
     );
 }
@@ -605,3 +614,4 @@ fn version_reports_when_the_build_first_served() {
 
 mod auth;
 mod limits;
+mod uploads;

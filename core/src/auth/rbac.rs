@@ -58,6 +58,13 @@ pub const MATRIX: &[(Route, Requirement)] = &[
     (Route::CreateApiKey, Requirement::Admin),
     (Route::DeleteApiKey, Requirement::Admin),
     (Route::CreateTenant, Requirement::OperatorAdmin),
+    // Uploads: any user of the tenant reads; the uploader or an admin
+    // changes (checked by the handler).
+    (Route::CreateUpload, Requirement::User),
+    (Route::PutUploadContent, Requirement::User),
+    (Route::GetUpload, Requirement::User),
+    (Route::GetUploadContent, Requirement::User),
+    (Route::DeleteUpload, Requirement::User),
 ];
 
 /// The route's entry in the matrix, if it has one.

@@ -165,7 +165,11 @@ mod tests {
     fn every_hot_query_is_served_by_an_index() {
         let db = SqliteSql::open_in_memory();
         block_on(migrate(&db)).unwrap();
-        for (name, statement) in HOT_QUERIES {
+        let all = HOT_QUERIES
+            .iter()
+            .chain(crate::uploads::HOT_QUERIES)
+            .chain(crate::idempotency::HOT_QUERIES);
+        for (name, statement) in all {
             let params = vec![SqlValue::Null; parameter_count(statement)];
             let plan = block_on(db.execute(&format!("EXPLAIN QUERY PLAN {statement}"), &params))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -93,7 +93,13 @@ pub fn class_of(route: Route) -> Option<RouteClass> {
         Route::Healthz | Route::Readyz => None,
         Route::Version | Route::Jwks => Some(RouteClass::Public),
         Route::Bootstrap | Route::Login | Route::Refresh | Route::Logout => Some(RouteClass::Login),
-        Route::Metrics | Route::Me => Some(RouteClass::Api),
+        Route::Metrics
+        | Route::Me
+        | Route::CreateUpload
+        | Route::PutUploadContent
+        | Route::GetUpload
+        | Route::GetUploadContent
+        | Route::DeleteUpload => Some(RouteClass::Api),
         Route::ListUsers
         | Route::CreateUser
         | Route::GetUser

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use tepi_core::caching::{Cache, Cached};
 use tepi_core::ratelimit::{Limiter, RouteClass};
-use tepi_core::{KeyValue, PortError, Probe, Timestamp};
+use tepi_core::{Blob, Blobs, Jobs, KeyValue, PortError, Probe, Queue, Timestamp};
 use worker::{DurableObject, Env, KvStore, Request, Response, State, durable_object};
 
 /// Binding names, exactly as in `wrangler.toml`.
@@ -55,6 +55,81 @@ impl KeyValue for WorkersKv {
     }
     async fn delete(&self, key: &str) -> Result<(), PortError> {
         self.0.delete(key).await.map_err(|e| kv_error(&e))
+    }
+}
+
+/// The `UPLOADS` R2 bucket as the core's blob store.
+pub struct R2Blobs<'e>(pub &'e Env);
+
+fn r2_error(e: &impl std::fmt::Display) -> PortError {
+    PortError(reason(UPLOADS, e))
+}
+
+#[async_trait(?Send)]
+impl Blobs for R2Blobs<'_> {
+    async fn put(&self, key: &str, body: &[u8], content_type: &str) -> Result<(), PortError> {
+        let bucket = self.0.bucket(UPLOADS).map_err(|e| r2_error(&e))?;
+        bucket
+            .put(key, body.to_vec())
+            .http_metadata(worker::HttpMetadata {
+                content_type: Some(content_type.to_owned()),
+                ..Default::default()
+            })
+            .execute()
+            .await
+            .map(drop)
+            .map_err(|e| r2_error(&e))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Blob>, PortError> {
+        let bucket = self.0.bucket(UPLOADS).map_err(|e| r2_error(&e))?;
+        let Some(object) = bucket.get(key).execute().await.map_err(|e| r2_error(&e))? else {
+            return Ok(None);
+        };
+        let content_type = object
+            .http_metadata()
+            .content_type
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let body = match object.body() {
+            Some(body) => body.bytes().await.map_err(|e| r2_error(&e))?,
+            None => Vec::new(),
+        };
+        Ok(Some(Blob { body, content_type }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        let bucket = self.0.bucket(UPLOADS).map_err(|e| r2_error(&e))?;
+        bucket.delete(key).await.map_err(|e| r2_error(&e))
+    }
+}
+
+/// The Queue producer bindings: one per job family.
+pub struct QueueJobs<'e>(pub &'e Env);
+
+fn queue_binding(queue: Queue) -> &'static str {
+    match queue {
+        Queue::Workflows => QUEUES[0],
+        Queue::Notifications => QUEUES[1],
+        Queue::MetaEvents => QUEUES[2],
+        Queue::Uploads => QUEUES[3],
+    }
+}
+
+#[async_trait(?Send)]
+impl Jobs for QueueJobs<'_> {
+    /// Sends the envelope as a JSON object (previewable in the dashboard).
+    async fn enqueue(&self, queue: Queue, envelope: &str) -> Result<(), PortError> {
+        let name = queue_binding(queue);
+        let producer = self.0.queue(name).map_err(|e| reason_port(name, &e))?;
+        let message = worker::js_sys::JSON::parse(envelope)
+            .map_err(|_| PortError(format!("binding {name}: the envelope is not JSON")))?;
+        producer
+            .send_raw(
+                worker::RawMessageBuilder::new(message)
+                    .build_with_content_type(worker::QueueContentType::Json),
+            )
+            .await
+            .map_err(|e| reason_port(name, &e))
     }
 }
 

@@ -84,6 +84,8 @@ async fn handle(env: &Env, now: Timestamp, request: http::Request<Bytes>) -> htt
         kv: kv.as_ref().map(|kv| kv as &dyn tepi_core::KeyValue),
         limiter: Some(&limiter),
         cache: Some(&bindings::WorkersCache),
+        blobs: Some(&bindings::R2Blobs(env)),
+        jobs: Some(&bindings::QueueJobs(env)),
     };
     app.handle(request, &ports, now).await
 }

@@ -100,6 +100,8 @@ async fn handle(request: http::Request<Bytes>) -> http::Response<Bytes> {
         kv: kv.as_ref().ok().map(|k| k as &dyn tepi_core::KeyValue),
         limiter: None,
         cache: None,
+        blobs: None,
+        jobs: None,
     };
     app.handle(with_peer(request), &ports, now).await
 }

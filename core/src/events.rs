@@ -1,0 +1,135 @@
+//! Job and event envelopes: CloudEvents 1.0 in JSON, with the extensions
+//! `traceparent`, `tenantid` and `requestid` that carry a request's context
+//! across the queue (queues have no headers).
+//!
+//! Each event type is one Rust type with its wire name as a constant and the
+//! queue it travels on; `docs/events.md` lists them with examples.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::auth::secret;
+use crate::context::{RequestContext, TenantId};
+use crate::ports::{Entropy, Queue};
+use crate::time::Timestamp;
+
+/// The `source` of every event Tepi emits.
+pub const SOURCE: &str = "urn:tepi:api";
+
+/// An event type: its wire name, its queue and its subject.
+pub trait Event: Serialize {
+    /// The CloudEvents `type`, e.g. `upload.received`.
+    const TYPE: &'static str;
+    const QUEUE: Queue;
+    /// The CloudEvents `subject`: what the event is about (an id).
+    fn subject(&self) -> String;
+}
+
+/// An upload's content was stored and verified against its declaration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadReceived {
+    pub upload_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub uploaded_by: String,
+}
+
+impl Event for UploadReceived {
+    const TYPE: &'static str = "upload.received";
+    const QUEUE: Queue = Queue::Uploads;
+    fn subject(&self) -> String {
+        self.upload_id.clone()
+    }
+}
+
+/// The envelope of `event`, continuing the request's trace with a new span
+/// (the job is a child of the request that caused it).
+pub fn envelope<E: Event>(
+    event: &E,
+    tenant: &TenantId,
+    cx: &RequestContext,
+    entropy: &dyn Entropy,
+    now: Timestamp,
+) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": secret::id(entropy, "evt_"),
+        "source": SOURCE,
+        "type": E::TYPE,
+        "subject": event.subject(),
+        "time": now.to_rfc3339(),
+        "datacontenttype": "application/json",
+        "data": serde_json::to_value(event).unwrap_or(Value::Null),
+        "traceparent": cx.trace.child(entropy).to_string(),
+        "tenantid": tenant.as_str(),
+        "requestid": cx.request_id.as_str(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    use super::*;
+    use crate::testing::CountingEntropy;
+
+    #[test]
+    fn upload_received_envelope_snapshot() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", "req-1".parse().unwrap());
+        headers.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        let entropy = CountingEntropy::default();
+        let cx = RequestContext::from_headers(&headers, &entropy);
+        let event = UploadReceived {
+            upload_id: "upl_1".into(),
+            filename: "report.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 3,
+            sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(), // pragma: allowlist secret
+            uploaded_by: "usr_1".into(),
+        };
+        let tenant = TenantId::parse("acme").unwrap();
+        let now = Timestamp::from_unix_micros(1_795_582_978_000_000);
+        let mut got = envelope(&event, &tenant, &cx, &entropy, now);
+        // Redact what is random: the id and the new span id.
+        let traceparent = got["traceparent"].as_str().unwrap().to_owned();
+        assert!(
+            traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+                && traceparent.ends_with("-01"),
+            "same trace, new span: {traceparent}"
+        );
+        assert_ne!(&traceparent[36..52], "00f067aa0ba902b7");
+        got["id"] = json!("[id]");
+        got["traceparent"] = json!("[traceparent]");
+        assert_eq!(
+            got,
+            json!({
+                "specversion": "1.0",
+                "id": "[id]",
+                "source": "urn:tepi:api",
+                "type": "upload.received",
+                "subject": "upl_1",
+                "time": "2026-11-25T05:02:58.000Z",
+                "datacontenttype": "application/json",
+                "data": {
+                    "upload_id": "upl_1",
+                    "filename": "report.pdf",
+                    "content_type": "application/pdf",
+                    "size": 3,
+                    "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", // pragma: allowlist secret
+                    "uploaded_by": "usr_1"
+                },
+                "traceparent": "[traceparent]",
+                "tenantid": "acme",
+                "requestid": "req-1"
+            })
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! `Idempotency-Key` for creating POSTs: the same key with the same request
+//! replays the first answer; with another request it is refused; while the
+//! first is still being answered, a second gets 409.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+
+use crate::auth::secret;
+use crate::context::TenantId;
+use crate::error::ApiError;
+use crate::ports::{Sql, SqlValue};
+use crate::time::Timestamp;
+use crate::validate::FieldError;
+
+pub const HEADER: &str = "idempotency-key";
+/// Sent on replayed answers.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+const CLAIM: &str = "INSERT INTO idempotency_keys \
+     (tenant_id, route, key, request_hash, status, body, created_at) \
+     VALUES (?1, ?2, ?3, ?4, 0, NULL, ?5) ON CONFLICT DO NOTHING RETURNING key";
+const READ: &str = "SELECT request_hash, status, body FROM idempotency_keys \
+     WHERE tenant_id = ?1 AND route = ?2 AND key = ?3";
+const FINISH: &str = "UPDATE idempotency_keys SET status = ?4, body = ?5 \
+     WHERE tenant_id = ?1 AND route = ?2 AND key = ?3";
+const RELEASE: &str = "DELETE FROM idempotency_keys \
+     WHERE tenant_id = ?1 AND route = ?2 AND key = ?3 AND status = 0";
+
+/// The statements requests run, for the query-plan test.
+pub const HOT_QUERIES: &[(&str, &str)] = &[
+    ("idempotency_read", READ),
+    ("idempotency_finish", FINISH),
+    ("idempotency_release", RELEASE),
+];
+
+/// The claimed key of one request.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    tenant: String,
+    route: &'static str,
+    key: String,
+}
+
+/// What to do with a request that carries a key.
+#[derive(Debug)]
+pub enum Begin {
+    /// First time: run it, then `finish` or `release`.
+    Proceed(Claim),
+    /// Seen and answered: send this again.
+    Replay(Response<Bytes>),
+}
+
+fn invalid_key() -> ApiError {
+    ApiError::Validation {
+        errors: vec![FieldError {
+            field: "Idempotency-Key".to_owned(),
+            code: "invalid",
+            message: "must be 1-255 visible ASCII characters".to_owned(),
+        }],
+    }
+}
+
+/// The request's key, if it sent one.
+pub fn key_of(req: &Request<Bytes>) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| invalid_key())?.trim();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid_key());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+fn storage(e: &crate::ports::PortError) -> ApiError {
+    tracing::error!(target: "tepi::storage", error = %e, "idempotency storage failed");
+    ApiError::StorageUnavailable
+}
+
+/// Claims `key` for this request, or says how it was answered before.
+pub async fn begin(
+    sql: &dyn Sql,
+    tenant: &TenantId,
+    route: &'static str,
+    key: String,
+    req: &Request<Bytes>,
+    now: Timestamp,
+) -> Result<Begin, ApiError> {
+    let hash = secret::digest(&format!(
+        "{} {}\n{}",
+        req.method(),
+        req.uri(),
+        String::from_utf8_lossy(req.body())
+    ));
+    let scope = [
+        tenant.as_str().into(),
+        route.into(),
+        SqlValue::Text(key.clone()),
+    ];
+    let mut params = scope.to_vec();
+    params.extend([
+        SqlValue::Text(hash.clone()),
+        SqlValue::Integer(now.as_unix_secs()),
+    ]);
+    let claimed = sql.execute(CLAIM, &params).await.map_err(|e| storage(&e))?;
+    if !claimed.rows.is_empty() {
+        return Ok(Begin::Proceed(Claim {
+            tenant: tenant.as_str().to_owned(),
+            route,
+            key,
+        }));
+    }
+    let rows = sql.execute(READ, &scope).await.map_err(|e| storage(&e))?;
+    let row = rows.rows.first().ok_or(ApiError::IdempotencyInProgress)?;
+    if row.first().and_then(SqlValue::as_text) != Some(hash.as_str()) {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    let status = row.get(1).and_then(SqlValue::as_integer).unwrap_or(0);
+    let Some(status) = u16::try_from(status)
+        .ok()
+        .filter(|s| *s != 0)
+        .and_then(|s| StatusCode::from_u16(s).ok())
+    else {
+        return Err(ApiError::IdempotencyInProgress);
+    };
+    let body = match row.get(2) {
+        Some(SqlValue::Blob(b)) => b.clone(),
+        Some(SqlValue::Text(t)) => t.clone().into_bytes(),
+        _ => Vec::new(),
+    };
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    Ok(Begin::Replay(response))
+}
+
+/// Records the answer of a claimed request (successful answers only; after
+/// a failure the claim is released so the client may retry).
+pub async fn finish(sql: &dyn Sql, claim: Claim, response: &Response<Bytes>) {
+    let scope = vec![
+        SqlValue::Text(claim.tenant),
+        SqlValue::Text(claim.route.to_owned()),
+        SqlValue::Text(claim.key),
+    ];
+    let result = if response.status().is_success() {
+        let mut params = scope;
+        params.extend([
+            SqlValue::Integer(i64::from(response.status().as_u16())),
+            SqlValue::Blob(response.body().to_vec()),
+        ]);
+        sql.execute(FINISH, &params).await
+    } else {
+        sql.execute(RELEASE, &scope).await
+    };
+    if let Err(e) = result {
+        tracing::warn!(target: "tepi::storage", error = %e, "idempotency record failed");
+    }
+}
