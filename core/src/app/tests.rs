@@ -613,5 +613,6 @@ fn version_reports_when_the_build_first_served() {
 }
 
 mod auth;
+mod contract;
 mod limits;
 mod uploads;
