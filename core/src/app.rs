@@ -20,6 +20,7 @@ use crate::idempotency;
 use crate::jobs::{KvBlobs, SqlOutbox};
 use crate::log::AccessLog;
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
+use crate::module;
 use crate::ports::Blobs;
 use crate::ports::{KeyValue, Ports, Sql};
 use crate::ratelimit::{self, LocalTable, PeerAddr, RouteClass, SqlStore, Verdict};
@@ -28,6 +29,7 @@ use crate::security;
 use crate::storage;
 use crate::time::Timestamp;
 use crate::uploads;
+use crate::workflows;
 
 /// Every route the API serves. Each one has an entry in the permission
 /// matrix (`auth::rbac::MATRIX`).
@@ -57,6 +59,14 @@ pub enum Route {
     GetUpload,
     GetUploadContent,
     DeleteUpload,
+    ListWorkflows,
+    CreateWorkflow,
+    GetWorkflow,
+    UpdateWorkflow,
+    DeleteWorkflow,
+    StartWorkflowRun,
+    ListWorkflowRuns,
+    GetWorkflowRun,
 }
 
 fn router() -> Router<Route> {
@@ -92,6 +102,26 @@ fn router() -> Router<Route> {
             Method::GET,
             "/v1/uploads/{id}/content",
             Route::GetUploadContent,
+        )
+        .route(Method::GET, "/v1/workflows", Route::ListWorkflows)
+        .route(Method::POST, "/v1/workflows", Route::CreateWorkflow)
+        .route(Method::GET, "/v1/workflows/{id}", Route::GetWorkflow)
+        .route(Method::PATCH, "/v1/workflows/{id}", Route::UpdateWorkflow)
+        .route(Method::DELETE, "/v1/workflows/{id}", Route::DeleteWorkflow)
+        .route(
+            Method::POST,
+            "/v1/workflows/{id}/runs",
+            Route::StartWorkflowRun,
+        )
+        .route(
+            Method::GET,
+            "/v1/workflows/{id}/runs",
+            Route::ListWorkflowRuns,
+        )
+        .route(
+            Method::GET,
+            "/v1/workflows/{id}/runs/{run_id}",
+            Route::GetWorkflowRun,
         )
 }
 
@@ -311,12 +341,26 @@ impl App {
                 .serve_shared(route, req, cx, params, ports, now, max_age, out)
                 .await;
         }
-        let idempotent = route == Route::CreateUpload;
-        match (idempotent, idempotency::key_of(req)?, principal.as_ref()) {
-            (true, Some(key), Some(principal)) => {
+        // Creating POSTs of the modules; not API keys or users, whose
+        // answers must not be stored (a key's secret, a password's effect).
+        let idempotent = matches!(route, Route::CreateUpload | Route::StartWorkflowRun);
+        let key = if idempotent {
+            idempotency::key_of(req)?
+        } else {
+            None
+        };
+        match (key, principal.as_ref()) {
+            (Some(key), Some(principal)) => {
                 let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
                 let pattern = self.router.pattern_of(&route).unwrap_or("?");
-                match idempotency::begin(sql, principal.tenant(), pattern, key, req, now).await? {
+                // Keys are the caller's own: scoped by tenant, route and
+                // subject.
+                let subject = match principal {
+                    Principal::User { user_id, .. } => user_id.as_str(),
+                    Principal::ApiKey { key_id, .. } => key_id.as_str(),
+                };
+                let scope = format!("{pattern}#{subject}");
+                match idempotency::begin(sql, principal.tenant(), &scope, key, req, now).await? {
                     idempotency::Begin::Replay(response) => Ok(response),
                     idempotency::Begin::Proceed(claim) => {
                         let handled = self
@@ -494,51 +538,17 @@ impl App {
             | Route::PutUploadContent
             | Route::GetUpload
             | Route::GetUploadContent
-            | Route::DeleteUpload => {
-                let Some(Principal::User {
-                    tenant,
-                    user_id,
-                    role,
-                }) = principal
-                else {
-                    return Err(ApiError::Forbidden);
-                };
-                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
-                let outbox = SqlOutbox {
-                    sql,
-                    entropy: ports.entropy,
-                    now,
-                };
-                let kv_blobs = ports.kv.filter(|_| self.cache_in_kv).map(KvBlobs);
-                let blobs: &dyn Blobs = match (ports.blobs, kv_blobs.as_ref()) {
-                    (Some(blobs), _) => blobs,
-                    (None, Some(kv)) => kv,
-                    (None, None) => return Err(ApiError::StorageUnavailable),
-                };
-                let call = uploads::Call {
-                    req,
-                    id: params
-                        .iter()
-                        .find(|(n, _)| *n == "id")
-                        .map_or("", |(_, v)| v.as_str()),
-                    sql,
-                    blobs,
-                    jobs: ports.jobs.unwrap_or(&outbox),
-                    entropy: ports.entropy,
-                    now,
-                    cx,
-                    config: &self.config.uploads,
-                    tenant,
-                    user_id,
-                    role: *role,
-                };
-                match route {
-                    Route::CreateUpload => uploads::create(&call).await,
-                    Route::PutUploadContent => uploads::put_content(&call).await,
-                    Route::GetUpload => uploads::get(&call).await,
-                    Route::GetUploadContent => uploads::content(&call).await,
-                    _ => uploads::delete(&call).await,
-                }
+            | Route::DeleteUpload
+            | Route::ListWorkflows
+            | Route::CreateWorkflow
+            | Route::GetWorkflow
+            | Route::UpdateWorkflow
+            | Route::DeleteWorkflow
+            | Route::StartWorkflowRun
+            | Route::ListWorkflowRuns
+            | Route::GetWorkflowRun => {
+                self.serve_module(route, req, cx, params, ports, now, principal)
+                    .await
             }
             _ => {
                 let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
@@ -552,6 +562,69 @@ impl App {
                 };
                 self.serve_auth(route, &call, principal).await
             }
+        }
+    }
+
+    /// The product modules' routes: built on one `module::Call`.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_module(
+        &self,
+        route: Route,
+        req: &Request<Bytes>,
+        cx: &RequestContext,
+        params: &[(&'static str, String)],
+        ports: &Ports<'_>,
+        now: Timestamp,
+        principal: Option<&Principal>,
+    ) -> Handled {
+        let Some(Principal::User {
+            tenant,
+            user_id,
+            role,
+        }) = principal
+        else {
+            return Err(ApiError::Forbidden);
+        };
+        let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+        // Where the platform has no queue service or object store (Spin),
+        // the core provides them over SQL and key-value.
+        let outbox = SqlOutbox {
+            sql,
+            entropy: ports.entropy,
+            now,
+        };
+        let kv_blobs = ports.kv.filter(|_| self.cache_in_kv).map(KvBlobs);
+        let call = module::Call {
+            req,
+            params,
+            caller: module::Caller {
+                tenant,
+                user_id,
+                role: *role,
+            },
+            sql,
+            jobs: ports.jobs.unwrap_or(&outbox),
+            blobs: ports.blobs.or(kv_blobs.as_ref().map(|b| b as &dyn Blobs)),
+            entropy: ports.entropy,
+            now,
+            cx,
+            config: &self.config,
+        };
+        match route {
+            Route::CreateUpload => uploads::create(&call).await,
+            Route::PutUploadContent => uploads::put_content(&call).await,
+            Route::GetUpload => uploads::get(&call).await,
+            Route::GetUploadContent => uploads::content(&call).await,
+            Route::DeleteUpload => uploads::delete(&call).await,
+            Route::ListWorkflows => workflows::list(&call).await,
+            Route::CreateWorkflow => workflows::create(&call).await,
+            Route::GetWorkflow => workflows::get(&call).await,
+            Route::UpdateWorkflow => workflows::update(&call).await,
+            Route::DeleteWorkflow => workflows::delete(&call).await,
+            Route::StartWorkflowRun => workflows::run(&call).await,
+            Route::ListWorkflowRuns => workflows::runs(&call).await,
+            Route::GetWorkflowRun => workflows::get_run(&call).await,
+            _ => Err(ApiError::NotFound),
         }
     }
 
@@ -586,7 +659,15 @@ impl App {
             | Route::PutUploadContent
             | Route::GetUpload
             | Route::GetUploadContent
-            | Route::DeleteUpload => Err(ApiError::NotFound),
+            | Route::DeleteUpload
+            | Route::ListWorkflows
+            | Route::CreateWorkflow
+            | Route::GetWorkflow
+            | Route::UpdateWorkflow
+            | Route::DeleteWorkflow
+            | Route::StartWorkflowRun
+            | Route::ListWorkflowRuns
+            | Route::GetWorkflowRun => Err(ApiError::NotFound),
         }
     }
 

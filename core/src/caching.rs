@@ -61,13 +61,21 @@ pub fn policy(route: Route) -> CachePolicy {
         | Route::CreateTenant
         | Route::CreateUpload
         | Route::PutUploadContent
-        | Route::DeleteUpload => CachePolicy::NoStore,
+        | Route::DeleteUpload
+        | Route::CreateWorkflow
+        | Route::UpdateWorkflow
+        | Route::DeleteWorkflow
+        | Route::StartWorkflowRun => CachePolicy::NoStore,
         Route::Me
         | Route::ListUsers
         | Route::GetUser
         | Route::ListApiKeys
         | Route::GetUpload
-        | Route::GetUploadContent => CachePolicy::Private,
+        | Route::GetUploadContent
+        | Route::ListWorkflows
+        | Route::GetWorkflow
+        | Route::ListWorkflowRuns
+        | Route::GetWorkflowRun => CachePolicy::Private,
         Route::Version => CachePolicy::Shared { max_age: 60 },
         Route::Jwks => CachePolicy::Shared { max_age: 3600 },
     }

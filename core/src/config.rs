@@ -213,7 +213,7 @@ impl Config {
                 config.uploads.content_types = types;
             } else {
                 problems.push(format!(
-                    "{}: {raw:?} is not a list of media types like image/png",
+                    "{}: {raw:?} is not a list of media types like image/png (no parameters)",
                     vars::UPLOAD_CONTENT_TYPES
                 ));
             }

@@ -20,7 +20,7 @@ pub const ALLOWED_HEADERS: [&str; 9] = [
 
 /// Response headers a browser script may read.
 pub const EXPOSED_HEADERS: &str = "X-Request-ID, traceparent, ETag, Retry-After, RateLimit, \
-     RateLimit-Policy, WWW-Authenticate, Location";
+     RateLimit-Policy, WWW-Authenticate, Location, Idempotent-Replayed, Content-Disposition";
 
 /// How long a browser may cache a preflight answer, in seconds.
 pub const MAX_AGE_SECONDS: u32 = 600;

@@ -285,6 +285,9 @@ impl ApiError {
                 body.insert("declared_size".to_owned(), json!(declared));
                 body.insert("received_size".to_owned(), json!(received));
             }
+            Self::ContentTypeMismatch { declared } => {
+                body.insert("declared_content_type".to_owned(), json!(declared));
+            }
             Self::NotFound
             | Self::MethodNotAllowed { .. }
             | Self::CorsOriginRefused
@@ -309,7 +312,6 @@ impl ApiError {
             | Self::IdempotencyKeyReused
             | Self::IdempotencyInProgress
             | Self::ChecksumMismatch
-            | Self::ContentTypeMismatch { .. }
             | Self::UploadNotStored
             | Self::UploadAlreadyStored => {}
         }

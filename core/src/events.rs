@@ -44,6 +44,25 @@ impl Event for UploadReceived {
     }
 }
 
+/// A workflow run was requested (by hand or by a matching event); the
+/// workflows consumer executes its steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkflowRunRequested {
+    pub workflow_id: String,
+    pub run_id: String,
+    /// `{"type":"manual"}` or `{"type":"event","event_id":…,"event_type":…}`.
+    pub cause: Value,
+    pub input: Value,
+}
+
+impl Event for WorkflowRunRequested {
+    const TYPE: &'static str = "workflow.run.requested";
+    const QUEUE: Queue = Queue::Workflows;
+    fn subject(&self) -> String {
+        self.run_id.clone()
+    }
+}
+
 /// The envelope of `event`, continuing the request's trace with a new span
 /// (the job is a child of the request that caused it).
 pub fn envelope<E: Event>(
@@ -74,6 +93,49 @@ mod tests {
 
     use super::*;
     use crate::testing::CountingEntropy;
+
+    fn context() -> RequestContext {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", "req-1".parse().unwrap());
+        RequestContext::from_headers(&headers, &CountingEntropy::default())
+    }
+
+    #[test]
+    fn workflow_run_requested_envelope_snapshot() {
+        let event = WorkflowRunRequested {
+            workflow_id: "wf_1".into(),
+            run_id: "run_1".into(),
+            cause: json!({"type": "manual"}),
+            input: json!({"order": 42}),
+        };
+        let entropy = CountingEntropy::default();
+        let tenant = TenantId::parse("acme").unwrap();
+        let now = Timestamp::from_unix_micros(1_795_582_978_000_000);
+        let mut got = envelope(&event, &tenant, &context(), &entropy, now);
+        got["id"] = json!("[id]");
+        got["traceparent"] = json!("[traceparent]");
+        assert_eq!(
+            got,
+            json!({
+                "specversion": "1.0",
+                "id": "[id]",
+                "source": "urn:tepi:api",
+                "type": "workflow.run.requested",
+                "subject": "run_1",
+                "time": "2026-11-25T05:02:58.000Z",
+                "datacontenttype": "application/json",
+                "data": {
+                    "workflow_id": "wf_1",
+                    "run_id": "run_1",
+                    "cause": {"type": "manual"},
+                    "input": {"order": 42}
+                },
+                "traceparent": "[traceparent]",
+                "tenantid": "acme",
+                "requestid": "req-1"
+            })
+        );
+    }
 
     #[test]
     fn upload_received_envelope_snapshot() {

@@ -16,9 +16,21 @@ pub const HEADER: &str = "idempotency-key";
 /// Sent on replayed answers.
 pub const REPLAYED: &str = "idempotent-replayed";
 
+/// Claims a key that is new, or whose holder gave up (in flight for longer
+/// than `ABANDONED_SECS`), or whose answer is older than `RETAINED_SECS`.
 const CLAIM: &str = "INSERT INTO idempotency_keys \
      (tenant_id, route, key, request_hash, status, body, created_at) \
-     VALUES (?1, ?2, ?3, ?4, 0, NULL, ?5) ON CONFLICT DO NOTHING RETURNING key";
+     VALUES (?1, ?2, ?3, ?4, 0, NULL, ?5) \
+     ON CONFLICT (tenant_id, route, key) DO UPDATE SET \
+     request_hash = excluded.request_hash, status = 0, body = NULL, created_at = excluded.created_at \
+     WHERE (idempotency_keys.status = 0 AND idempotency_keys.created_at < ?6) \
+     OR idempotency_keys.created_at < ?7 \
+     RETURNING key";
+
+/// A request still "in flight" after this long is taken to have died.
+pub const ABANDONED_SECS: i64 = 60;
+/// How long an answer is replayed for its key.
+pub const RETAINED_SECS: i64 = 24 * 60 * 60;
 const READ: &str = "SELECT request_hash, status, body FROM idempotency_keys \
      WHERE tenant_id = ?1 AND route = ?2 AND key = ?3";
 const FINISH: &str = "UPDATE idempotency_keys SET status = ?4, body = ?5 \
@@ -37,7 +49,7 @@ pub const HOT_QUERIES: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct Claim {
     tenant: String,
-    route: &'static str,
+    route: String,
     key: String,
 }
 
@@ -81,7 +93,7 @@ fn storage(e: &crate::ports::PortError) -> ApiError {
 pub async fn begin(
     sql: &dyn Sql,
     tenant: &TenantId,
-    route: &'static str,
+    route: &str,
     key: String,
     req: &Request<Bytes>,
     now: Timestamp,
@@ -98,15 +110,18 @@ pub async fn begin(
         SqlValue::Text(key.clone()),
     ];
     let mut params = scope.to_vec();
+    let secs = now.as_unix_secs();
     params.extend([
         SqlValue::Text(hash.clone()),
-        SqlValue::Integer(now.as_unix_secs()),
+        SqlValue::Integer(secs),
+        SqlValue::Integer(secs - ABANDONED_SECS),
+        SqlValue::Integer(secs - RETAINED_SECS),
     ]);
     let claimed = sql.execute(CLAIM, &params).await.map_err(|e| storage(&e))?;
     if !claimed.rows.is_empty() {
         return Ok(Begin::Proceed(Claim {
             tenant: tenant.as_str().to_owned(),
-            route,
+            route: route.to_owned(),
             key,
         }));
     }
@@ -144,7 +159,7 @@ pub async fn begin(
 pub async fn finish(sql: &dyn Sql, claim: Claim, response: &Response<Bytes>) {
     let scope = vec![
         SqlValue::Text(claim.tenant),
-        SqlValue::Text(claim.route.to_owned()),
+        SqlValue::Text(claim.route),
         SqlValue::Text(claim.key),
     ];
     let result = if response.status().is_success() {
@@ -159,5 +174,50 @@ pub async fn finish(sql: &dyn Sql, claim: Claim, response: &Response<Bytes>) {
     };
     if let Err(e) = result {
         tracing::warn!(target: "tepi::storage", error = %e, "idempotency record failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::migrate;
+    use crate::testing::{SqliteSql, block_on};
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_micros(secs * 1_000_000)
+    }
+
+    #[test]
+    fn abandoned_and_expired_keys_can_be_claimed_again() {
+        let db = SqliteSql::open_in_memory();
+        block_on(migrate(&db)).unwrap();
+        let tenant = TenantId::parse("acme").unwrap();
+        let req = Request::post("/v1/uploads")
+            .body(Bytes::from_static(b"{}"))
+            .unwrap();
+        let begin_at = |secs| block_on(begin(&db, &tenant, "r#u", "k".into(), &req, at(secs)));
+        let t0 = 1_000_000;
+        let Ok(Begin::Proceed(claim)) = begin_at(t0) else {
+            panic!("first claim")
+        };
+        assert!(matches!(
+            begin_at(t0 + 1),
+            Err(ApiError::IdempotencyInProgress)
+        ));
+        assert!(
+            matches!(begin_at(t0 + 61), Ok(Begin::Proceed(_))),
+            "abandoned after a minute"
+        );
+        let mut done = Response::new(Bytes::from_static(b"{\"id\":1}"));
+        *done.status_mut() = StatusCode::CREATED;
+        block_on(finish(&db, claim, &done));
+        assert!(
+            matches!(begin_at(t0 + 62), Ok(Begin::Replay(_))),
+            "answered: replayed"
+        );
+        assert!(
+            matches!(begin_at(t0 + 61 + 86_401), Ok(Begin::Proceed(_))),
+            "a day later the key is free"
+        );
     }
 }

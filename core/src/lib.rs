@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod log;
 pub mod metrics;
+pub mod module;
 pub mod ports;
 pub mod ratelimit;
 pub mod router;
@@ -27,6 +28,7 @@ pub mod storage;
 pub mod time;
 pub mod uploads;
 pub mod validate;
+pub mod workflows;
 
 #[cfg(test)]
 mod testing;

@@ -32,6 +32,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_uploads_jobs.sql",
         sql: include_str!("../../migrations/0004_uploads_jobs.sql"),
     },
+    Migration {
+        name: "0005_workflows.sql",
+        sql: include_str!("../../migrations/0005_workflows.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

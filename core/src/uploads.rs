@@ -5,18 +5,18 @@
 //! read it, its uploader or an admin may send its content or delete it.
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::auth::handlers::{json_response, storage};
 use crate::auth::store::{Row, first};
 use crate::auth::{Role, secret};
-use crate::config::UploadConfig;
-use crate::context::{RequestContext, TenantId};
+use crate::context::TenantId;
 use crate::error::ApiError;
 use crate::events::{self, Event, UploadReceived};
-use crate::ports::{Blobs, Entropy, Jobs, PortError, Rows, Sql, SqlValue};
+use crate::module::Call;
+use crate::ports::{PortError, Rows, Sql, SqlValue};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Invalid, json_object, parsed};
 
@@ -37,30 +37,6 @@ pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("upload_mark_stored", MARK_STORED),
     ("upload_delete", DELETE),
 ];
-
-/// Who asks and with what.
-pub struct Call<'a> {
-    pub req: &'a Request<Bytes>,
-    pub id: &'a str,
-    pub sql: &'a dyn Sql,
-    pub blobs: &'a dyn Blobs,
-    pub jobs: &'a dyn Jobs,
-    pub entropy: &'a dyn Entropy,
-    pub now: Timestamp,
-    pub cx: &'a RequestContext,
-    pub config: &'a UploadConfig,
-    pub tenant: &'a TenantId,
-    pub user_id: &'a str,
-    pub role: Role,
-}
-
-impl std::fmt::Debug for Call<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("uploads::Call")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
 
 struct Upload {
     id: String,
@@ -126,7 +102,7 @@ async fn find(call: &Call<'_>) -> Result<Upload, ApiError> {
     let rows = exec(
         call.sql,
         BY_ID,
-        vec![call.tenant.as_str().into(), call.id.into()],
+        vec![call.tenant().as_str().into(), call.param("id").into()],
     )
     .await?;
     let row = first(&rows).ok_or(ApiError::NotFound)?;
@@ -135,7 +111,7 @@ async fn find(call: &Call<'_>) -> Result<Upload, ApiError> {
 
 /// The uploader and the tenant's admins may change an upload.
 fn may_change(call: &Call<'_>, upload: &Upload) -> Result<(), ApiError> {
-    if call.role == Role::Admin || upload.created_by == call.user_id {
+    if call.caller.role == Role::Admin || upload.created_by == call.caller.user_id {
         Ok(())
     } else {
         Err(ApiError::Forbidden)
@@ -176,12 +152,21 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The largest upload: `UPLOAD_MAX_BYTES`, but never more than a request
+/// body may carry (`MAX_BODY_BYTES`).
+fn max_bytes(call: &Call<'_>) -> u64 {
+    call.config
+        .uploads
+        .max_bytes
+        .min(u64::try_from(call.config.max_body_bytes).unwrap_or(u64::MAX))
+}
+
 /// `POST /v1/uploads` {`filename`, `content_type`, `size`, `sha256`}.
 pub async fn create(call: &Call<'_>) -> Handled {
     let body = json_object(call.req)?;
     let mut fields = Fields::new(&body);
     let name = fields.required("filename", parsed(255, filename));
-    let allowed = &call.config.content_types;
+    let allowed = &call.config.uploads.content_types;
     let content_type = fields.required(
         "content_type",
         parsed(127, |raw| {
@@ -196,7 +181,7 @@ pub async fn create(call: &Call<'_>) -> Handled {
             }
         }),
     );
-    let max = call.config.max_bytes;
+    let max = max_bytes(call);
     let size = fields.required("size", |value| {
         let n = value
             .as_u64()
@@ -224,12 +209,12 @@ pub async fn create(call: &Call<'_>) -> Handled {
         INSERT,
         vec![
             id.clone().into(),
-            call.tenant.as_str().into(),
+            call.tenant().as_str().into(),
             name.clone().into(),
             content_type.clone().into(),
             SqlValue::Integer(i64::try_from(size).unwrap_or(i64::MAX)),
             sha256.clone().into(),
-            call.user_id.into(),
+            call.caller.user_id.into(),
             secs.into(),
         ],
     )
@@ -241,7 +226,7 @@ pub async fn create(call: &Call<'_>) -> Handled {
         size,
         sha256,
         stored: false,
-        created_by: call.user_id.to_owned(),
+        created_by: call.caller.user_id.to_owned(),
         created_at: secs,
         updated_at: secs,
     };
@@ -272,9 +257,9 @@ pub async fn put_content(call: &Call<'_>) -> Handled {
     }
     let body = call.req.body();
     let received = body.len() as u64;
-    if received > call.config.max_bytes {
+    if received > max_bytes(call) {
         return Err(ApiError::PayloadTooLarge {
-            limit: usize::try_from(call.config.max_bytes).unwrap_or(usize::MAX),
+            limit: usize::try_from(max_bytes(call)).unwrap_or(usize::MAX),
         });
     }
     if received != upload.size {
@@ -291,9 +276,9 @@ pub async fn put_content(call: &Call<'_>) -> Handled {
         // Same declaration, same bytes (checked above): nothing to do.
         return Ok(json_response(StatusCode::OK, &upload.json()));
     }
-    call.blobs
+    call.blobs()?
         .put(
-            &blob_key(call.tenant, &upload.id),
+            &blob_key(call.tenant(), &upload.id),
             body,
             &upload.content_type,
         )
@@ -305,9 +290,9 @@ pub async fn put_content(call: &Call<'_>) -> Handled {
         content_type: upload.content_type.clone(),
         size: upload.size,
         sha256: upload.sha256.clone(),
-        uploaded_by: call.user_id.to_owned(),
+        uploaded_by: call.caller.user_id.to_owned(),
     };
-    let envelope = events::envelope(&event, call.tenant, call.cx, call.entropy, call.now);
+    let envelope = events::envelope(&event, call.tenant(), call.cx, call.entropy, call.now);
     // Published before the upload is marked stored: a failure here leaves it
     // pending, and sending the content again publishes again (at least once).
     call.jobs
@@ -319,7 +304,7 @@ pub async fn put_content(call: &Call<'_>) -> Handled {
         call.sql,
         MARK_STORED,
         vec![
-            call.tenant.as_str().into(),
+            call.tenant().as_str().into(),
             upload.id.clone().into(),
             secs.into(),
         ],
@@ -346,8 +331,8 @@ pub async fn content(call: &Call<'_>) -> Handled {
         return Err(ApiError::UploadNotStored);
     }
     let blob = call
-        .blobs
-        .get(&blob_key(call.tenant, &upload.id))
+        .blobs()?
+        .get(&blob_key(call.tenant(), &upload.id))
         .await
         .map_err(|e| storage(&e))?
         .ok_or_else(|| storage(&PortError(format!("blob of {} is missing", upload.id))))?;
@@ -366,16 +351,18 @@ pub async fn content(call: &Call<'_>) -> Handled {
 pub async fn delete(call: &Call<'_>) -> Handled {
     let upload = find(call).await?;
     may_change(call, &upload)?;
-    call.blobs
-        .delete(&blob_key(call.tenant, &upload.id))
-        .await
-        .map_err(|e| storage(&e))?;
+    let blobs = call.blobs()?;
+    // The record first: a failure after it leaves an orphaned blob, never
+    // a record whose content is gone.
     exec(
         call.sql,
         DELETE,
-        vec![call.tenant.as_str().into(), upload.id.into()],
+        vec![call.tenant().as_str().into(), upload.id.clone().into()],
     )
     .await?;
+    if let Err(e) = blobs.delete(&blob_key(call.tenant(), &upload.id)).await {
+        tracing::warn!(target: "tepi::uploads", error = %e, upload = %upload.id, "content left behind");
+    }
     let mut response = Response::new(Bytes::new());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)

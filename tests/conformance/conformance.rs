@@ -13,6 +13,7 @@
 mod auth;
 mod limits;
 mod uploads;
+mod workflows;
 
 use std::env;
 use std::sync::LazyLock;

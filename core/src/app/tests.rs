@@ -548,6 +548,14 @@ fn route_table_lists_every_route_once() {
             "DELETE /v1/uploads/{id}",
             "PUT /v1/uploads/{id}/content",
             "GET /v1/uploads/{id}/content",
+            "GET /v1/workflows",
+            "POST /v1/workflows",
+            "GET /v1/workflows/{id}",
+            "PATCH /v1/workflows/{id}",
+            "DELETE /v1/workflows/{id}",
+            "POST /v1/workflows/{id}/runs",
+            "GET /v1/workflows/{id}/runs",
+            "GET /v1/workflows/{id}/runs/{run_id}",
         ]
     );
 }
@@ -616,3 +624,4 @@ mod auth;
 mod contract;
 mod limits;
 mod uploads;
+mod workflows;

@@ -65,6 +65,15 @@ pub const MATRIX: &[(Route, Requirement)] = &[
     (Route::GetUpload, Requirement::User),
     (Route::GetUploadContent, Requirement::User),
     (Route::DeleteUpload, Requirement::User),
+    // Workflows: users read and start runs; admins define them.
+    (Route::ListWorkflows, Requirement::User),
+    (Route::CreateWorkflow, Requirement::Admin),
+    (Route::GetWorkflow, Requirement::User),
+    (Route::UpdateWorkflow, Requirement::Admin),
+    (Route::DeleteWorkflow, Requirement::Admin),
+    (Route::StartWorkflowRun, Requirement::User),
+    (Route::ListWorkflowRuns, Requirement::User),
+    (Route::GetWorkflowRun, Requirement::User),
 ];
 
 /// The route's entry in the matrix, if it has one.

@@ -168,6 +168,7 @@ mod tests {
         let all = HOT_QUERIES
             .iter()
             .chain(crate::uploads::HOT_QUERIES)
+            .chain(crate::workflows::HOT_QUERIES)
             .chain(crate::idempotency::HOT_QUERIES);
         for (name, statement) in all {
             let params = vec![SqlValue::Null; parameter_count(statement)];

@@ -99,7 +99,12 @@ pub fn class_of(route: Route) -> Option<RouteClass> {
         | Route::PutUploadContent
         | Route::GetUpload
         | Route::GetUploadContent
-        | Route::DeleteUpload => Some(RouteClass::Api),
+        | Route::DeleteUpload
+        | Route::ListWorkflows
+        | Route::GetWorkflow
+        | Route::StartWorkflowRun
+        | Route::ListWorkflowRuns
+        | Route::GetWorkflowRun => Some(RouteClass::Api),
         Route::ListUsers
         | Route::CreateUser
         | Route::GetUser
@@ -108,7 +113,10 @@ pub fn class_of(route: Route) -> Option<RouteClass> {
         | Route::ListApiKeys
         | Route::CreateApiKey
         | Route::DeleteApiKey
-        | Route::CreateTenant => Some(RouteClass::Admin),
+        | Route::CreateTenant
+        | Route::CreateWorkflow
+        | Route::UpdateWorkflow
+        | Route::DeleteWorkflow => Some(RouteClass::Admin),
     }
 }
 

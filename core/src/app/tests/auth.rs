@@ -247,6 +247,9 @@ pub(super) struct World {
     /// Uploads of acme's admin: one with its content, one still pending.
     pub(super) stored_upload: String,
     pub(super) pending_upload: String,
+    /// A workflow of acme and one of its runs.
+    pub(super) workflow: String,
+    pub(super) run: String,
 }
 
 /// The content of the world's uploads.
@@ -291,7 +294,18 @@ pub(super) fn world_in(f: Fixture) -> World {
         key_id,
         stored_upload: String::new(),
         pending_upload: String::new(),
+        workflow: String::new(),
+        run: String::new(),
     }
+}
+
+/// A workflow definition every test can use.
+pub(super) fn workflow_definition() -> Value {
+    json!({
+        "name": "Greet",
+        "trigger": {"type": "manual"},
+        "steps": [{"type": "notify", "role": "admin", "message": "hello"}, {"type": "wait", "seconds": 5}]
+    })
 }
 
 /// The world plus two uploads of acme's admin: one stored, one pending.
@@ -320,6 +334,18 @@ pub(super) fn world_with_uploads() -> World {
     assert_eq!(put.status(), 200, "{}", body_json(&put));
     w.stored_upload = stored;
     w.pending_upload = pending;
+    let workflow = w.f.send(
+        req(Method::POST, "/v1/workflows")
+            .token(&w.root.access)
+            .json(workflow_definition()),
+    );
+    assert_eq!(workflow.status(), 201, "{}", body_json(&workflow));
+    w.workflow = body_json(&workflow)["id"].as_str().unwrap().to_owned();
+    let run = w.f.send(
+        req(Method::POST, &format!("/v1/workflows/{}/runs", w.workflow)).token(&w.root.access),
+    );
+    assert_eq!(run.status(), 201, "{}", body_json(&run));
+    w.run = body_json(&run)["id"].as_str().unwrap().to_owned();
     w
 }
 
@@ -626,12 +652,13 @@ fn one_tenant_cannot_read_or_change_anything_of_another() {
 /// What a route needs in order to succeed for an allowed caller.
 fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>) {
     let id = match (method.as_str(), pattern) {
+        (_, p) if p.starts_with("/v1/workflows") => &w.workflow,
         (_, p) if p.starts_with("/v1/api-keys") => &w.key_id,
         ("PUT", "/v1/uploads/{id}/content") => &w.pending_upload,
         (_, p) if p.starts_with("/v1/uploads") => &w.stored_upload,
         _ => &w.user_id,
     };
-    let path = pattern.replace("{id}", id);
+    let path = pattern.replace("{id}", id).replace("{run_id}", &w.run);
     let body = match (method.as_str(), pattern) {
         ("POST", "/v1/bootstrap") => Some(
             json!({"tenant": "late", "name": "Late", "email": "a@late.test", "password": password("late")}),
@@ -650,6 +677,8 @@ fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>
         ("POST", "/v1/tenants") => Some(
             json!({"id": "initech", "name": "Initech", "admin_email": "a@initech.test", "admin_password": password("ini")}),
         ),
+        ("POST", "/v1/workflows") => Some(workflow_definition()),
+        ("PATCH", "/v1/workflows/{id}") => Some(json!({"name": "Renamed"})),
         ("POST", "/v1/uploads") => Some(
             json!({"filename": "a.txt", "content_type": "text/plain", "size": CONTENT.len(), "sha256": content_sha256()}),
         ),
@@ -688,6 +717,14 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("DELETE /v1/uploads/{id}", [401, 403, 204, 404]),
         ("PUT /v1/uploads/{id}/content", [401, 403, 200, 404]),
         ("GET /v1/uploads/{id}/content", [401, 200, 200, 404]),
+        ("GET /v1/workflows", [401, 200, 200, 200]),
+        ("POST /v1/workflows", [401, 403, 201, 201]),
+        ("GET /v1/workflows/{id}", [401, 200, 200, 404]),
+        ("PATCH /v1/workflows/{id}", [401, 403, 200, 404]),
+        ("DELETE /v1/workflows/{id}", [401, 403, 204, 404]),
+        ("POST /v1/workflows/{id}/runs", [401, 201, 201, 404]),
+        ("GET /v1/workflows/{id}/runs", [401, 200, 200, 404]),
+        ("GET /v1/workflows/{id}/runs/{run_id}", [401, 200, 200, 404]),
     ];
     let app = Fixture::new().app;
     let routes: Vec<String> = app.routes().map(|(m, p)| format!("{m} {p}")).collect();

@@ -118,7 +118,7 @@ fn no_content() -> Response<Bytes> {
     response
 }
 
-fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     Timestamp::from_unix_micros(u64::try_from(secs).unwrap_or(0) * 1_000_000).to_rfc3339()
 }
 
@@ -134,10 +134,16 @@ pub fn bearer(req: &Request<Bytes>) -> Option<&str> {
 
 /// `?limit=&cursor=` of list endpoints.
 fn page(call: &Call<'_>) -> Result<(String, i64), ApiError> {
+    page_of(call.req)
+}
+
+/// `?limit=&cursor=` of any list endpoint: the cursor (the last id of the
+/// previous page) and a page size of 1 to `MAX_PAGE`.
+pub(crate) fn page_of(req: &Request<Bytes>) -> Result<(String, i64), ApiError> {
     let mut cursor = String::new();
     let mut limit = DEFAULT_PAGE;
     let mut errors = Vec::new();
-    for (name, value) in query_pairs(call.req.uri().query().unwrap_or("")) {
+    for (name, value) in query_pairs(req.uri().query().unwrap_or("")) {
         match name.as_str() {
             "cursor" => cursor = value,
             "limit" => match value.parse::<i64>() {
@@ -205,7 +211,7 @@ fn admin_tenant(principal: &Principal) -> Result<(&TenantId, &str), ApiError> {
     }
 }
 
-fn list_body(items: &[Value], limit: i64, last_id: Option<String>) -> Value {
+pub(crate) fn list_body(items: &[Value], limit: i64, last_id: Option<String>) -> Value {
     let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
     json!({
         "items": items,

@@ -1,0 +1,70 @@
+//! Workflows over HTTP: an admin defines one, a user starts runs (the same
+//! Idempotency-Key gives the same run) and reads their status.
+
+use serde_json::json;
+
+use crate::auth::{member, other_tenant_admin, post_json, root, with_token};
+use crate::{assert_problem, send};
+
+#[test]
+fn define_run_and_read_a_workflow() {
+    let (_, ann) = member("workflows@conformance.test", "user");
+    let admin = root();
+    let definition = json!({
+        "name": "Notify admins",
+        "trigger": {"type": "manual"},
+        "steps": [{"type": "notify", "role": "admin", "message": "hello"}, {"type": "wait", "seconds": 1}]
+    });
+    let refused = post_json("/v1/workflows", Some(&ann.access), &definition);
+    assert_problem(&refused, 403, "forbidden", "users do not define workflows");
+    let invalid = post_json(
+        "/v1/workflows",
+        Some(&admin.access),
+        &json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "webhook", "url": "http://plain"}]}),
+    );
+    assert_problem(&invalid, 422, "validation_failed", "plain http webhook");
+    assert_eq!(invalid.json()["errors"][0]["field"], "steps/0/url");
+
+    let created = post_json("/v1/workflows", Some(&admin.access), &definition);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+
+    let bearer = format!("Bearer {}", ann.access);
+    let start = |key: &str| {
+        send(
+            "POST",
+            &format!("/v1/workflows/{id}/runs"),
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ],
+            json!({"input": {"ticket": 7}}).to_string().as_bytes(),
+        )
+    };
+    let key = format!("run-{}", &ann.access[ann.access.len() - 12..]);
+    let first = start(&key);
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = start(&key);
+    assert_eq!(again.json()["id"], first.json()["id"], "same key, same run");
+    let run = first.json();
+    assert_eq!(run["status"], "requested");
+    assert_eq!(run["steps"].as_array().unwrap().len(), 2);
+
+    let read = with_token(
+        "GET",
+        &format!("/v1/workflows/{id}/runs/{}", run["id"].as_str().unwrap()),
+        &ann.access,
+        &[],
+    );
+    assert_eq!(read.status, 200);
+    assert_eq!(read.json()["input"], json!({"ticket": 7}));
+
+    let foreign = with_token(
+        "GET",
+        &format!("/v1/workflows/{id}"),
+        &other_tenant_admin().access,
+        &[],
+    );
+    assert_eq!(foreign.status, 404, "another tenant cannot see it");
+}
