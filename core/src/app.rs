@@ -19,6 +19,7 @@ use crate::health::{self, BuildInfo};
 use crate::idempotency;
 use crate::jobs::{KvBlobs, SqlOutbox};
 use crate::log::AccessLog;
+use crate::meta_events;
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
 use crate::module;
 use crate::ports::Blobs;
@@ -67,6 +68,10 @@ pub enum Route {
     StartWorkflowRun,
     ListWorkflowRuns,
     GetWorkflowRun,
+    MetaHandshake,
+    MetaReceive,
+    GetMetaConfig,
+    PutMetaConfig,
 }
 
 fn router() -> Router<Route> {
@@ -123,6 +128,10 @@ fn router() -> Router<Route> {
             "/v1/workflows/{id}/runs/{run_id}",
             Route::GetWorkflowRun,
         )
+        .route(Method::GET, "/v1/meta/webhook", Route::MetaHandshake)
+        .route(Method::POST, "/v1/meta/webhook", Route::MetaReceive)
+        .route(Method::GET, "/v1/meta/config", Route::GetMetaConfig)
+        .route(Method::PUT, "/v1/meta/config", Route::PutMetaConfig)
 }
 
 type Handled = Result<Response<Bytes>, ApiError>;
@@ -546,7 +555,11 @@ impl App {
             | Route::DeleteWorkflow
             | Route::StartWorkflowRun
             | Route::ListWorkflowRuns
-            | Route::GetWorkflowRun => {
+            | Route::GetWorkflowRun
+            | Route::MetaHandshake
+            | Route::MetaReceive
+            | Route::GetMetaConfig
+            | Route::PutMetaConfig => {
                 self.serve_module(route, req, cx, params, ports, now, principal)
                     .await
             }
@@ -577,13 +590,28 @@ impl App {
         now: Timestamp,
         principal: Option<&Principal>,
     ) -> Handled {
-        let Some(Principal::User {
-            tenant,
-            user_id,
-            role,
-        }) = principal
-        else {
-            return Err(ApiError::Forbidden);
+        // Meta's webhook calls carry no credentials: the tenant is named in
+        // the query and proven by the verify token or the signature.
+        let webhook_tenant;
+        let (tenant, user_id, role) = match (route, principal) {
+            (Route::MetaHandshake | Route::MetaReceive, _) => {
+                webhook_tenant =
+                    meta_events::tenant_of(req).ok_or(if route == Route::MetaHandshake {
+                        ApiError::VerifyTokenMismatch
+                    } else {
+                        ApiError::InvalidSignature
+                    })?;
+                (&webhook_tenant, "", Role::User)
+            }
+            (
+                _,
+                Some(Principal::User {
+                    tenant,
+                    user_id,
+                    role,
+                }),
+            ) => (tenant, user_id.as_str(), *role),
+            _ => return Err(ApiError::Forbidden),
         };
         let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
         // Where the platform has no queue service or object store (Spin),
@@ -600,7 +628,7 @@ impl App {
             caller: module::Caller {
                 tenant,
                 user_id,
-                role: *role,
+                role,
             },
             sql,
             jobs: ports.jobs.unwrap_or(&outbox),
@@ -624,6 +652,10 @@ impl App {
             Route::StartWorkflowRun => workflows::run(&call).await,
             Route::ListWorkflowRuns => workflows::runs(&call).await,
             Route::GetWorkflowRun => workflows::get_run(&call).await,
+            Route::MetaHandshake => meta_events::handshake(&call).await,
+            Route::MetaReceive => meta_events::receive(&call).await,
+            Route::GetMetaConfig => meta_events::get_config(&call).await,
+            Route::PutMetaConfig => meta_events::put_config(&call).await,
             _ => Err(ApiError::NotFound),
         }
     }
@@ -667,7 +699,11 @@ impl App {
             | Route::DeleteWorkflow
             | Route::StartWorkflowRun
             | Route::ListWorkflowRuns
-            | Route::GetWorkflowRun => Err(ApiError::NotFound),
+            | Route::GetWorkflowRun
+            | Route::MetaHandshake
+            | Route::MetaReceive
+            | Route::GetMetaConfig
+            | Route::PutMetaConfig => Err(ApiError::NotFound),
         }
     }
 

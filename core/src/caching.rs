@@ -65,7 +65,10 @@ pub fn policy(route: Route) -> CachePolicy {
         | Route::CreateWorkflow
         | Route::UpdateWorkflow
         | Route::DeleteWorkflow
-        | Route::StartWorkflowRun => CachePolicy::NoStore,
+        | Route::StartWorkflowRun
+        | Route::MetaHandshake
+        | Route::MetaReceive
+        | Route::PutMetaConfig => CachePolicy::NoStore,
         Route::Me
         | Route::ListUsers
         | Route::GetUser
@@ -75,7 +78,8 @@ pub fn policy(route: Route) -> CachePolicy {
         | Route::ListWorkflows
         | Route::GetWorkflow
         | Route::ListWorkflowRuns
-        | Route::GetWorkflowRun => CachePolicy::Private,
+        | Route::GetWorkflowRun
+        | Route::GetMetaConfig => CachePolicy::Private,
         Route::Version => CachePolicy::Shared { max_age: 60 },
         Route::Jwks => CachePolicy::Shared { max_age: 3600 },
     }

@@ -85,6 +85,10 @@ pub enum ApiError {
     UploadNotStored,
     /// The upload's content is stored already (and differs).
     UploadAlreadyStored,
+    /// A webhook's signature is missing or wrong (or its tenant unknown).
+    InvalidSignature,
+    /// The subscription handshake named another verify token.
+    VerifyTokenMismatch,
 }
 
 /// The `WWW-Authenticate` challenge of 401 and scope-related 403 answers.
@@ -109,13 +113,15 @@ impl ApiError {
             | Self::InvalidApiKey
             | Self::InvalidCredentials
             | Self::InvalidRefreshToken
-            | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            | Self::RefreshTokenReused
+            | Self::InvalidSignature => StatusCode::UNAUTHORIZED,
             Self::CorsOriginRefused
             | Self::Forbidden
             | Self::InsufficientScope { .. }
             | Self::TenantMismatch
             | Self::BootstrapDisabled
-            | Self::ScopeNotGrantable { .. } => StatusCode::FORBIDDEN,
+            | Self::ScopeNotGrantable { .. }
+            | Self::VerifyTokenMismatch => StatusCode::FORBIDDEN,
             Self::EmailTaken
             | Self::TenantExists
             | Self::AlreadyBootstrapped
@@ -166,6 +172,8 @@ impl ApiError {
             Self::ContentTypeMismatch { .. } => "content_type_mismatch",
             Self::UploadNotStored => "upload_not_stored",
             Self::UploadAlreadyStored => "upload_already_stored",
+            Self::InvalidSignature => "invalid_signature",
+            Self::VerifyTokenMismatch => "verify_token_mismatch",
         }
     }
 
@@ -239,6 +247,10 @@ impl ApiError {
                 format!("The content must be sent as {declared}, as declared.")
             }
             Self::UploadNotStored => "The upload has no content yet.".to_owned(),
+            Self::InvalidSignature => {
+                "X-Hub-Signature-256 is missing or does not sign this body.".to_owned()
+            }
+            Self::VerifyTokenMismatch => "hub.verify_token is not this tenant's token.".to_owned(),
             Self::UploadAlreadyStored => {
                 "The upload's content is stored already; create a new upload.".to_owned()
             }
@@ -313,7 +325,9 @@ impl ApiError {
             | Self::IdempotencyInProgress
             | Self::ChecksumMismatch
             | Self::UploadNotStored
-            | Self::UploadAlreadyStored => {}
+            | Self::UploadAlreadyStored
+            | Self::InvalidSignature
+            | Self::VerifyTokenMismatch => {}
         }
     }
 
@@ -327,6 +341,9 @@ impl ApiError {
             Self::InvalidToken { reason } => Some(format!(
                 "{REALM}, error=\"invalid_token\", error_description=\"{reason}\""
             )),
+            Self::InvalidSignature => {
+                Some("HMAC-SHA256 realm=\"tepi\", header=\"X-Hub-Signature-256\"".to_owned())
+            }
             Self::InvalidApiKey => Some(format!(
                 "{REALM}, error=\"invalid_token\", error_description=\"unknown API key\""
             )),
@@ -488,6 +505,8 @@ pub(crate) mod tests {
             ),
             (ApiError::UploadNotStored, 409, "upload_not_stored"),
             (ApiError::UploadAlreadyStored, 409, "upload_already_stored"),
+            (ApiError::InvalidSignature, 401, "invalid_signature"),
+            (ApiError::VerifyTokenMismatch, 403, "verify_token_mismatch"),
         ]
     }
 

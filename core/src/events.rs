@@ -63,6 +63,60 @@ impl Event for WorkflowRunRequested {
     }
 }
 
+/// A normalised Meta platform webhook item (a message, a status change, a
+/// read receipt, a postback). Its CloudEvents type is chosen per item:
+/// `meta.message.received`, `meta.message.status`, `meta.message.read`,
+/// `meta.postback.received`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetaEvent {
+    #[serde(skip)]
+    pub event_type: &'static str,
+    /// `whatsapp`, `messenger` or `instagram`.
+    pub platform: &'static str,
+    /// The platform's id of the item (message id, or a composite for
+    /// receipts), used to deduplicate redeliveries.
+    pub item_id: String,
+    /// The sender or the account the item is about.
+    pub from: Option<String>,
+    /// Unix seconds, as Meta reports them.
+    pub timestamp: Option<i64>,
+    pub text: Option<String>,
+    /// The status of a status change (`sent`, `delivered`, `read`, …).
+    pub status: Option<String>,
+}
+
+impl MetaEvent {
+    pub const TYPES: [&'static str; 4] = [
+        "meta.message.received",
+        "meta.message.status",
+        "meta.message.read",
+        "meta.postback.received",
+    ];
+}
+
+/// The envelope of a Meta event (its type varies per item).
+pub fn meta_envelope(
+    event: &MetaEvent,
+    tenant: &TenantId,
+    cx: &RequestContext,
+    entropy: &dyn Entropy,
+    now: Timestamp,
+) -> Value {
+    let mut value = envelope_with(
+        event,
+        event.event_type,
+        &event.item_id,
+        tenant,
+        cx,
+        entropy,
+        now,
+    );
+    if let Some(data) = value.get_mut("data").and_then(Value::as_object_mut) {
+        data.retain(|_, v| !v.is_null());
+    }
+    value
+}
+
 /// The envelope of `event`, continuing the request's trace with a new span
 /// (the job is a child of the request that caused it).
 pub fn envelope<E: Event>(
@@ -72,12 +126,24 @@ pub fn envelope<E: Event>(
     entropy: &dyn Entropy,
     now: Timestamp,
 ) -> Value {
+    envelope_with(event, E::TYPE, &event.subject(), tenant, cx, entropy, now)
+}
+
+fn envelope_with<T: Serialize>(
+    event: &T,
+    event_type: &str,
+    subject: &str,
+    tenant: &TenantId,
+    cx: &RequestContext,
+    entropy: &dyn Entropy,
+    now: Timestamp,
+) -> Value {
     json!({
         "specversion": "1.0",
         "id": secret::id(entropy, "evt_"),
         "source": SOURCE,
-        "type": E::TYPE,
-        "subject": event.subject(),
+        "type": event_type,
+        "subject": subject,
         "time": now.to_rfc3339(),
         "datacontenttype": "application/json",
         "data": serde_json::to_value(event).unwrap_or(Value::Null),

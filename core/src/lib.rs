@@ -18,6 +18,7 @@ pub mod health;
 pub mod idempotency;
 pub mod jobs;
 pub mod log;
+pub mod meta_events;
 pub mod metrics;
 pub mod module;
 pub mod ports;

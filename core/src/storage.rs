@@ -36,6 +36,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_workflows.sql",
         sql: include_str!("../../migrations/0005_workflows.sql"),
     },
+    Migration {
+        name: "0006_meta.sql",
+        sql: include_str!("../../migrations/0006_meta.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

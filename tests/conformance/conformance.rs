@@ -12,6 +12,7 @@
 
 mod auth;
 mod limits;
+mod meta;
 mod uploads;
 mod workflows;
 

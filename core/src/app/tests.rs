@@ -556,6 +556,10 @@ fn route_table_lists_every_route_once() {
             "POST /v1/workflows/{id}/runs",
             "GET /v1/workflows/{id}/runs",
             "GET /v1/workflows/{id}/runs/{run_id}",
+            "GET /v1/meta/webhook",
+            "POST /v1/meta/webhook",
+            "GET /v1/meta/config",
+            "PUT /v1/meta/config",
         ]
     );
 }
@@ -623,5 +627,6 @@ fn version_reports_when_the_build_first_served() {
 mod auth;
 mod contract;
 mod limits;
+mod meta;
 mod uploads;
 mod workflows;

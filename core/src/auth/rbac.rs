@@ -74,6 +74,12 @@ pub const MATRIX: &[(Route, Requirement)] = &[
     (Route::StartWorkflowRun, Requirement::User),
     (Route::ListWorkflowRuns, Requirement::User),
     (Route::GetWorkflowRun, Requirement::User),
+    // Meta webhooks: Meta calls without credentials (the verify token and
+    // the body signature prove it); admins configure them.
+    (Route::MetaHandshake, Requirement::Public),
+    (Route::MetaReceive, Requirement::Public),
+    (Route::GetMetaConfig, Requirement::Admin),
+    (Route::PutMetaConfig, Requirement::Admin),
 ];
 
 /// The route's entry in the matrix, if it has one.

@@ -169,6 +169,7 @@ mod tests {
             .iter()
             .chain(crate::uploads::HOT_QUERIES)
             .chain(crate::workflows::HOT_QUERIES)
+            .chain(crate::meta_events::HOT_QUERIES)
             .chain(crate::idempotency::HOT_QUERIES);
         for (name, statement) in all {
             let params = vec![SqlValue::Null; parameter_count(statement)];

@@ -91,7 +91,9 @@ impl RouteClass {
 pub fn class_of(route: Route) -> Option<RouteClass> {
     match route {
         Route::Healthz | Route::Readyz => None,
-        Route::Version | Route::Jwks => Some(RouteClass::Public),
+        Route::Version | Route::Jwks | Route::MetaHandshake | Route::MetaReceive => {
+            Some(RouteClass::Public)
+        }
         Route::Bootstrap | Route::Login | Route::Refresh | Route::Logout => Some(RouteClass::Login),
         Route::Metrics
         | Route::Me
@@ -116,7 +118,9 @@ pub fn class_of(route: Route) -> Option<RouteClass> {
         | Route::CreateTenant
         | Route::CreateWorkflow
         | Route::UpdateWorkflow
-        | Route::DeleteWorkflow => Some(RouteClass::Admin),
+        | Route::DeleteWorkflow
+        | Route::GetMetaConfig
+        | Route::PutMetaConfig => Some(RouteClass::Admin),
     }
 }
 

@@ -658,7 +658,15 @@ fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>
         (_, p) if p.starts_with("/v1/uploads") => &w.stored_upload,
         _ => &w.user_id,
     };
-    let path = pattern.replace("{id}", id).replace("{run_id}", &w.run);
+    let path = match pattern {
+        // Unsigned, and a handshake with a token nobody configured: Meta's
+        // routes refuse everyone who cannot prove to be Meta.
+        "/v1/meta/webhook" if method == Method::GET => {
+            "/v1/meta/webhook?tenant=acme&hub.mode=subscribe&hub.verify_token=guess-guess-guess&hub.challenge=1".to_owned()
+        }
+        "/v1/meta/webhook" => "/v1/meta/webhook?tenant=acme".to_owned(),
+        _ => pattern.replace("{id}", id).replace("{run_id}", &w.run),
+    };
     let body = match (method.as_str(), pattern) {
         ("POST", "/v1/bootstrap") => Some(
             json!({"tenant": "late", "name": "Late", "email": "a@late.test", "password": password("late")}),
@@ -679,6 +687,10 @@ fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>
         ),
         ("POST", "/v1/workflows") => Some(workflow_definition()),
         ("PATCH", "/v1/workflows/{id}") => Some(json!({"name": "Renamed"})),
+        ("PUT", "/v1/meta/config") => Some(
+            json!({"verify_token": "verify-token-0000", "app_secret": "app-secret-000000"}), // pragma: allowlist secret
+        ),
+        ("POST", "/v1/meta/webhook") => Some(json!({"object": "page", "entry": []})),
         ("POST", "/v1/uploads") => Some(
             json!({"filename": "a.txt", "content_type": "text/plain", "size": CONTENT.len(), "sha256": content_sha256()}),
         ),
@@ -725,6 +737,10 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("POST /v1/workflows/{id}/runs", [401, 201, 201, 404]),
         ("GET /v1/workflows/{id}/runs", [401, 200, 200, 404]),
         ("GET /v1/workflows/{id}/runs/{run_id}", [401, 200, 200, 404]),
+        ("GET /v1/meta/webhook", [403, 403, 403, 403]),
+        ("POST /v1/meta/webhook", [401, 401, 401, 401]),
+        ("GET /v1/meta/config", [401, 403, 200, 200]),
+        ("PUT /v1/meta/config", [401, 403, 204, 204]),
     ];
     let app = Fixture::new().app;
     let routes: Vec<String> = app.routes().map(|(m, p)| format!("{m} {p}")).collect();
@@ -760,7 +776,7 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
             let (method, pattern) = route.split_once(' ').unwrap();
             let method = Method::from_bytes(method.as_bytes()).unwrap();
             let (path, body) = template(&method, pattern, &w);
-            let put = method == Method::PUT;
+            let put = method == Method::PUT && pattern.starts_with("/v1/uploads");
             let mut r = req(method, &path);
             r.token = token;
             r.body = body;
