@@ -22,6 +22,7 @@ use crate::log::AccessLog;
 use crate::meta_events;
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
 use crate::module;
+use crate::notifications;
 use crate::ports::Blobs;
 use crate::ports::{KeyValue, Ports, Sql};
 use crate::ratelimit::{self, LocalTable, PeerAddr, RouteClass, SqlStore, Verdict};
@@ -72,6 +73,9 @@ pub enum Route {
     MetaReceive,
     GetMetaConfig,
     PutMetaConfig,
+    ListNotifications,
+    SendNotification,
+    MarkNotificationRead,
 }
 
 fn router() -> Router<Route> {
@@ -132,6 +136,13 @@ fn router() -> Router<Route> {
         .route(Method::POST, "/v1/meta/webhook", Route::MetaReceive)
         .route(Method::GET, "/v1/meta/config", Route::GetMetaConfig)
         .route(Method::PUT, "/v1/meta/config", Route::PutMetaConfig)
+        .route(Method::GET, "/v1/notifications", Route::ListNotifications)
+        .route(Method::POST, "/v1/notifications", Route::SendNotification)
+        .route(
+            Method::POST,
+            "/v1/notifications/{id}/read",
+            Route::MarkNotificationRead,
+        )
 }
 
 type Handled = Result<Response<Bytes>, ApiError>;
@@ -352,7 +363,10 @@ impl App {
         }
         // Creating POSTs of the modules; not API keys or users, whose
         // answers must not be stored (a key's secret, a password's effect).
-        let idempotent = matches!(route, Route::CreateUpload | Route::StartWorkflowRun);
+        let idempotent = matches!(
+            route,
+            Route::CreateUpload | Route::StartWorkflowRun | Route::SendNotification
+        );
         let key = if idempotent {
             idempotency::key_of(req)?
         } else {
@@ -559,7 +573,10 @@ impl App {
             | Route::MetaHandshake
             | Route::MetaReceive
             | Route::GetMetaConfig
-            | Route::PutMetaConfig => {
+            | Route::PutMetaConfig
+            | Route::ListNotifications
+            | Route::SendNotification
+            | Route::MarkNotificationRead => {
                 self.serve_module(route, req, cx, params, ports, now, principal)
                     .await
             }
@@ -656,6 +673,9 @@ impl App {
             Route::MetaReceive => meta_events::receive(&call).await,
             Route::GetMetaConfig => meta_events::get_config(&call).await,
             Route::PutMetaConfig => meta_events::put_config(&call).await,
+            Route::ListNotifications => notifications::inbox(&call).await,
+            Route::SendNotification => notifications::send(&call).await,
+            Route::MarkNotificationRead => notifications::mark_read(&call).await,
             _ => Err(ApiError::NotFound),
         }
     }
@@ -703,7 +723,10 @@ impl App {
             | Route::MetaHandshake
             | Route::MetaReceive
             | Route::GetMetaConfig
-            | Route::PutMetaConfig => Err(ApiError::NotFound),
+            | Route::PutMetaConfig
+            | Route::ListNotifications
+            | Route::SendNotification
+            | Route::MarkNotificationRead => Err(ApiError::NotFound),
         }
     }
 

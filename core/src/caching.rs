@@ -68,7 +68,9 @@ pub fn policy(route: Route) -> CachePolicy {
         | Route::StartWorkflowRun
         | Route::MetaHandshake
         | Route::MetaReceive
-        | Route::PutMetaConfig => CachePolicy::NoStore,
+        | Route::PutMetaConfig
+        | Route::SendNotification
+        | Route::MarkNotificationRead => CachePolicy::NoStore,
         Route::Me
         | Route::ListUsers
         | Route::GetUser
@@ -79,7 +81,8 @@ pub fn policy(route: Route) -> CachePolicy {
         | Route::GetWorkflow
         | Route::ListWorkflowRuns
         | Route::GetWorkflowRun
-        | Route::GetMetaConfig => CachePolicy::Private,
+        | Route::GetMetaConfig
+        | Route::ListNotifications => CachePolicy::Private,
         Route::Version => CachePolicy::Shared { max_age: 60 },
         Route::Jwks => CachePolicy::Shared { max_age: 3600 },
     }

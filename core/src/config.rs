@@ -206,10 +206,15 @@ impl Config {
                 .map(|t| t.trim().to_ascii_lowercase())
                 .filter(|t| !t.is_empty())
                 .collect();
-            if types.iter().all(|t| {
-                t.split_once('/')
-                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
-            }) {
+            // Bare types: a PUT's Content-Type is compared without
+            // parameters, so a listed parameter could never match.
+            let bare = |t: &String| {
+                !t.contains(';')
+                    && !t.contains(char::is_whitespace)
+                    && t.split_once('/')
+                        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+            };
+            if types.iter().all(bare) {
                 config.uploads.content_types = types;
             } else {
                 problems.push(format!(
@@ -459,6 +464,31 @@ mod tests {
         assert!(
             problems.contains("\"proxy.internal\" is not an IP address"),
             "{problems}"
+        );
+    }
+
+    #[test]
+    fn upload_settings_are_checked() {
+        let loaded = load(&[
+            (vars::JWT_SIGNING_KEYS, KEYS),
+            (vars::UPLOAD_CONTENT_TYPES, "text/plain; charset=utf-8"),
+            (vars::UPLOAD_MAX_BYTES, "0"),
+        ]);
+        let problems = loaded.problems.join("; ");
+        assert!(problems.contains("UPLOAD_CONTENT_TYPES"), "{problems}");
+        assert!(problems.contains("UPLOAD_MAX_BYTES"), "{problems}");
+        assert_eq!(
+            loaded.config.uploads,
+            Config::default().uploads,
+            "defaults kept"
+        );
+        let ok = load(&[
+            (vars::JWT_SIGNING_KEYS, KEYS),
+            (vars::UPLOAD_CONTENT_TYPES, "Image/PNG, application/pdf"),
+        ]);
+        assert_eq!(
+            ok.config.uploads.content_types,
+            ["image/png", "application/pdf"]
         );
     }
 }

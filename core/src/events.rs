@@ -63,6 +63,26 @@ impl Event for WorkflowRunRequested {
     }
 }
 
+/// A notification is to be delivered to a webhook endpoint. The
+/// notifications consumer POSTs `{subject, body, notification_id}` to `url`
+/// with `Tepi-Signature` (see `notifications::signature`) and the
+/// envelope's `traceparent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotificationWebhookRequested {
+    pub notification_id: String,
+    pub url: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl Event for NotificationWebhookRequested {
+    const TYPE: &'static str = "notification.webhook.requested";
+    const QUEUE: Queue = Queue::Notifications;
+    fn subject(&self) -> String {
+        self.notification_id.clone()
+    }
+}
+
 /// A normalised Meta platform webhook item (a message, a status change, a
 /// read receipt, a postback). Its CloudEvents type is chosen per item:
 /// `meta.message.received`, `meta.message.status`, `meta.message.read`,

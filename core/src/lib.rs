@@ -21,6 +21,7 @@ pub mod log;
 pub mod meta_events;
 pub mod metrics;
 pub mod module;
+pub mod notifications;
 pub mod ports;
 pub mod ratelimit;
 pub mod router;

@@ -240,38 +240,44 @@ pub async fn receive(call: &Call<'_>) -> Handled {
         if exec(call.sql, SEEN, claim).await?.rows.is_empty() {
             continue; // delivered before
         }
-        let envelope = events::meta_envelope(item, call.tenant(), call.cx, call.entropy, call.now);
-        if let Err(e) = call
-            .jobs
-            .enqueue(Queue::MetaEvents, &envelope.to_string())
-            .await
-        {
-            // Forget it again, so Meta's retry is processed: never lost.
+        if let Err(e) = publish_and_trigger(call, item).await {
+            // Forget it again, so Meta's retry processes it: never lost
+            // (at least once; the event's subject deduplicates downstream).
             let _ = exec(call.sql, UNSEE, key).await;
-            return Err(storage(&e));
+            return Err(e);
         }
         fresh += 1;
-        let cause = json!({
-            "type": "event",
-            "event_id": envelope["id"],
-            "event_type": item.event_type,
-        });
-        for (workflow_id, steps) in workflows::triggered_by(call, item.event_type).await? {
-            workflows::start_run(
-                call,
-                &workflow_id,
-                steps,
-                cause.clone(),
-                envelope["data"].clone(),
-                None,
-            )
-            .await?;
-        }
     }
     Ok(json_response(
         StatusCode::OK,
         &json!({"received": items.len(), "new": fresh}),
     ))
+}
+
+/// Publishes the item's event and starts the workflows it triggers.
+async fn publish_and_trigger(call: &Call<'_>, item: &MetaEvent) -> Result<(), ApiError> {
+    let envelope = events::meta_envelope(item, call.tenant(), call.cx, call.entropy, call.now);
+    call.jobs
+        .enqueue(Queue::MetaEvents, &envelope.to_string())
+        .await
+        .map_err(|e| storage(&e))?;
+    let cause = json!({
+        "type": "event",
+        "event_id": envelope["id"],
+        "event_type": item.event_type,
+    });
+    for (workflow_id, steps) in workflows::triggered_by(call, item.event_type).await? {
+        workflows::start_run(
+            call,
+            &workflow_id,
+            steps,
+            cause.clone(),
+            envelope["data"].clone(),
+            None,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn platform_of(object: &str) -> Option<&'static str> {

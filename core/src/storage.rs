@@ -40,6 +40,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_meta.sql",
         sql: include_str!("../../migrations/0006_meta.sql"),
     },
+    Migration {
+        name: "0007_notifications.sql",
+        sql: include_str!("../../migrations/0007_notifications.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

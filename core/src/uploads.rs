@@ -347,7 +347,7 @@ pub async fn content(call: &Call<'_>) -> Handled {
     Ok(response)
 }
 
-/// `DELETE /v1/uploads/{id}`: the content, then the record.
+/// `DELETE /v1/uploads/{id}`: the record, then the content.
 pub async fn delete(call: &Call<'_>) -> Handled {
     let upload = find(call).await?;
     may_change(call, &upload)?;

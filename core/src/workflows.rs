@@ -94,7 +94,8 @@ fn parse_trigger(value: &Value) -> Result<String, Invalid> {
                 .get("event_type")
                 .and_then(Value::as_str)
                 .ok_or_else(|| Invalid::new("required", "an event trigger needs event_type"))?;
-            if valid_pattern(pattern) {
+            // "manual" is how manual triggers are stored.
+            if valid_pattern(pattern) && pattern != "manual" {
                 Ok(pattern.to_owned())
             } else {
                 Err(Invalid::new(
@@ -162,6 +163,7 @@ fn parse_steps(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<Value>
                 match (to_user, to_role) {
                     (Some(u), None) if !u.is_empty() && u.len() <= 64 => {}
                     (None, Some(r)) if Role::parse(r).is_ok() => {}
+                    (Some(_), None) => fail(at("user_id"), "invalid", "must be 1-64 characters"),
                     _ => fail(
                         at("role"),
                         "invalid",

@@ -13,6 +13,7 @@
 mod auth;
 mod limits;
 mod meta;
+mod notifications;
 mod uploads;
 mod workflows;
 

@@ -560,6 +560,9 @@ fn route_table_lists_every_route_once() {
             "POST /v1/meta/webhook",
             "GET /v1/meta/config",
             "PUT /v1/meta/config",
+            "GET /v1/notifications",
+            "POST /v1/notifications",
+            "POST /v1/notifications/{id}/read",
         ]
     );
 }
@@ -628,5 +631,6 @@ mod auth;
 mod contract;
 mod limits;
 mod meta;
+mod notifications;
 mod uploads;
 mod workflows;

@@ -80,6 +80,10 @@ pub const MATRIX: &[(Route, Requirement)] = &[
     (Route::MetaReceive, Requirement::Public),
     (Route::GetMetaConfig, Requirement::Admin),
     (Route::PutMetaConfig, Requirement::Admin),
+    // Notifications: everyone reads their own inbox; admins send.
+    (Route::ListNotifications, Requirement::User),
+    (Route::SendNotification, Requirement::Admin),
+    (Route::MarkNotificationRead, Requirement::User),
 ];
 
 /// The route's entry in the matrix, if it has one.

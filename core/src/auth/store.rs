@@ -170,6 +170,7 @@ mod tests {
             .chain(crate::uploads::HOT_QUERIES)
             .chain(crate::workflows::HOT_QUERIES)
             .chain(crate::meta_events::HOT_QUERIES)
+            .chain(crate::notifications::HOT_QUERIES)
             .chain(crate::idempotency::HOT_QUERIES);
         for (name, statement) in all {
             let params = vec![SqlValue::Null; parameter_count(statement)];

@@ -106,7 +106,9 @@ pub fn class_of(route: Route) -> Option<RouteClass> {
         | Route::GetWorkflow
         | Route::StartWorkflowRun
         | Route::ListWorkflowRuns
-        | Route::GetWorkflowRun => Some(RouteClass::Api),
+        | Route::GetWorkflowRun
+        | Route::ListNotifications
+        | Route::MarkNotificationRead => Some(RouteClass::Api),
         Route::ListUsers
         | Route::CreateUser
         | Route::GetUser
@@ -120,7 +122,8 @@ pub fn class_of(route: Route) -> Option<RouteClass> {
         | Route::UpdateWorkflow
         | Route::DeleteWorkflow
         | Route::GetMetaConfig
-        | Route::PutMetaConfig => Some(RouteClass::Admin),
+        | Route::PutMetaConfig
+        | Route::SendNotification => Some(RouteClass::Admin),
     }
 }
 

@@ -250,6 +250,8 @@ pub(super) struct World {
     /// A workflow of acme and one of its runs.
     pub(super) workflow: String,
     pub(super) run: String,
+    /// A notification in the acme user's inbox.
+    pub(super) notification: String,
 }
 
 /// The content of the world's uploads.
@@ -296,6 +298,7 @@ pub(super) fn world_in(f: Fixture) -> World {
         pending_upload: String::new(),
         workflow: String::new(),
         run: String::new(),
+        notification: String::new(),
     }
 }
 
@@ -346,6 +349,13 @@ pub(super) fn world_with_uploads() -> World {
     );
     assert_eq!(run.status(), 201, "{}", body_json(&run));
     w.run = body_json(&run)["id"].as_str().unwrap().to_owned();
+    let sent = w.f.send(
+        req(Method::POST, "/v1/notifications")
+            .token(&w.root.access)
+            .json(json!({"to": {"user_id": w.user_id}, "subject": "Hello", "body": "Welcome"})),
+    );
+    assert_eq!(sent.status(), 201, "{}", body_json(&sent));
+    w.notification = body_json(&sent)["ids"][0].as_str().unwrap().to_owned();
     w
 }
 
@@ -653,6 +663,7 @@ fn one_tenant_cannot_read_or_change_anything_of_another() {
 fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>) {
     let id = match (method.as_str(), pattern) {
         (_, p) if p.starts_with("/v1/workflows") => &w.workflow,
+        (_, p) if p.starts_with("/v1/notifications") => &w.notification,
         (_, p) if p.starts_with("/v1/api-keys") => &w.key_id,
         ("PUT", "/v1/uploads/{id}/content") => &w.pending_upload,
         (_, p) if p.starts_with("/v1/uploads") => &w.stored_upload,
@@ -691,6 +702,9 @@ fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>
             json!({"verify_token": "verify-token-0000", "app_secret": "app-secret-000000"}), // pragma: allowlist secret
         ),
         ("POST", "/v1/meta/webhook") => Some(json!({"object": "page", "entry": []})),
+        ("POST", "/v1/notifications") => {
+            Some(json!({"to": {"role": "admin"}, "subject": "s", "body": "b"}))
+        }
         ("POST", "/v1/uploads") => Some(
             json!({"filename": "a.txt", "content_type": "text/plain", "size": CONTENT.len(), "sha256": content_sha256()}),
         ),
@@ -741,6 +755,9 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("POST /v1/meta/webhook", [401, 401, 401, 401]),
         ("GET /v1/meta/config", [401, 403, 200, 200]),
         ("PUT /v1/meta/config", [401, 403, 204, 204]),
+        ("GET /v1/notifications", [401, 200, 200, 200]),
+        ("POST /v1/notifications", [401, 403, 201, 201]),
+        ("POST /v1/notifications/{id}/read", [401, 200, 404, 404]),
     ];
     let app = Fixture::new().app;
     let routes: Vec<String> = app.routes().map(|(m, p)| format!("{m} {p}")).collect();

@@ -1,0 +1,348 @@
+//! Notifications: every user has an inbox (`GET /v1/notifications`, newest
+//! first, cursor pagination) and marks entries read. Admins send to a user,
+//! to every user with a role, or to a webhook endpoint — the last as a job
+//! on the notifications queue, delivered signed (`Tepi-Signature`, an
+//! HMAC-SHA256 over a timestamp and the body) with the envelope's
+//! `traceparent`.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::auth::handlers::{json_response, page_of, rfc3339, storage};
+use crate::auth::store::{Row, each, first};
+use crate::auth::{Role, secret};
+use crate::error::ApiError;
+use crate::events::{self, Event, NotificationWebhookRequested};
+use crate::module::Call;
+use crate::ports::{PortError, Rows, Sql, SqlValue, Statement};
+use crate::validate::{Fields, Invalid, json_object, parsed};
+
+type Handled = Result<Response<Bytes>, ApiError>;
+
+/// The header webhook deliveries carry: `t=<unix seconds>,v1=<hex>`.
+pub const SIGNATURE_HEADER: &str = "tepi-signature";
+/// Most recipients one role-wide notification may have.
+pub const MAX_ROLE_RECIPIENTS: usize = 500;
+
+const INSERT: &str = "INSERT INTO notifications \
+     (id, tenant_id, user_id, subject, body, sent_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INBOX: &str = "SELECT id, subject, body, sent_by, created_at, read_at FROM notifications \
+     WHERE tenant_id = ?1 AND user_id = ?2 AND (created_at < ?3 OR (created_at = ?3 AND id < ?4)) \
+     ORDER BY created_at DESC, id DESC LIMIT ?5";
+const MARK_READ: &str = "UPDATE notifications SET read_at = COALESCE(read_at, ?4) \
+     WHERE tenant_id = ?1 AND user_id = ?2 AND id = ?3 \
+     RETURNING id, subject, body, sent_by, created_at, read_at";
+const USER_EXISTS: &str = "SELECT id FROM users WHERE tenant_id = ?1 AND id = ?2";
+const USERS_WITH_ROLE: &str = "SELECT id FROM users WHERE tenant_id = ?1 AND role = ?2 LIMIT ?3";
+
+/// The statements requests run, for the query-plan test.
+pub const HOT_QUERIES: &[(&str, &str)] = &[
+    ("inbox", INBOX),
+    ("notification_read", MARK_READ),
+    ("users_with_role", USERS_WITH_ROLE),
+];
+
+/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`: receivers
+/// recompute it with the shared secret and refuse old timestamps.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let hex = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .fold(String::new(), |mut out, b| {
+            use std::fmt::Write;
+            let _ = write!(out, "{b:02x}");
+            out
+        });
+    format!("t={timestamp},v1={hex}")
+}
+
+async fn exec(
+    sql: &dyn Sql,
+    statement: &'static str,
+    params: Vec<SqlValue>,
+) -> Result<Rows, ApiError> {
+    sql.execute(statement, &params)
+        .await
+        .map_err(|e| storage(&e))
+}
+
+fn entry_json(row: &Row<'_>) -> Result<Value, PortError> {
+    Ok(json!({
+        "id": row.text("id")?,
+        "subject": row.text("subject")?,
+        "body": row.text("body")?,
+        "sent_by": row.text("sent_by").ok(),
+        "created_at": rfc3339(row.integer("created_at")?),
+        "read_at": row.optional_integer("read_at")?.map(rfc3339),
+    }))
+}
+
+/// The inbox cursor: `<created_at>.<id>` of the last entry, base64url.
+fn encode_cursor(created_at: i64, id: &str) -> String {
+    Base64UrlUnpadded::encode_string(format!("{created_at}.{id}").as_bytes())
+}
+
+fn decode_cursor(raw: &str) -> Option<(i64, String)> {
+    let bytes = Base64UrlUnpadded::decode_vec(raw).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (at, id) = text.split_once('.')?;
+    Some((at.parse().ok()?, id.to_owned()))
+}
+
+/// `GET /v1/notifications`: the caller's inbox, newest first.
+pub async fn inbox(call: &Call<'_>) -> Handled {
+    let (cursor, limit) = page_of(call.req)?;
+    let (before_at, before_id) = if cursor.is_empty() {
+        (i64::MAX, String::new())
+    } else {
+        decode_cursor(&cursor).ok_or_else(|| ApiError::Validation {
+            errors: vec![crate::validate::FieldError {
+                field: "cursor".into(),
+                code: "invalid",
+                message: "must be a next_cursor of this list".into(),
+            }],
+        })?
+    };
+    let rows = exec(
+        call.sql,
+        INBOX,
+        vec![
+            call.tenant().as_str().into(),
+            call.caller.user_id.into(),
+            before_at.into(),
+            // With no cursor every id is "smaller" than the maximal time.
+            before_id.into(),
+            limit.into(),
+        ],
+    )
+    .await?;
+    let mut items = Vec::new();
+    let mut last = None;
+    for row in each(&rows) {
+        last = Some((
+            row.integer("created_at").map_err(|e| storage(&e))?,
+            row.text("id").map_err(|e| storage(&e))?,
+        ));
+        items.push(entry_json(&row).map_err(|e| storage(&e))?);
+    }
+    let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
+    let next = last.filter(|_| full).map(|(at, id)| encode_cursor(at, &id));
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    ))
+}
+
+/// `POST /v1/notifications/{id}/read`: marks one of the caller's entries
+/// read (again is harmless).
+pub async fn mark_read(call: &Call<'_>) -> Handled {
+    let rows = exec(
+        call.sql,
+        MARK_READ,
+        vec![
+            call.tenant().as_str().into(),
+            call.caller.user_id.into(),
+            call.param("id").into(),
+            call.now.as_unix_secs().into(),
+        ],
+    )
+    .await?;
+    let row = first(&rows).ok_or(ApiError::NotFound)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &entry_json(&row).map_err(|e| storage(&e))?,
+    ))
+}
+
+enum Recipient {
+    User(String),
+    Role(Role),
+    Webhook(String),
+}
+
+fn recipient(value: &Value) -> Result<Recipient, Invalid> {
+    let object = value.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
+        Invalid::new(
+            "invalid",
+            "must name exactly one of user_id, role, webhook_url",
+        )
+    })?;
+    if let Some(user) = object.get("user_id").and_then(Value::as_str) {
+        return if (1..=64).contains(&user.len()) {
+            Ok(Recipient::User(user.to_owned()))
+        } else {
+            Err(Invalid::new("invalid", "user_id must be 1-64 characters"))
+        };
+    }
+    if let Some(role) = object.get("role").and_then(Value::as_str) {
+        return Role::parse(role).map(Recipient::Role);
+    }
+    if let Some(url) = object.get("webhook_url").and_then(Value::as_str) {
+        return if url.starts_with("https://")
+            && url.len() > 8
+            && url.len() <= 2048
+            && !url.contains(char::is_whitespace)
+        {
+            Ok(Recipient::Webhook(url.to_owned()))
+        } else {
+            Err(Invalid::new(
+                "invalid",
+                "webhook_url must be an https:// URL of at most 2048 characters",
+            ))
+        };
+    }
+    Err(Invalid::new(
+        "invalid",
+        "must name exactly one of user_id, role, webhook_url",
+    ))
+}
+
+fn text_rule(max: usize) -> impl FnOnce(&str) -> Result<String, Invalid> {
+    move |raw| {
+        let t = raw.trim();
+        if t.is_empty() {
+            Err(Invalid::new("required", "must not be empty"))
+        } else {
+            Ok(t.chars().take(max).collect())
+        }
+    }
+}
+
+/// `POST /v1/notifications` {to, subject, body} (admin): into inboxes
+/// (201 with the recipients) or to a webhook (202: queued).
+pub async fn send(call: &Call<'_>) -> Handled {
+    if call.caller.role != Role::Admin {
+        return Err(ApiError::Forbidden);
+    }
+    let body = json_object(call.req)?;
+    let mut fields = Fields::new(&body);
+    let to = fields.required("to", recipient);
+    let subject = fields.required("subject", parsed(200, text_rule(200)));
+    let text = fields.required("body", parsed(4000, text_rule(4000)));
+    fields.finish()?;
+    let (Some(to), Some(subject), Some(text)) = (to, subject, text) else {
+        unreachable!("finish() fails when a required field is missing");
+    };
+    let tenant = call.tenant().as_str();
+    let recipients: Vec<String> = match to {
+        Recipient::Webhook(url) => {
+            let event = NotificationWebhookRequested {
+                notification_id: secret::id(call.entropy, "ntf_"),
+                url,
+                subject,
+                body: text,
+            };
+            let envelope = events::envelope(&event, call.tenant(), call.cx, call.entropy, call.now);
+            call.jobs
+                .enqueue(NotificationWebhookRequested::QUEUE, &envelope.to_string())
+                .await
+                .map_err(|e| storage(&e))?;
+            return Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({"id": event.notification_id, "delivery": "webhook", "status": "queued"}),
+            ));
+        }
+        Recipient::User(user) => {
+            let found = exec(
+                call.sql,
+                USER_EXISTS,
+                vec![tenant.into(), user.clone().into()],
+            )
+            .await?;
+            if found.rows.is_empty() {
+                return Err(ApiError::Validation {
+                    errors: vec![crate::validate::FieldError {
+                        field: "to/user_id".into(),
+                        code: "not_found",
+                        message: "no such user in this tenant".into(),
+                    }],
+                });
+            }
+            vec![user]
+        }
+        Recipient::Role(role) => {
+            let limit = i64::try_from(MAX_ROLE_RECIPIENTS).unwrap_or(i64::MAX);
+            let rows = exec(
+                call.sql,
+                USERS_WITH_ROLE,
+                vec![tenant.into(), role.as_str().into(), limit.into()],
+            )
+            .await?;
+            each(&rows).filter_map(|r| r.text("id").ok()).collect()
+        }
+    };
+    let secs = call.now.as_unix_secs();
+    let mut ids = Vec::with_capacity(recipients.len());
+    let statements: Vec<Statement> = recipients
+        .iter()
+        .map(|user| {
+            let id = secret::id(call.entropy, "ntf_");
+            ids.push(id.clone());
+            Statement::new(
+                INSERT,
+                vec![
+                    id.into(),
+                    tenant.into(),
+                    user.clone().into(),
+                    subject.clone().into(),
+                    text.clone().into(),
+                    call.caller.user_id.into(),
+                    secs.into(),
+                ],
+            )
+        })
+        .collect();
+    if !statements.is_empty() {
+        call.sql.batch(&statements).await.map_err(|e| storage(&e))?;
+    }
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"delivery": "inbox", "recipients": recipients.len(), "ids": ids}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_signatures_cover_the_timestamp_and_the_body() {
+        let a = signature(b"secret", 1_795_582_978, b"{\"x\":1}");
+        assert!(a.starts_with("t=1795582978,v1="), "{a}");
+        assert_eq!(a.len(), "t=1795582978,v1=".len() + 64);
+        assert_ne!(
+            a,
+            signature(b"secret", 1_795_582_979, b"{\"x\":1}"),
+            "timestamp signed"
+        );
+        assert_ne!(
+            a,
+            signature(b"secret", 1_795_582_978, b"{\"x\":2}"),
+            "body signed"
+        );
+        assert_ne!(
+            a,
+            signature(b"other", 1_795_582_978, b"{\"x\":1}"),
+            "key matters"
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let c = encode_cursor(1_795_582_978, "ntf_abc");
+        assert_eq!(
+            decode_cursor(&c),
+            Some((1_795_582_978, "ntf_abc".to_owned()))
+        );
+        assert_eq!(decode_cursor("not a cursor"), None);
+    }
+}
