@@ -365,7 +365,10 @@ impl App {
         // answers must not be stored (a key's secret, a password's effect).
         let idempotent = matches!(
             route,
-            Route::CreateUpload | Route::StartWorkflowRun | Route::SendNotification
+            Route::CreateUpload
+                | Route::CreateWorkflow
+                | Route::StartWorkflowRun
+                | Route::SendNotification
         );
         let key = if idempotent {
             idempotency::key_of(req)?

@@ -280,4 +280,83 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn meta_event_envelope_snapshot() {
+        let event = MetaEvent {
+            event_type: "meta.message.received",
+            platform: "whatsapp",
+            item_id: "wamid.1".into(),
+            from: Some("15550001111".into()),
+            timestamp: Some(1_795_582_978),
+            text: Some("hi".into()),
+            status: None,
+        };
+        let entropy = CountingEntropy::default();
+        let tenant = TenantId::parse("acme").unwrap();
+        let now = Timestamp::from_unix_micros(1_795_582_978_000_000);
+        let mut got = meta_envelope(&event, &tenant, &context(), &entropy, now);
+        got["id"] = json!("[id]");
+        got["traceparent"] = json!("[traceparent]");
+        assert_eq!(
+            got,
+            json!({
+                "specversion": "1.0",
+                "id": "[id]",
+                "source": "urn:tepi:api",
+                "type": "meta.message.received",
+                "subject": "wamid.1",
+                "time": "2026-11-25T05:02:58.000Z",
+                "datacontenttype": "application/json",
+                "data": {
+                    "platform": "whatsapp",
+                    "item_id": "wamid.1",
+                    "from": "15550001111",
+                    "timestamp": 1_795_582_978,
+                    "text": "hi"
+                },
+                "traceparent": "[traceparent]",
+                "tenantid": "acme",
+                "requestid": "req-1"
+            }),
+            "absent fields (status) are left out"
+        );
+    }
+
+    #[test]
+    fn notification_webhook_requested_envelope_snapshot() {
+        let event = NotificationWebhookRequested {
+            notification_id: "ntf_1".into(),
+            url: "https://hooks.example.com/tepi".into(),
+            subject: "Deploy".into(),
+            body: "done".into(),
+        };
+        let entropy = CountingEntropy::default();
+        let tenant = TenantId::parse("acme").unwrap();
+        let now = Timestamp::from_unix_micros(1_795_582_978_000_000);
+        let mut got = envelope(&event, &tenant, &context(), &entropy, now);
+        got["id"] = json!("[id]");
+        got["traceparent"] = json!("[traceparent]");
+        assert_eq!(
+            got,
+            json!({
+                "specversion": "1.0",
+                "id": "[id]",
+                "source": "urn:tepi:api",
+                "type": "notification.webhook.requested",
+                "subject": "ntf_1",
+                "time": "2026-11-25T05:02:58.000Z",
+                "datacontenttype": "application/json",
+                "data": {
+                    "notification_id": "ntf_1",
+                    "url": "https://hooks.example.com/tepi",
+                    "subject": "Deploy",
+                    "body": "done"
+                },
+                "traceparent": "[traceparent]",
+                "tenantid": "acme",
+                "requestid": "req-1"
+            })
+        );
+    }
 }

@@ -42,6 +42,12 @@ fn a_signed_delivery_is_accepted_once_and_a_bad_signature_refused() {
             .as_bytes(),
     );
     assert_eq!(put.status, 204, "{}", put.body);
+    let config = with_token("GET", "/v1/meta/config", &admin.access, &[]).json();
+    assert_eq!(config["configured"], true);
+    assert!(
+        !config.to_string().contains(&app_secret),
+        "secrets are never shown"
+    );
 
     let handshake = get(
         &format!(

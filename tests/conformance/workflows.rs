@@ -67,4 +67,33 @@ fn define_run_and_read_a_workflow() {
         &[],
     );
     assert_eq!(foreign.status, 404, "another tenant cannot see it");
+
+    let runs = with_token("GET", &format!("/v1/workflows/{id}/runs"), &ann.access, &[]);
+    assert_eq!(runs.json()["items"].as_array().unwrap().len(), 1);
+    let listed = with_token("GET", "/v1/workflows", &ann.access, &[]);
+    assert!(
+        listed.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["id"] == id.as_str())
+    );
+    let bearer = format!("Bearer {}", admin.access);
+    let renamed = send(
+        "PATCH",
+        &format!("/v1/workflows/{id}"),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        json!({"name": "Renamed"}).to_string().as_bytes(),
+    );
+    assert_eq!(renamed.status, 200);
+    assert_eq!(renamed.json()["name"], "Renamed");
+    let deleted = with_token("DELETE", &format!("/v1/workflows/{id}"), &admin.access, &[]);
+    assert_eq!(deleted.status, 204);
+    assert_eq!(
+        with_token("GET", &format!("/v1/workflows/{id}"), &ann.access, &[]).status,
+        404
+    );
 }
