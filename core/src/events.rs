@@ -83,58 +83,109 @@ impl Event for NotificationWebhookRequested {
     }
 }
 
-/// A normalised Meta platform webhook item (a message, a status change, a
-/// read receipt, a postback). Its CloudEvents type is chosen per item:
-/// `meta.message.received`, `meta.message.status`, `meta.message.read`,
-/// `meta.postback.received`.
+/// One normalised item of a Meta platform webhook: the data of every
+/// `meta.*` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MetaEvent {
-    #[serde(skip)]
-    pub event_type: &'static str,
+pub struct MetaItem {
     /// `whatsapp`, `messenger` or `instagram`.
     pub platform: &'static str,
     /// The platform's id of the item (message id, or a composite for
-    /// receipts), used to deduplicate redeliveries.
+    /// statuses and receipts), used to deduplicate redeliveries.
     pub item_id: String,
-    /// The sender or the account the item is about.
+    /// The sender, or the account the item is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// Unix seconds, as Meta reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// The status of a status change (`sent`, `delivered`, `read`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
 }
 
-impl MetaEvent {
-    pub const TYPES: [&'static str; 4] = [
-        "meta.message.received",
-        "meta.message.status",
-        "meta.message.read",
-        "meta.postback.received",
-    ];
+macro_rules! meta_event {
+    ($name:ident, $wire:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub MetaItem);
+
+        impl Event for $name {
+            const TYPE: &'static str = $wire;
+            const QUEUE: Queue = Queue::MetaEvents;
+            fn subject(&self) -> String {
+                self.0.item_id.clone()
+            }
+        }
+    };
 }
 
-/// The envelope of a Meta event (its type varies per item).
-pub fn meta_envelope(
-    event: &MetaEvent,
-    tenant: &TenantId,
-    cx: &RequestContext,
-    entropy: &dyn Entropy,
-    now: Timestamp,
-) -> Value {
-    let mut value = envelope_with(
-        event,
-        event.event_type,
-        &event.item_id,
-        tenant,
-        cx,
-        entropy,
-        now,
-    );
-    if let Some(data) = value.get_mut("data").and_then(Value::as_object_mut) {
-        data.retain(|_, v| !v.is_null());
+meta_event!(
+    MetaMessageReceived,
+    "meta.message.received",
+    "A message arrived."
+);
+meta_event!(
+    MetaMessageStatus,
+    "meta.message.status",
+    "A sent message changed status (WhatsApp)."
+);
+meta_event!(
+    MetaMessageRead,
+    "meta.message.read",
+    "A conversation was read (Messenger, Instagram)."
+);
+meta_event!(
+    MetaPostbackReceived,
+    "meta.postback.received",
+    "A button or menu postback arrived."
+);
+
+/// Any `meta.*` event, as a webhook delivery yields them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaEvent {
+    MessageReceived(MetaMessageReceived),
+    MessageStatus(MetaMessageStatus),
+    MessageRead(MetaMessageRead),
+    PostbackReceived(MetaPostbackReceived),
+}
+
+impl MetaEvent {
+    pub fn item(&self) -> &MetaItem {
+        match self {
+            Self::MessageReceived(e) => &e.0,
+            Self::MessageStatus(e) => &e.0,
+            Self::MessageRead(e) => &e.0,
+            Self::PostbackReceived(e) => &e.0,
+        }
     }
-    value
+
+    /// The wire name of this event's type.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::MessageReceived(_) => MetaMessageReceived::TYPE,
+            Self::MessageStatus(_) => MetaMessageStatus::TYPE,
+            Self::MessageRead(_) => MetaMessageRead::TYPE,
+            Self::PostbackReceived(_) => MetaPostbackReceived::TYPE,
+        }
+    }
+
+    pub fn envelope(
+        &self,
+        tenant: &TenantId,
+        cx: &RequestContext,
+        entropy: &dyn Entropy,
+        now: Timestamp,
+    ) -> Value {
+        match self {
+            Self::MessageReceived(e) => envelope(e, tenant, cx, entropy, now),
+            Self::MessageStatus(e) => envelope(e, tenant, cx, entropy, now),
+            Self::MessageRead(e) => envelope(e, tenant, cx, entropy, now),
+            Self::PostbackReceived(e) => envelope(e, tenant, cx, entropy, now),
+        }
+    }
 }
 
 /// The envelope of `event`, continuing the request's trace with a new span
@@ -146,24 +197,12 @@ pub fn envelope<E: Event>(
     entropy: &dyn Entropy,
     now: Timestamp,
 ) -> Value {
-    envelope_with(event, E::TYPE, &event.subject(), tenant, cx, entropy, now)
-}
-
-fn envelope_with<T: Serialize>(
-    event: &T,
-    event_type: &str,
-    subject: &str,
-    tenant: &TenantId,
-    cx: &RequestContext,
-    entropy: &dyn Entropy,
-    now: Timestamp,
-) -> Value {
     json!({
         "specversion": "1.0",
         "id": secret::id(entropy, "evt_"),
         "source": SOURCE,
-        "type": event_type,
-        "subject": subject,
+        "type": E::TYPE,
+        "subject": event.subject(),
         "time": now.to_rfc3339(),
         "datacontenttype": "application/json",
         "data": serde_json::to_value(event).unwrap_or(Value::Null),
@@ -283,19 +322,18 @@ mod tests {
 
     #[test]
     fn meta_event_envelope_snapshot() {
-        let event = MetaEvent {
-            event_type: "meta.message.received",
+        let event = MetaEvent::MessageReceived(MetaMessageReceived(MetaItem {
             platform: "whatsapp",
             item_id: "wamid.1".into(),
             from: Some("15550001111".into()),
             timestamp: Some(1_795_582_978),
             text: Some("hi".into()),
             status: None,
-        };
+        }));
         let entropy = CountingEntropy::default();
         let tenant = TenantId::parse("acme").unwrap();
         let now = Timestamp::from_unix_micros(1_795_582_978_000_000);
-        let mut got = meta_envelope(&event, &tenant, &context(), &entropy, now);
+        let mut got = event.envelope(&tenant, &context(), &entropy, now);
         got["id"] = json!("[id]");
         got["traceparent"] = json!("[traceparent]");
         assert_eq!(

@@ -20,7 +20,10 @@ use crate::auth::secret;
 use crate::auth::store::first;
 use crate::context::TenantId;
 use crate::error::ApiError;
-use crate::events::{self, MetaEvent};
+use crate::events::{
+    MetaEvent, MetaItem, MetaMessageRead, MetaMessageReceived, MetaMessageStatus,
+    MetaPostbackReceived,
+};
 use crate::module::Call;
 use crate::ports::{Queue, Rows, Sql, SqlValue};
 use crate::validate::{Fields, Invalid, json_object, parsed};
@@ -232,8 +235,8 @@ pub async fn receive(call: &Call<'_>) -> Handled {
     for item in &items {
         let key = vec![
             call.tenant().as_str().into(),
-            item.platform.into(),
-            item.item_id.clone().into(),
+            item.item().platform.into(),
+            item.item().item_id.clone().into(),
         ];
         let mut claim = key.clone();
         claim.push(call.now.as_unix_secs().into());
@@ -256,7 +259,7 @@ pub async fn receive(call: &Call<'_>) -> Handled {
 
 /// Publishes the item's event and starts the workflows it triggers.
 async fn publish_and_trigger(call: &Call<'_>, item: &MetaEvent) -> Result<(), ApiError> {
-    let envelope = events::meta_envelope(item, call.tenant(), call.cx, call.entropy, call.now);
+    let envelope = item.envelope(call.tenant(), call.cx, call.entropy, call.now);
     call.jobs
         .enqueue(Queue::MetaEvents, &envelope.to_string())
         .await
@@ -264,9 +267,9 @@ async fn publish_and_trigger(call: &Call<'_>, item: &MetaEvent) -> Result<(), Ap
     let cause = json!({
         "type": "event",
         "event_id": envelope["id"],
-        "event_type": item.event_type,
+        "event_type": item.event_type(),
     });
-    for (workflow_id, steps) in workflows::triggered_by(call, item.event_type).await? {
+    for (workflow_id, steps) in workflows::triggered_by(call, item.event_type()).await? {
         workflows::start_run(
             call,
             &workflow_id,
@@ -321,9 +324,8 @@ pub fn normalize(payload: &Value) -> Result<Vec<MetaEvent>, Invalid> {
     Ok(events)
 }
 
-fn blank(event_type: &'static str, platform: &'static str, item_id: String) -> MetaEvent {
-    MetaEvent {
-        event_type,
+fn blank(platform: &'static str, item_id: String) -> MetaItem {
+    MetaItem {
         platform,
         item_id,
         from: None,
@@ -356,24 +358,24 @@ fn changes(entry: &Value, platform: &'static str, events: &mut Vec<MetaEvent>) {
         let value = &change["value"];
         for m in items(value, "messages") {
             let Some(id) = text(m, "/id") else { continue };
-            events.push(MetaEvent {
+            events.push(MetaEvent::MessageReceived(MetaMessageReceived(MetaItem {
                 from: text(m, "/from"),
                 timestamp: seconds(m.get("timestamp")),
                 text: text(m, "/text/body"),
-                ..blank("meta.message.received", platform, id)
-            });
+                ..blank(platform, id)
+            })));
         }
         for s in items(value, "statuses") {
             let (Some(id), Some(status)) = (text(s, "/id"), text(s, "/status")) else {
                 continue;
             };
-            events.push(MetaEvent {
+            events.push(MetaEvent::MessageStatus(MetaMessageStatus(MetaItem {
                 from: text(s, "/recipient_id"),
                 timestamp: seconds(s.get("timestamp")),
                 item_id: format!("{id}:{status}"),
                 status: Some(status),
-                ..blank("meta.message.status", platform, String::new())
-            });
+                ..blank(platform, String::new())
+            })));
         }
     }
 }
@@ -384,23 +386,23 @@ fn messaging(entry: &Value, platform: &'static str, events: &mut Vec<MetaEvent>)
         let from = text(m, "/sender/id");
         let timestamp = m.get("timestamp").and_then(Value::as_i64);
         if let Some(mid) = text(m, "/message/mid") {
-            events.push(MetaEvent {
+            events.push(MetaEvent::MessageReceived(MetaMessageReceived(MetaItem {
                 from,
                 timestamp,
                 text: text(m, "/message/text"),
-                ..blank("meta.message.received", platform, mid)
-            });
+                ..blank(platform, mid)
+            })));
         } else if m.get("read").is_some() {
             let watermark = m
                 .pointer("/read/watermark")
                 .and_then(Value::as_i64)
                 .unwrap_or_default();
             let id = format!("read:{}:{watermark}", from.clone().unwrap_or_default());
-            events.push(MetaEvent {
+            events.push(MetaEvent::MessageRead(MetaMessageRead(MetaItem {
                 from,
                 timestamp,
-                ..blank("meta.message.read", platform, id)
-            });
+                ..blank(platform, id)
+            })));
         } else if let Some(postback) = m.get("postback") {
             let id = text(postback, "/mid").unwrap_or_else(|| {
                 format!(
@@ -409,12 +411,14 @@ fn messaging(entry: &Value, platform: &'static str, events: &mut Vec<MetaEvent>)
                     timestamp.unwrap_or_default()
                 )
             });
-            events.push(MetaEvent {
-                from,
-                timestamp,
-                text: text(postback, "/payload"),
-                ..blank("meta.postback.received", platform, id)
-            });
+            events.push(MetaEvent::PostbackReceived(MetaPostbackReceived(
+                MetaItem {
+                    from,
+                    timestamp,
+                    text: text(postback, "/payload"),
+                    ..blank(platform, id)
+                },
+            )));
         }
     }
 }
@@ -434,14 +438,15 @@ mod tests {
         });
         let events = normalize(&payload).unwrap();
         assert_eq!(events.len(), 2);
-        assert_eq!(events[0].event_type, "meta.message.received");
+        assert_eq!(events[0].event_type(), "meta.message.received");
+        let first = events[0].item();
         assert_eq!(
-            (events[0].item_id.as_str(), events[0].text.as_deref()),
+            (first.item_id.as_str(), first.text.as_deref()),
             ("wamid.1", Some("hi"))
         );
-        assert_eq!(events[0].timestamp, Some(1_795_582_978));
-        assert_eq!(events[1].event_type, "meta.message.status");
-        assert_eq!(events[1].item_id, "wamid.0:delivered");
+        assert_eq!(first.timestamp, Some(1_795_582_978));
+        assert_eq!(events[1].event_type(), "meta.message.status");
+        assert_eq!(events[1].item().item_id, "wamid.0:delivered");
     }
 
     #[test]
@@ -454,7 +459,7 @@ mod tests {
                 {"sender": {"id": "u1"}, "recipient": {"id": "p"}, "timestamp": 8, "reaction": {}}
             ]}]});
             let events = normalize(&payload).unwrap();
-            let kinds: Vec<&str> = events.iter().map(|e| e.event_type).collect();
+            let kinds: Vec<&str> = events.iter().map(MetaEvent::event_type).collect();
             assert_eq!(
                 kinds,
                 [
@@ -464,7 +469,7 @@ mod tests {
                 ],
                 "{object}"
             );
-            assert!(events.iter().all(|e| e.platform == platform));
+            assert!(events.iter().all(|e| e.item().platform == platform));
         }
     }
 
