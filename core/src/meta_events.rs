@@ -246,7 +246,10 @@ pub async fn receive(call: &Call<'_>) -> Handled {
         if let Err(e) = publish_and_trigger(call, item).await {
             // Forget it again, so Meta's retry processes it: never lost
             // (at least once; the event's subject deduplicates downstream).
-            let _ = exec(call.sql, UNSEE, key).await;
+            if let Err(release) = exec(call.sql, UNSEE, key).await {
+                tracing::error!(target: "tepi::meta", error = ?release, item = %item.item().item_id,
+                    "could not release a failed item; Meta's retry will skip it");
+            }
             return Err(e);
         }
         fresh += 1;
@@ -384,7 +387,14 @@ fn changes(entry: &Value, platform: &'static str, events: &mut Vec<MetaEvent>) {
 fn messaging(entry: &Value, platform: &'static str, events: &mut Vec<MetaEvent>) {
     for m in items(entry, "messaging") {
         let from = text(m, "/sender/id");
-        let timestamp = m.get("timestamp").and_then(Value::as_i64);
+        // Messenger and Instagram report milliseconds; events carry seconds.
+        let timestamp = m
+            .get("timestamp")
+            .and_then(Value::as_i64)
+            .map(|t| if t > 100_000_000_000 { t / 1000 } else { t });
+        if m.pointer("/message/is_echo").and_then(Value::as_bool) == Some(true) {
+            continue; // the page's own outgoing message, not one received
+        }
         if let Some(mid) = text(m, "/message/mid") {
             events.push(MetaEvent::MessageReceived(MetaMessageReceived(MetaItem {
                 from,
@@ -456,7 +466,8 @@ mod tests {
                 {"sender": {"id": "u1"}, "recipient": {"id": "p"}, "timestamp": 5, "message": {"mid": "m.1", "text": "yo"}},
                 {"sender": {"id": "u1"}, "recipient": {"id": "p"}, "timestamp": 6, "read": {"watermark": 6}},
                 {"sender": {"id": "u1"}, "recipient": {"id": "p"}, "timestamp": 7, "postback": {"mid": "m.2", "payload": "BUY"}},
-                {"sender": {"id": "u1"}, "recipient": {"id": "p"}, "timestamp": 8, "reaction": {}}
+                {"sender": {"id": "u1"}, "recipient": {"id": "p"}, "timestamp": 8, "reaction": {}},
+                {"sender": {"id": "p"}, "recipient": {"id": "u1"}, "timestamp": 9, "message": {"mid": "m.3", "is_echo": true}}
             ]}]});
             let events = normalize(&payload).unwrap();
             let kinds: Vec<&str> = events.iter().map(MetaEvent::event_type).collect();

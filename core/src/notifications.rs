@@ -37,7 +37,8 @@ const MARK_READ: &str = "UPDATE notifications SET read_at = COALESCE(read_at, ?4
      WHERE tenant_id = ?1 AND user_id = ?2 AND id = ?3 \
      RETURNING id, subject, body, sent_by, created_at, read_at";
 const USER_EXISTS: &str = "SELECT id FROM users WHERE tenant_id = ?1 AND id = ?2";
-const USERS_WITH_ROLE: &str = "SELECT id FROM users WHERE tenant_id = ?1 AND role = ?2 LIMIT ?3";
+const USERS_WITH_ROLE: &str =
+    "SELECT id FROM users WHERE tenant_id = ?1 AND role = ?2 ORDER BY id LIMIT ?3";
 
 /// The statements requests run, for the query-plan test.
 pub const HOT_QUERIES: &[(&str, &str)] = &[
