@@ -33,15 +33,22 @@ pub const ABANDONED_SECS: i64 = 60;
 pub const RETAINED_SECS: i64 = 24 * 60 * 60;
 const READ: &str = "SELECT request_hash, status, body FROM idempotency_keys \
      WHERE tenant_id = ?1 AND route = ?2 AND key = ?3";
-const FINISH: &str = "UPDATE idempotency_keys SET status = ?4, body = ?5 \
-     WHERE tenant_id = ?1 AND route = ?2 AND key = ?3";
+/// Only the claim's own holder records or releases it: a request slower
+/// than `ABANDONED_SECS` finds its key taken over and changes nothing.
+const FINISH: &str = "UPDATE idempotency_keys SET status = ?6, body = ?7 \
+     WHERE tenant_id = ?1 AND route = ?2 AND key = ?3 \
+     AND status = 0 AND created_at = ?4 AND request_hash = ?5";
 const RELEASE: &str = "DELETE FROM idempotency_keys \
-     WHERE tenant_id = ?1 AND route = ?2 AND key = ?3 AND status = 0";
+     WHERE tenant_id = ?1 AND route = ?2 AND key = ?3 \
+     AND status = 0 AND created_at = ?4 AND request_hash = ?5";
+/// Answers past their retention are dropped now and then.
+const SWEEP: &str = "DELETE FROM idempotency_keys WHERE created_at < ?1";
 
 /// The statements requests run, for the query-plan test.
 pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("idempotency_read", READ),
     ("idempotency_finish", FINISH),
+    ("idempotency_sweep", SWEEP),
     ("idempotency_release", RELEASE),
 ];
 
@@ -51,6 +58,8 @@ pub struct Claim {
     tenant: String,
     route: String,
     key: String,
+    claimed_at: i64,
+    request_hash: String,
 }
 
 /// What to do with a request that carries a key.
@@ -119,10 +128,21 @@ pub async fn begin(
     ]);
     let claimed = sql.execute(CLAIM, &params).await.map_err(|e| storage(&e))?;
     if !claimed.rows.is_empty() {
+        if hash.as_bytes()[0] == b'0' && hash.as_bytes()[1] == b'0' {
+            // About one claim in 256 also sweeps expired answers.
+            if let Err(e) = sql
+                .execute(SWEEP, &[SqlValue::Integer(secs - RETAINED_SECS)])
+                .await
+            {
+                tracing::warn!(target: "tepi::storage", error = %e, "idempotency sweep failed");
+            }
+        }
         return Ok(Begin::Proceed(Claim {
             tenant: tenant.as_str().to_owned(),
             route: route.to_owned(),
             key,
+            claimed_at: secs,
+            request_hash: hash,
         }));
     }
     let rows = sql.execute(READ, &scope).await.map_err(|e| storage(&e))?;
@@ -161,6 +181,8 @@ pub async fn finish(sql: &dyn Sql, claim: Claim, response: &Response<Bytes>) {
         SqlValue::Text(claim.tenant),
         SqlValue::Text(claim.route),
         SqlValue::Text(claim.key),
+        SqlValue::Integer(claim.claimed_at),
+        SqlValue::Text(claim.request_hash),
     ];
     let result = if response.status().is_success() {
         let mut params = scope;
@@ -197,23 +219,27 @@ mod tests {
             .unwrap();
         let begin_at = |secs| block_on(begin(&db, &tenant, "r#u", "k".into(), &req, at(secs)));
         let t0 = 1_000_000;
-        let Ok(Begin::Proceed(claim)) = begin_at(t0) else {
+        let Ok(Begin::Proceed(stale)) = begin_at(t0) else {
             panic!("first claim")
         };
         assert!(matches!(
             begin_at(t0 + 1),
             Err(ApiError::IdempotencyInProgress)
         ));
-        assert!(
-            matches!(begin_at(t0 + 61), Ok(Begin::Proceed(_))),
-            "abandoned after a minute"
-        );
+        let Ok(Begin::Proceed(fresh)) = begin_at(t0 + 61) else {
+            panic!("abandoned after a minute: claimed again")
+        };
         let mut done = Response::new(Bytes::from_static(b"{\"id\":1}"));
         *done.status_mut() = StatusCode::CREATED;
-        block_on(finish(&db, claim, &done));
+        block_on(finish(&db, stale, &done));
+        assert!(
+            matches!(begin_at(t0 + 62), Err(ApiError::IdempotencyInProgress)),
+            "the slow first request cannot record over the new claim"
+        );
+        block_on(finish(&db, fresh, &done));
         assert!(
             matches!(begin_at(t0 + 62), Ok(Begin::Replay(_))),
-            "answered: replayed"
+            "answered by its holder: replayed"
         );
         assert!(
             matches!(begin_at(t0 + 61 + 86_401), Ok(Begin::Proceed(_))),

@@ -41,9 +41,16 @@ const PUT_CONFIG: &str = "INSERT INTO meta_config (tenant_id, verify_token, app_
 const SEEN: &str = "INSERT INTO meta_seen (tenant_id, platform, item_id, seen_at) \
      VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING RETURNING item_id";
 const UNSEE: &str = "DELETE FROM meta_seen WHERE tenant_id = ?1 AND platform = ?2 AND item_id = ?3";
+/// Item ids older than this are forgotten (Meta retries for about 36 h).
+pub const SEEN_RETENTION_SECS: i64 = 7 * 24 * 60 * 60;
+const SWEEP: &str = "DELETE FROM meta_seen WHERE seen_at < ?1";
 
 /// The statements requests run, for the query-plan test.
-pub const HOT_QUERIES: &[(&str, &str)] = &[("meta_config", CONFIG), ("meta_unsee", UNSEE)];
+pub const HOT_QUERIES: &[(&str, &str)] = &[
+    ("meta_config", CONFIG),
+    ("meta_unsee", UNSEE),
+    ("meta_sweep", SWEEP),
+];
 
 async fn exec(
     sql: &dyn Sql,
@@ -253,6 +260,15 @@ pub async fn receive(call: &Call<'_>) -> Handled {
             return Err(e);
         }
         fresh += 1;
+    }
+    let mut byte = [0u8];
+    call.entropy.fill(&mut byte);
+    if byte[0] == 0 {
+        // About one delivery in 256 also forgets old item ids.
+        let cutoff = call.now.as_unix_secs() - SEEN_RETENTION_SECS;
+        if let Err(e) = call.sql.execute(SWEEP, &[cutoff.into()]).await {
+            tracing::warn!(target: "tepi::meta", error = %e, "sweeping old item ids failed");
+        }
     }
     Ok(json_response(
         StatusCode::OK,

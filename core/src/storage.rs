@@ -44,6 +44,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_notifications.sql",
         sql: include_str!("../../migrations/0007_notifications.sql"),
     },
+    Migration {
+        name: "0008_meta_seen_age.sql",
+        sql: include_str!("../../migrations/0008_meta_seen_age.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
