@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod module;
 pub mod notifications;
 pub mod ports;
+pub mod processing;
 pub mod ratelimit;
 pub mod router;
 pub mod security;
