@@ -705,31 +705,8 @@ impl App {
             Route::CreateApiKey => handlers::create_api_key(call, principal()?).await,
             Route::DeleteApiKey => handlers::delete_api_key(call, principal()?).await,
             Route::CreateTenant => handlers::create_tenant(call).await,
-            Route::Healthz
-            | Route::Readyz
-            | Route::Version
-            | Route::Jwks
-            | Route::Metrics
-            | Route::CreateUpload
-            | Route::PutUploadContent
-            | Route::GetUpload
-            | Route::GetUploadContent
-            | Route::DeleteUpload
-            | Route::ListWorkflows
-            | Route::CreateWorkflow
-            | Route::GetWorkflow
-            | Route::UpdateWorkflow
-            | Route::DeleteWorkflow
-            | Route::StartWorkflowRun
-            | Route::ListWorkflowRuns
-            | Route::GetWorkflowRun
-            | Route::MetaHandshake
-            | Route::MetaReceive
-            | Route::GetMetaConfig
-            | Route::PutMetaConfig
-            | Route::ListNotifications
-            | Route::SendNotification
-            | Route::MarkNotificationRead => Err(ApiError::NotFound),
+            // `serve_route` sends only the auth routes here.
+            _ => Err(ApiError::NotFound),
         }
     }
 

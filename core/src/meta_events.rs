@@ -24,8 +24,8 @@ use crate::events::{
     MetaEvent, MetaItem, MetaMessageRead, MetaMessageReceived, MetaMessageStatus,
     MetaPostbackReceived,
 };
-use crate::module::Call;
-use crate::ports::{Queue, Rows, Sql, SqlValue};
+use crate::module::{Call, exec};
+use crate::ports::{Queue, Sql};
 use crate::validate::{Fields, Invalid, json_object, parsed};
 use crate::workflows;
 
@@ -51,16 +51,6 @@ pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("meta_unsee", UNSEE),
     ("meta_sweep", SWEEP),
 ];
-
-async fn exec(
-    sql: &dyn Sql,
-    statement: &'static str,
-    params: Vec<SqlValue>,
-) -> Result<Rows, ApiError> {
-    sql.execute(statement, &params)
-        .await
-        .map_err(|e| storage(&e))
-}
 
 /// The tenant named by `?tenant=` (Meta cannot send headers of ours).
 pub fn tenant_of(req: &Request<Bytes>) -> Option<TenantId> {

@@ -9,7 +9,7 @@ use crate::auth::Role;
 use crate::config::Config;
 use crate::context::{RequestContext, TenantId};
 use crate::error::ApiError;
-use crate::ports::{Blobs, Entropy, Jobs, Sql};
+use crate::ports::{Blobs, Entropy, Jobs, Rows, Sql, SqlValue};
 use crate::time::Timestamp;
 
 /// A verified user of a tenant.
@@ -58,4 +58,16 @@ impl<'a> Call<'a> {
     pub fn blobs(&self) -> Result<&'a dyn Blobs, ApiError> {
         self.blobs.ok_or(ApiError::StorageUnavailable)
     }
+}
+
+/// Runs one statement; a storage failure is logged and becomes a 503 that
+/// reveals nothing.
+pub(crate) async fn exec(
+    sql: &dyn Sql,
+    statement: &'static str,
+    params: Vec<SqlValue>,
+) -> Result<Rows, ApiError> {
+    sql.execute(statement, &params)
+        .await
+        .map_err(|e| crate::auth::handlers::storage(&e))
 }

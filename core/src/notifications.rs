@@ -17,8 +17,8 @@ use crate::auth::store::{Row, each, first};
 use crate::auth::{Role, secret};
 use crate::error::ApiError;
 use crate::events::{self, Event, NotificationWebhookRequested};
-use crate::module::Call;
-use crate::ports::{PortError, Rows, Sql, SqlValue, Statement};
+use crate::module::{Call, exec};
+use crate::ports::{PortError, Statement};
 use crate::validate::{Fields, Invalid, json_object, parsed};
 
 type Handled = Result<Response<Bytes>, ApiError>;
@@ -64,16 +64,6 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
             out
         });
     format!("t={timestamp},v1={hex}")
-}
-
-async fn exec(
-    sql: &dyn Sql,
-    statement: &'static str,
-    params: Vec<SqlValue>,
-) -> Result<Rows, ApiError> {
-    sql.execute(statement, &params)
-        .await
-        .map_err(|e| storage(&e))
 }
 
 fn entry_json(row: &Row<'_>) -> Result<Value, PortError> {

@@ -15,8 +15,8 @@ use crate::auth::{Role, secret};
 use crate::context::TenantId;
 use crate::error::ApiError;
 use crate::events::{self, Event, UploadReceived};
-use crate::module::Call;
-use crate::ports::{PortError, Rows, Sql, SqlValue};
+use crate::module::{Call, exec};
+use crate::ports::{PortError, SqlValue};
 use crate::time::Timestamp;
 use crate::validate::{Fields, Invalid, json_object, parsed};
 
@@ -86,16 +86,6 @@ impl Upload {
 
 fn blob_key(tenant: &TenantId, id: &str) -> String {
     format!("uploads/{}/{id}", tenant.as_str())
-}
-
-async fn exec(
-    sql: &dyn Sql,
-    statement: &'static str,
-    params: Vec<SqlValue>,
-) -> Result<Rows, ApiError> {
-    sql.execute(statement, &params)
-        .await
-        .map_err(|e| storage(&e))
 }
 
 async fn find(call: &Call<'_>) -> Result<Upload, ApiError> {

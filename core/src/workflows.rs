@@ -15,8 +15,8 @@ use crate::auth::store::{Row, each, first};
 use crate::auth::{Role, secret};
 use crate::error::ApiError;
 use crate::events::{self, Event, WorkflowRunRequested};
-use crate::module::Call;
-use crate::ports::{PortError, Rows, Sql, SqlValue};
+use crate::module::{Call, exec};
+use crate::ports::PortError;
 use crate::validate::{FieldError, Fields, Invalid, json_object, parsed};
 
 type Handled = Result<Response<Bytes>, ApiError>;
@@ -208,16 +208,6 @@ fn parse_steps(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<Value>
     }
     let failed = errors.len() > before;
     (!failed).then_some(steps)
-}
-
-async fn exec(
-    sql: &dyn Sql,
-    statement: &'static str,
-    params: Vec<SqlValue>,
-) -> Result<Rows, ApiError> {
-    sql.execute(statement, &params)
-        .await
-        .map_err(|e| storage(&e))
 }
 
 fn workflow_json(row: &Row<'_>) -> Result<Value, PortError> {

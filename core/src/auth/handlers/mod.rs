@@ -25,25 +25,14 @@ use crate::auth::{Principal, Role};
 use crate::config::AuthConfig;
 use crate::context::TenantId;
 use crate::error::ApiError;
-use crate::ports::{Entropy, PortError, Rows, Sql, SqlValue};
+pub(crate) use crate::module::exec;
+use crate::ports::{Entropy, PortError, Sql};
 use crate::time::Timestamp;
 use crate::validate::{FieldError, Invalid};
 
 /// Page sizes of list endpoints.
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 100;
-
-/// Runs one statement; a storage failure is logged and becomes a 503 that
-/// reveals nothing.
-async fn exec(
-    sql: &dyn Sql,
-    statement: &'static str,
-    params: Vec<SqlValue>,
-) -> Result<Rows, ApiError> {
-    sql.execute(statement, &params)
-        .await
-        .map_err(|e| storage(&e))
-}
 
 type Handled = Result<Response<Bytes>, ApiError>;
 
