@@ -14,6 +14,7 @@ pub mod context;
 pub mod cors;
 pub mod error;
 pub mod events;
+pub mod exposition;
 pub mod health;
 pub mod idempotency;
 pub mod jobs;
