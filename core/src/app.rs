@@ -781,6 +781,7 @@ impl App {
                 .encode(),
             _ => self.metrics.borrow().encode(),
         };
+        let text = text + &metrics::encode_memory(metrics::wasm_memory_bytes());
         let mut response = Response::new(Bytes::from(text));
         response.headers_mut().insert(
             header::CONTENT_TYPE,

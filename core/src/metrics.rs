@@ -223,6 +223,51 @@ impl HttpMetrics {
     }
 }
 
+/// The isolate limit Workers enforce on memory, in bytes (128 MiB).
+pub const ISOLATE_MEMORY_LIMIT_BYTES: u64 = 128 * 1024 * 1024;
+
+/// This instance's WebAssembly linear memory in bytes; `None` off Wasm.
+/// Linear memory only grows, so this is the instance's high-water mark.
+pub fn wasm_memory_bytes() -> Option<u64> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        Some(core::arch::wasm32::memory_size(0) as u64 * 65_536)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        None
+    }
+}
+
+/// `tepi_wasm_memory_bytes` and `tepi_wasm_memory_limit_ratio` (against the
+/// 128 MiB isolate limit), when there is a linear memory to measure.
+pub fn encode_memory(bytes: Option<u64>) -> String {
+    let Some(bytes) = bytes else {
+        return String::new();
+    };
+    let mut out = String::new();
+    header(
+        &mut out,
+        "tepi_wasm_memory_bytes",
+        "WebAssembly linear memory of the instance that answered, in bytes (a high-water mark: it never shrinks).",
+        "gauge",
+    );
+    sample(&mut out, "tepi_wasm_memory_bytes", &[], bytes as f64);
+    header(
+        &mut out,
+        "tepi_wasm_memory_limit_ratio",
+        "tepi_wasm_memory_bytes over the 128 MiB isolate memory limit.",
+        "gauge",
+    );
+    sample(
+        &mut out,
+        "tepi_wasm_memory_limit_ratio",
+        &[],
+        bytes as f64 / ISOLATE_MEMORY_LIMIT_BYTES as f64,
+    );
+    out
+}
+
 /// Adds `delta` to the totals in SQL (one statement). Used where instances
 /// are short-lived (Spin) so that `/metrics` can serve the sums.
 pub async fn flush(sql: &dyn Sql, delta: &HttpMetrics) -> Result<(), PortError> {
@@ -404,6 +449,22 @@ mod tests {
             "zero until counted"
         );
         assert!(text.contains("http_cache_requests_total{result=\"hit\"} 0\n"));
+    }
+
+    #[test]
+    fn memory_gauges_report_bytes_and_the_share_of_the_isolate_limit() {
+        assert_eq!(encode_memory(None), "", "nothing to report off Wasm");
+        let text = encode_memory(Some(32 * 1024 * 1024));
+        assert!(
+            text.contains("# TYPE tepi_wasm_memory_bytes gauge\n"),
+            "{text}"
+        );
+        assert!(text.contains("tepi_wasm_memory_bytes 33554432\n"), "{text}");
+        assert!(
+            text.contains("tepi_wasm_memory_limit_ratio 0.25\n"),
+            "{text}"
+        );
+        crate::exposition::parse(text.as_bytes()).expect("valid exposition");
     }
 
     #[test]

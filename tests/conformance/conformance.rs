@@ -387,6 +387,15 @@ fn metrics_expose_prometheus_text_and_count_the_suites_requests() {
     let before = scrape();
     assert!(before.contains("# TYPE http_requests_total counter"));
     assert!(before.contains("# TYPE http_request_duration_ms histogram"));
+    let memory = before
+        .lines()
+        .find_map(|l| l.strip_prefix("tepi_wasm_memory_bytes "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("the Wasm memory gauge");
+    assert!(
+        (65_536.0..128.0 * 1024.0 * 1024.0).contains(&memory),
+        "a real, plausible linear-memory size: {memory}"
+    );
 
     for _ in 0..3 {
         get("/version", &[]);
