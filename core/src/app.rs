@@ -2,7 +2,7 @@
 //! pipeline — context, routing, CORS, body limit, handler, headers,
 //! metrics, access log — whichever platform delivered it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -175,6 +175,9 @@ pub struct App {
     /// The shared cache is the key-value store (when no `Cache` port).
     cache_in_kv: bool,
     local_limits: RefCell<LocalTable>,
+    /// Fingerprint of the public signing keys, part of every shared-cache
+    /// key: computed on first use, once per instance.
+    keys_fingerprint: OnceCell<String>,
     migrated: Cell<bool>,
 }
 
@@ -191,6 +194,7 @@ struct Version<'a> {
 impl App {
     pub fn new(loaded: LoadedConfig, build: BuildInfo) -> Self {
         Self {
+            keys_fingerprint: OnceCell::new(),
             config: loaded.config,
             config_problems: loaded.problems,
             build,
@@ -460,19 +464,19 @@ impl App {
     /// copy. Shared routes read no query, so the query is not part of it
     /// (callers cannot mint entries).
     fn shared_cache_key(&self, req: &Request<Bytes>) -> String {
-        let keys = self
-            .config
-            .auth
-            .signing_keys
-            .as_ref()
-            .map(|k| secret::digest(&k.jwks().to_string()))
-            .unwrap_or_default();
         format!(
             "cache:{}:{}:{}:{}:{}",
             self.build.target,
             self.build.version,
             self.build.git_revision,
-            &keys[..keys.len().min(16)],
+            self.keys_fingerprint.get_or_init(|| {
+                self.config
+                    .auth
+                    .signing_keys
+                    .as_ref()
+                    .map(|k| secret::digest(&k.jwks().to_string())[..16].to_owned())
+                    .unwrap_or_default()
+            }),
             req.uri().path()
         )
     }

@@ -16,7 +16,7 @@ use crate::auth::{Role, secret};
 use crate::error::ApiError;
 use crate::events::{self, Event, WorkflowRunRequested};
 use crate::module::{Call, exec};
-use crate::ports::PortError;
+use crate::ports::{PortError, Rows};
 use crate::validate::{FieldError, Fields, Invalid, json_object, parsed};
 
 type Handled = Result<Response<Bytes>, ApiError>;
@@ -38,7 +38,7 @@ const UPDATE: &str = "UPDATE workflows SET name = COALESCE(?3, name), \
      WHERE tenant_id = ?1 AND id = ?2 \
      RETURNING id, name, trigger, steps, created_by, created_at, updated_at";
 const DELETE: &str = "DELETE FROM workflows WHERE tenant_id = ?1 AND id = ?2 RETURNING id";
-const EVENT_TRIGGERED: &str = "SELECT id, trigger FROM workflows \
+const EVENT_TRIGGERED: &str = "SELECT id, trigger, steps FROM workflows \
      WHERE tenant_id = ?1 AND trigger <> 'manual'";
 const INSERT_RUN: &str = "INSERT INTO workflow_runs \
      (id, tenant_id, workflow_id, status, cause, input, step_results, requested_by, created_at, updated_at) \
@@ -244,6 +244,20 @@ fn run_json(row: &Row<'_>) -> Result<Value, PortError> {
     }))
 }
 
+/// The workflow named by the path, as a row (404 when the tenant has none).
+async fn find(call: &Call<'_>) -> Result<Rows, ApiError> {
+    let rows = exec(
+        call.sql,
+        BY_ID,
+        vec![call.tenant().as_str().into(), call.param("id").into()],
+    )
+    .await?;
+    if rows.rows.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(rows)
+}
+
 fn admin(call: &Call<'_>) -> Result<(), ApiError> {
     if call.caller.role == Role::Admin {
         Ok(())
@@ -315,14 +329,7 @@ pub async fn list(call: &Call<'_>) -> Handled {
     for row in each(&rows) {
         items.push(workflow_json(&row).map_err(|e| storage(&e))?);
     }
-    let last = items
-        .last()
-        .and_then(|w| w["id"].as_str())
-        .map(str::to_owned);
-    Ok(json_response(
-        StatusCode::OK,
-        &list_body(&items, limit, last),
-    ))
+    Ok(json_response(StatusCode::OK, &list_body(&items, limit)))
 }
 
 /// `POST /v1/workflows` {name, trigger, steps} (admin).
@@ -371,12 +378,7 @@ pub async fn create(call: &Call<'_>) -> Handled {
 
 /// `GET /v1/workflows/{id}`.
 pub async fn get(call: &Call<'_>) -> Handled {
-    let rows = exec(
-        call.sql,
-        BY_ID,
-        vec![call.tenant().as_str().into(), call.param("id").into()],
-    )
-    .await?;
+    let rows = find(call).await?;
     let row = first(&rows).ok_or(ApiError::NotFound)?;
     Ok(json_response(
         StatusCode::OK,
@@ -495,12 +497,7 @@ pub async fn run(call: &Call<'_>) -> Handled {
         fields.finish()?;
         input.unwrap_or_else(|| Value::Object(Map::new()))
     };
-    let rows = exec(
-        call.sql,
-        BY_ID,
-        vec![call.tenant().as_str().into(), call.param("id").into()],
-    )
-    .await?;
+    let rows = find(call).await?;
     let row = first(&rows).ok_or(ApiError::NotFound)?;
     let workflow = workflow_json(&row).map_err(|e| storage(&e))?;
     let steps = workflow["steps"].as_array().map_or(0, Vec::len);
@@ -526,15 +523,7 @@ pub async fn run(call: &Call<'_>) -> Handled {
 /// `GET /v1/workflows/{id}/runs`.
 pub async fn runs(call: &Call<'_>) -> Handled {
     let (cursor, limit) = page_of(call.req)?;
-    let exists = exec(
-        call.sql,
-        BY_ID,
-        vec![call.tenant().as_str().into(), call.param("id").into()],
-    )
-    .await?;
-    if exists.rows.is_empty() {
-        return Err(ApiError::NotFound);
-    }
+    find(call).await?;
     let rows = exec(
         call.sql,
         RUNS_PAGE,
@@ -550,14 +539,7 @@ pub async fn runs(call: &Call<'_>) -> Handled {
     for row in each(&rows) {
         items.push(run_json(&row).map_err(|e| storage(&e))?);
     }
-    let last = items
-        .last()
-        .and_then(|r| r["id"].as_str())
-        .map(str::to_owned);
-    Ok(json_response(
-        StatusCode::OK,
-        &list_body(&items, limit, last),
-    ))
+    Ok(json_response(StatusCode::OK, &list_body(&items, limit)))
 }
 
 /// `GET /v1/workflows/{id}/runs/{run_id}`: status and step results.
@@ -596,14 +578,9 @@ pub async fn triggered_by(
         let pattern = row.text("trigger").map_err(|e| storage(&e))?;
         if pattern_matches(&pattern, event_type) {
             let id = row.text("id").map_err(|e| storage(&e))?;
-            let detail = exec(
-                call.sql,
-                BY_ID,
-                vec![call.tenant().as_str().into(), id.clone().into()],
-            )
-            .await?;
-            let steps = first(&detail)
-                .and_then(|r| r.text("steps").ok())
+            let steps = row
+                .text("steps")
+                .ok()
                 .and_then(|s| serde_json::from_str::<Vec<Value>>(&s).ok())
                 .map_or(0, |s| s.len());
             matches.push((id, steps));

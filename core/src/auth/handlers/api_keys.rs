@@ -63,7 +63,6 @@ pub async fn list_api_keys(call: &Call<'_>, principal: &Principal) -> Handled {
     )
     .await?;
     let mut items = Vec::new();
-    let mut last = None;
     for row in store::each(&rows) {
         let read = || -> Result<Value, PortError> {
             Ok(json!({
@@ -74,14 +73,9 @@ pub async fn list_api_keys(call: &Call<'_>, principal: &Principal) -> Handled {
                 "created_at": rfc3339(row.integer("created_at")?),
             }))
         };
-        let item = read().map_err(|e| storage(&e))?;
-        last = item["id"].as_str().map(str::to_owned);
-        items.push(item);
+        items.push(read().map_err(|e| storage(&e))?);
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &list_body(&items, limit, last),
-    ))
+    Ok(json_response(StatusCode::OK, &list_body(&items, limit)))
 }
 
 /// `POST /v1/api-keys` {name, scopes}: the key is in this answer only.

@@ -200,11 +200,17 @@ fn admin_tenant(principal: &Principal) -> Result<(&TenantId, &str), ApiError> {
     }
 }
 
-pub(crate) fn list_body(items: &[Value], limit: i64, last_id: Option<String>) -> Value {
+/// A page of a list ordered by `id`: a full page's last id is the cursor
+/// of the next one.
+pub(crate) fn list_body(items: &[Value], limit: i64) -> Value {
     let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
+    let next = items
+        .last()
+        .filter(|_| full)
+        .and_then(|item| item["id"].as_str());
     json!({
         "items": items,
-        "next_cursor": if full { last_id } else { None },
+        "next_cursor": next,
     })
 }
 

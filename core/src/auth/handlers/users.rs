@@ -36,15 +36,10 @@ pub async fn list_users(call: &Call<'_>, principal: &Principal) -> Handled {
     )
     .await?;
     let mut items = Vec::new();
-    let mut last = None;
     for row in store::each(&rows) {
-        last = Some(row.text("id").map_err(|e| storage(&e))?);
         items.push(user_json(&row, tenant).map_err(|e| storage(&e))?);
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &list_body(&items, limit, last),
-    ))
+    Ok(json_response(StatusCode::OK, &list_body(&items, limit)))
 }
 
 /// `POST /v1/users` {email, password, role}.
