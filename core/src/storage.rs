@@ -14,40 +14,26 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// One `Migration` per file name, its SQL included from `migrations/`.
+macro_rules! migrations {
+    ($($name:literal),* $(,)?) => {
+        &[$(Migration {
+            name: $name,
+            sql: include_str!(concat!("../../migrations/", $name)),
+        }),*]
+    };
+}
+
 /// Every migration, in order. A test checks this list against the folder.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        name: "0001_http_metrics.sql",
-        sql: include_str!("../../migrations/0001_http_metrics.sql"),
-    },
-    Migration {
-        name: "0002_auth.sql",
-        sql: include_str!("../../migrations/0002_auth.sql"),
-    },
-    Migration {
-        name: "0003_rate_limits.sql",
-        sql: include_str!("../../migrations/0003_rate_limits.sql"),
-    },
-    Migration {
-        name: "0004_uploads_jobs.sql",
-        sql: include_str!("../../migrations/0004_uploads_jobs.sql"),
-    },
-    Migration {
-        name: "0005_workflows.sql",
-        sql: include_str!("../../migrations/0005_workflows.sql"),
-    },
-    Migration {
-        name: "0006_meta.sql",
-        sql: include_str!("../../migrations/0006_meta.sql"),
-    },
-    Migration {
-        name: "0007_notifications.sql",
-        sql: include_str!("../../migrations/0007_notifications.sql"),
-    },
-    Migration {
-        name: "0008_meta_seen_age.sql",
-        sql: include_str!("../../migrations/0008_meta_seen_age.sql"),
-    },
+pub const MIGRATIONS: &[Migration] = migrations![
+    "0001_http_metrics.sql",
+    "0002_auth.sql",
+    "0003_rate_limits.sql",
+    "0004_uploads_jobs.sql",
+    "0005_workflows.sql",
+    "0006_meta.sql",
+    "0007_notifications.sql",
+    "0008_meta_seen_age.sql",
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
