@@ -11,7 +11,7 @@ use crate::ports::{Blob, Blobs, Entropy, Jobs, KeyValue, PortError, Queue, Sql, 
 use crate::time::Timestamp;
 
 const INSERT: &str = "INSERT INTO job_outbox (id, queue, envelope, attempts, available_at, enqueued_at) \
-     VALUES (?1, ?2, ?3, 0, ?4, ?4)";
+     VALUES (?1, ?2, ?3, 0, ?4, ?5)";
 
 /// The outbox: one row per job, due at once.
 pub struct SqlOutbox<'a> {
@@ -28,7 +28,13 @@ impl std::fmt::Debug for SqlOutbox<'_> {
 
 #[async_trait(?Send)]
 impl Jobs for SqlOutbox<'_> {
-    async fn enqueue(&self, queue: Queue, envelope: &str) -> Result<(), PortError> {
+    async fn enqueue_after(
+        &self,
+        queue: Queue,
+        envelope: &str,
+        delay_secs: u32,
+    ) -> Result<(), PortError> {
+        let now = self.now.as_unix_secs();
         self.sql
             .execute(
                 INSERT,
@@ -36,7 +42,8 @@ impl Jobs for SqlOutbox<'_> {
                     secret::id(self.entropy, "job_").into(),
                     queue.as_str().into(),
                     envelope.into(),
-                    SqlValue::Integer(self.now.as_unix_secs()),
+                    SqlValue::Integer(now + i64::from(delay_secs)),
+                    SqlValue::Integer(now),
                 ],
             )
             .await

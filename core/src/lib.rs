@@ -41,8 +41,8 @@ pub use app::App;
 pub use config::{Config, LoadedConfig};
 pub use health::BuildInfo;
 pub use ports::{
-    Blob, Blobs, Clock, Entropy, Jobs, KeyValue, PortError, Ports, Probe, Queue, Rows, Sql,
-    SqlValue, Statement,
+    Blob, Blobs, Clock, Entropy, HttpClient, Jobs, KeyValue, PortError, Ports, Probe, Queue, Rows,
+    Sql, SqlValue, Statement, Timer,
 };
 pub use ratelimit::PeerAddr;
 pub use time::Timestamp;

@@ -214,7 +214,35 @@ impl Queue {
 /// Queues on Workers, an SQLite outbox on Spin.
 #[async_trait(?Send)]
 pub trait Jobs {
-    async fn enqueue(&self, queue: Queue, envelope: &str) -> Result<(), PortError>;
+    /// Publishes the envelope, deliverable after `delay_secs` (0: at once).
+    async fn enqueue_after(
+        &self,
+        queue: Queue,
+        envelope: &str,
+        delay_secs: u32,
+    ) -> Result<(), PortError>;
+
+    async fn enqueue(&self, queue: Queue, envelope: &str) -> Result<(), PortError> {
+        self.enqueue_after(queue, envelope, 0).await
+    }
+}
+
+/// Outbound HTTP: webhook deliveries of the background jobs.
+#[async_trait(?Send)]
+pub trait HttpClient {
+    /// Sends the request and buffers the answer. `Err` when no answer
+    /// arrived at all (refused connection, DNS, TLS): the caller treats
+    /// that as transient.
+    async fn send(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, PortError>;
+}
+
+/// Waiting, for time budgets: `sleep` completes after `millis`.
+#[async_trait(?Send)]
+pub trait Timer {
+    async fn sleep(&self, millis: u32);
 }
 
 /// Everything a request may touch outside the core. Storage ports are
@@ -235,6 +263,11 @@ pub struct Ports<'a> {
     /// Job queues (Cloudflare Queues). Without it, a stateless app writes
     /// to the SQL outbox.
     pub jobs: Option<&'a dyn Jobs>,
+    /// Outbound HTTP for background jobs (webhooks).
+    pub http: Option<&'a dyn HttpClient>,
+    /// Timers for job time budgets. Without one, a job's budget is only
+    /// checked between its steps.
+    pub timer: Option<&'a dyn Timer>,
 }
 
 impl std::fmt::Debug for Ports<'_> {

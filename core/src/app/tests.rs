@@ -52,6 +52,8 @@ fn scrape(app: &App, sql: Option<&dyn Sql>) -> String {
         cache: None,
         blobs: None,
         jobs: None,
+        http: None,
+        timer: None,
     };
     let response = block_on(app.metrics_text(&ports)).unwrap();
     assert_eq!(
@@ -107,6 +109,8 @@ fn send_full(
         cache: None,
         blobs: None,
         jobs: None,
+        http: None,
+        timer: None,
     };
     block_on(app.handle(req, &ports, now))
 }

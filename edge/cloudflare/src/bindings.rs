@@ -118,7 +118,12 @@ fn queue_binding(queue: Queue) -> &'static str {
 #[async_trait(?Send)]
 impl Jobs for QueueJobs<'_> {
     /// Sends the envelope as a JSON object (previewable in the dashboard).
-    async fn enqueue(&self, queue: Queue, envelope: &str) -> Result<(), PortError> {
+    async fn enqueue_after(
+        &self,
+        queue: Queue,
+        envelope: &str,
+        delay_secs: u32,
+    ) -> Result<(), PortError> {
         let name = queue_binding(queue);
         let producer = self.0.queue(name).map_err(|e| reason_port(name, &e))?;
         let message = worker::js_sys::JSON::parse(envelope)
@@ -126,6 +131,7 @@ impl Jobs for QueueJobs<'_> {
         producer
             .send_raw(
                 worker::RawMessageBuilder::new(message)
+                    .delay_seconds(delay_secs)
                     .build_with_content_type(worker::QueueContentType::Json),
             )
             .await

@@ -86,6 +86,8 @@ async fn handle(env: &Env, now: Timestamp, request: http::Request<Bytes>) -> htt
         cache: Some(&bindings::WorkersCache),
         blobs: Some(&bindings::R2Blobs(env)),
         jobs: Some(&bindings::QueueJobs(env)),
+        http: None,
+        timer: None,
     };
     app.handle(request, &ports, now).await
 }

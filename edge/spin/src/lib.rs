@@ -102,6 +102,8 @@ async fn handle(request: http::Request<Bytes>) -> http::Response<Bytes> {
         cache: None,
         blobs: None,
         jobs: None,
+        http: None,
+        timer: None,
     };
     app.handle(with_peer(request), &ports, now).await
 }

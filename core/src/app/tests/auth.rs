@@ -179,6 +179,8 @@ impl Fixture {
                 .is_none()
                 .then_some(&blobs as &dyn crate::ports::Blobs),
             jobs: None,
+            http: None,
+            timer: None,
         };
         let request = builder.body(body).unwrap();
         match &self.per_request {
@@ -1221,6 +1223,8 @@ fn a_successor_stored_after_its_family_was_revoked_does_not_survive() {
         cache: None,
         blobs: None,
         jobs: None,
+        http: None,
+        timer: None,
     };
     let request = Request::post("/v1/auth/refresh")
         .header("content-type", "application/json")
