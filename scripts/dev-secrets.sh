@@ -6,7 +6,8 @@
 #   dev-secrets.sh --print    print a fresh set as NAME=value lines (for tests)
 #
 # JWT_SIGNING_KEYS is `kid:seed` with a 32-byte random seed in base64url;
-# BOOTSTRAP_TOKEN enables POST /v1/bootstrap while no tenant exists.
+# BOOTSTRAP_TOKEN enables POST /v1/bootstrap while no tenant exists;
+# WEBHOOK_SIGNING_SECRET signs outbound webhooks (Tepi-Signature).
 source "$(dirname "$0")/lib.sh"
 
 random_b64url() { head -c "$1" /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='; }
@@ -14,6 +15,7 @@ random_b64url() { head -c "$1" /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d 
 fresh() {
   echo "JWT_SIGNING_KEYS=dev-$(date -u +%Y%m%d):$(random_b64url 32)"
   echo "BOOTSTRAP_TOKEN=$(random_b64url 32)"
+  echo "WEBHOOK_SIGNING_SECRET=$(random_b64url 32)"
 }
 
 if [[ ${1:-} == --print ]]; then

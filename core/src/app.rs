@@ -12,12 +12,13 @@ use crate::auth::rbac::{self, Requirement};
 use crate::auth::{Principal, Role, handlers, secret};
 use crate::caching::{self, Cache, CachePolicy, Cached, KvCache};
 use crate::config::{Config, LoadedConfig};
+use crate::consumer;
 use crate::context::{RequestContext, TENANT_ID, TRACEPARENT, TenantId};
 use crate::cors;
 use crate::error::ApiError;
 use crate::health::{self, BuildInfo};
 use crate::idempotency;
-use crate::jobs::{KvBlobs, SqlOutbox};
+use crate::jobs::{Counted, KvBlobs, SqlOutbox};
 use crate::log::AccessLog;
 use crate::meta_events;
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
@@ -31,7 +32,29 @@ use crate::security;
 use crate::storage;
 use crate::time::Timestamp;
 use crate::uploads;
+use crate::worker_metrics;
 use crate::workflows;
+
+/// Most outbox jobs one drain call leases (`POST /v1/jobs/drain?limit=`).
+pub const MAX_DRAIN: u32 = 500;
+
+/// `?limit=` of a drain: 1 to `MAX_DRAIN`, default 100.
+fn drain_limit(req: &Request<Bytes>) -> Result<u32, ApiError> {
+    let pairs = handlers::query_pairs(req.uri().query().unwrap_or(""));
+    let Some((_, raw)) = pairs.iter().find(|(k, _)| k == "limit") else {
+        return Ok(100);
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=MAX_DRAIN).contains(&n) => Ok(n),
+        _ => Err(ApiError::Validation {
+            errors: vec![crate::validate::FieldError {
+                field: "limit".into(),
+                code: "out_of_range",
+                message: format!("must be 1 to {MAX_DRAIN}"),
+            }],
+        }),
+    }
+}
 
 /// Every route the API serves. Each one has an entry in the permission
 /// matrix (`auth::rbac::MATRIX`).
@@ -42,6 +65,7 @@ pub enum Route {
     Version,
     Jwks,
     Metrics,
+    MetricsWorkers,
     Bootstrap,
     Login,
     Refresh,
@@ -76,6 +100,8 @@ pub enum Route {
     ListNotifications,
     SendNotification,
     MarkNotificationRead,
+    ListDeadLetters,
+    DrainJobs,
 }
 
 fn router() -> Router<Route> {
@@ -85,6 +111,7 @@ fn router() -> Router<Route> {
         .route(Method::GET, "/version", Route::Version)
         .route(Method::GET, "/.well-known/jwks.json", Route::Jwks)
         .route(Method::GET, "/metrics", Route::Metrics)
+        .route(Method::GET, "/metrics/workers", Route::MetricsWorkers)
         .route(Method::POST, "/v1/bootstrap", Route::Bootstrap)
         .route(Method::POST, "/v1/auth/login", Route::Login)
         .route(Method::POST, "/v1/auth/refresh", Route::Refresh)
@@ -143,6 +170,8 @@ fn router() -> Router<Route> {
             "/v1/notifications/{id}/read",
             Route::MarkNotificationRead,
         )
+        .route(Method::GET, "/v1/jobs/dead-letters", Route::ListDeadLetters)
+        .route(Method::POST, "/v1/jobs/drain", Route::DrainJobs)
 }
 
 type Handled = Result<Response<Bytes>, ApiError>;
@@ -226,6 +255,33 @@ impl App {
     pub fn with_metrics_in_sql(mut self) -> Self {
         self.metrics_in_sql = true;
         self
+    }
+
+    /// Processes a batch of queue messages (`consumer::process_batch`),
+    /// migrating first like a request would. One decision per delivery.
+    pub async fn process_jobs(
+        &self,
+        queue: crate::ports::Queue,
+        deliveries: &[consumer::Delivery],
+        ports: &Ports<'_>,
+    ) -> Vec<crate::processing::Decision> {
+        if let Some(sql) = ports.sql {
+            self.ensure_migrated(sql).await;
+        }
+        consumer::process_batch(&self.config, ports, queue, deliveries).await
+    }
+
+    /// Parks a message of a dead-letter queue (`consumer::park`).
+    pub async fn park_dead_letter(
+        &self,
+        queue: crate::ports::Queue,
+        delivery: &consumer::Delivery,
+        ports: &Ports<'_>,
+    ) -> crate::processing::Decision {
+        if let Some(sql) = ports.sql {
+            self.ensure_migrated(sql).await;
+        }
+        consumer::park(ports, queue, delivery).await
     }
 
     /// Every (method, pattern) the API serves.
@@ -564,6 +620,33 @@ impl App {
                 Ok(json(StatusCode::OK, &keys.jwks()))
             }
             Route::Metrics => self.metrics_text(ports).await,
+            Route::MetricsWorkers => {
+                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+                let text = worker_metrics::load(sql)
+                    .await
+                    .map_err(|e| storage_unavailable("worker metrics load", &e))?
+                    .encode();
+                let mut response = Response::new(Bytes::from(text));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(metrics::CONTENT_TYPE),
+                );
+                Ok(response)
+            }
+            Route::ListDeadLetters => {
+                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+                let tenant = principal.ok_or(ApiError::Forbidden)?.tenant();
+                let body = consumer::dead_letters(sql, tenant, req).await?;
+                Ok(json(StatusCode::OK, &body))
+            }
+            Route::DrainJobs => {
+                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+                let limit = drain_limit(req)?;
+                let drained = consumer::drain(&self.config, ports, sql, limit)
+                    .await
+                    .map_err(|e| storage_unavailable("outbox drain", &e))?;
+                Ok(json(StatusCode::OK, &drained))
+            }
             Route::CreateUpload
             | Route::PutUploadContent
             | Route::GetUpload
@@ -645,6 +728,10 @@ impl App {
             entropy: ports.entropy,
             now,
         };
+        let counted = Counted {
+            inner: ports.jobs.unwrap_or(&outbox),
+            sql,
+        };
         let kv_blobs = ports.kv.filter(|_| self.cache_in_kv).map(KvBlobs);
         let call = module::Call {
             req,
@@ -655,7 +742,7 @@ impl App {
                 role,
             },
             sql,
-            jobs: ports.jobs.unwrap_or(&outbox),
+            jobs: &counted,
             blobs: ports.blobs.or(kv_blobs.as_ref().map(|b| b as &dyn Blobs)),
             entropy: ports.entropy,
             now,

@@ -49,6 +49,8 @@ pub fn policy(route: Route) -> CachePolicy {
         Route::Healthz
         | Route::Readyz
         | Route::Metrics
+        | Route::MetricsWorkers
+        | Route::DrainJobs
         | Route::Bootstrap
         | Route::Login
         | Route::Refresh
@@ -82,6 +84,7 @@ pub fn policy(route: Route) -> CachePolicy {
         | Route::ListWorkflowRuns
         | Route::GetWorkflowRun
         | Route::GetMetaConfig
+        | Route::ListDeadLetters
         | Route::ListNotifications => CachePolicy::Private,
         Route::Version => CachePolicy::Shared { max_age: 60 },
         Route::Jwks => CachePolicy::Shared { max_age: 3600 },

@@ -52,8 +52,33 @@ pub mod vars {
     pub const UPLOAD_MAX_BYTES: &str = "UPLOAD_MAX_BYTES";
     /// Comma-separated media types an upload may declare.
     pub const UPLOAD_CONTENT_TYPES: &str = "UPLOAD_CONTENT_TYPES";
+    /// Background jobs: attempts in all before the dead-letter queue
+    /// (default 5), the first retry's delay ceiling and the cap of every
+    /// delay in seconds (defaults 2 and 300; full jitter), each attempt's
+    /// time budget in milliseconds (default 15000), jobs of a batch run at
+    /// once (default 8), and the outbox lease on Spin in seconds (default 60).
+    pub const JOB_MAX_ATTEMPTS: &str = "JOB_MAX_ATTEMPTS";
+    pub const JOB_RETRY_BASE_SECS: &str = "JOB_RETRY_BASE_SECS";
+    pub const JOB_RETRY_CAP_SECS: &str = "JOB_RETRY_CAP_SECS";
+    pub const JOB_TIMEOUT_MS: &str = "JOB_TIMEOUT_MS";
+    pub const JOB_CONCURRENCY: &str = "JOB_CONCURRENCY";
+    pub const OUTBOX_LEASE_SECS: &str = "OUTBOX_LEASE_SECS";
+    /// Secret, at least 32 characters. Signs outbound webhooks
+    /// (`Tepi-Signature`); without it webhook jobs fail and retry.
+    pub const WEBHOOK_SIGNING_SECRET: &str = "WEBHOOK_SIGNING_SECRET";
+    /// Comma-separated hosts (`host` or `host:port`) webhooks may reach
+    /// over plain `http://` — for local receivers; https only otherwise.
+    pub const WEBHOOK_HTTP_HOSTS: &str = "WEBHOOK_HTTP_HOSTS";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 22] = [
+        JOB_MAX_ATTEMPTS,
+        JOB_RETRY_BASE_SECS,
+        JOB_RETRY_CAP_SECS,
+        JOB_TIMEOUT_MS,
+        JOB_CONCURRENCY,
+        OUTBOX_LEASE_SECS,
+        WEBHOOK_SIGNING_SECRET,
+        WEBHOOK_HTTP_HOSTS,
         UPLOAD_MAX_BYTES,
         UPLOAD_CONTENT_TYPES,
         ALLOWED_ORIGINS,
@@ -106,6 +131,62 @@ pub struct Config {
     pub rate_limits: Policies,
     pub trusted_proxies: Vec<IpAddr>,
     pub uploads: UploadConfig,
+    pub jobs: JobsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobsConfig {
+    pub retry: crate::processing::RetryPolicy,
+    pub timeout_ms: u32,
+    pub concurrency: usize,
+    pub lease_secs: u32,
+    /// `None`: webhook deliveries fail until it is set.
+    pub webhook_secret: Option<Secret>,
+    /// Lowercase `host` or `host:port` entries allowed over `http://`.
+    pub webhook_http_hosts: Vec<String>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            retry: crate::processing::RetryPolicy::default(),
+            timeout_ms: 15_000,
+            concurrency: 8,
+            lease_secs: 60,
+            webhook_secret: None,
+            webhook_http_hosts: Vec::new(),
+        }
+    }
+}
+
+impl JobsConfig {
+    /// Whether a job may deliver to `url`: any `https://` URL, or `http://`
+    /// to a listed host.
+    pub fn webhook_url_allowed(&self, url: &str) -> bool {
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.len() > 2048 {
+            return false;
+        }
+        if let Some(rest) = url.strip_prefix("https://") {
+            return !rest.is_empty();
+        }
+        let Some(rest) = url.strip_prefix("http://") else {
+            return false;
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let authority = authority.to_ascii_lowercase();
+        let host = authority.split(':').next().unwrap_or("");
+        !host.is_empty()
+            && self
+                .webhook_http_hosts
+                .iter()
+                .any(|allowed| *allowed == authority || *allowed == host)
+    }
+}
+
+impl Secret {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +209,7 @@ impl Default for Config {
             },
             rate_limits: Policies::default(),
             trusted_proxies: Vec::new(),
+            jobs: JobsConfig::default(),
             uploads: UploadConfig {
                 max_bytes: DEFAULT_UPLOAD_MAX_BYTES,
                 content_types: DEFAULT_UPLOAD_CONTENT_TYPES
@@ -223,11 +305,102 @@ impl Config {
                 ));
             }
         }
+        load_jobs(&lookup, &mut config.jobs, &mut problems);
         LoadedConfig { config, problems }
     }
 
     pub fn origin_allowed(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)
+    }
+}
+
+/// A whole number within `range`, or a problem naming the variable.
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    range: std::ops::RangeInclusive<T>,
+    target: &mut T,
+    problems: &mut Vec<String>,
+) {
+    let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+        return;
+    };
+    match raw.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => *target = n,
+        _ => problems.push(format!(
+            "{name}: {raw:?} is not a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+fn load_jobs(
+    lookup: &impl Fn(&str) -> Option<String>,
+    jobs: &mut JobsConfig,
+    problems: &mut Vec<String>,
+) {
+    number(
+        lookup,
+        vars::JOB_MAX_ATTEMPTS,
+        1..=100,
+        &mut jobs.retry.max_attempts,
+        problems,
+    );
+    number(
+        lookup,
+        vars::JOB_RETRY_BASE_SECS,
+        0..=3600,
+        &mut jobs.retry.base_secs,
+        problems,
+    );
+    // Cloudflare Queues delay a retry by at most 12 hours.
+    number(
+        lookup,
+        vars::JOB_RETRY_CAP_SECS,
+        0..=43_200,
+        &mut jobs.retry.cap_secs,
+        problems,
+    );
+    number(
+        lookup,
+        vars::JOB_TIMEOUT_MS,
+        100..=900_000,
+        &mut jobs.timeout_ms,
+        problems,
+    );
+    number(
+        lookup,
+        vars::JOB_CONCURRENCY,
+        1..=100,
+        &mut jobs.concurrency,
+        problems,
+    );
+    number(
+        lookup,
+        vars::OUTBOX_LEASE_SECS,
+        1..=3600,
+        &mut jobs.lease_secs,
+        problems,
+    );
+    match lookup(vars::WEBHOOK_SIGNING_SECRET).filter(|v| !v.trim().is_empty()) {
+        Some(secret) if secret.trim().len() >= 32 => {
+            jobs.webhook_secret = Some(Secret(secret.trim().to_owned()));
+        }
+        Some(_) => problems.push(format!(
+            "{}: shorter than 32 characters",
+            vars::WEBHOOK_SIGNING_SECRET
+        )),
+        // Optional: only webhook deliveries need it (they fail and retry,
+        // logging why, until it is set).
+        None => {}
+    }
+    if let Some(raw) = lookup(vars::WEBHOOK_HTTP_HOSTS) {
+        jobs.webhook_http_hosts = raw
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::auth::secret;
-use crate::context::{RequestContext, TenantId};
+use crate::context::{RequestContext, TenantId, TraceParent};
 use crate::ports::{Entropy, Queue};
 use crate::time::Timestamp;
 
@@ -197,6 +197,26 @@ pub fn envelope<E: Event>(
     entropy: &dyn Entropy,
     now: Timestamp,
 ) -> Value {
+    envelope_in_trace(
+        event,
+        tenant,
+        cx.request_id.as_str(),
+        &cx.trace,
+        entropy,
+        now,
+    )
+}
+
+/// The envelope of `event` caused by the hop whose span is `parent` (a
+/// request, or a job publishing a follow-up): a new span of that trace.
+pub fn envelope_in_trace<E: Event>(
+    event: &E,
+    tenant: &TenantId,
+    request_id: &str,
+    parent: &TraceParent,
+    entropy: &dyn Entropy,
+    now: Timestamp,
+) -> Value {
     json!({
         "specversion": "1.0",
         "id": secret::id(entropy, "evt_"),
@@ -206,9 +226,9 @@ pub fn envelope<E: Event>(
         "time": now.to_rfc3339(),
         "datacontenttype": "application/json",
         "data": serde_json::to_value(event).unwrap_or(Value::Null),
-        "traceparent": cx.trace.child(entropy).to_string(),
+        "traceparent": parent.child(entropy).to_string(),
         "tenantid": tenant.as_str(),
-        "requestid": cx.request_id.as_str(),
+        "requestid": request_id,
     })
 }
 

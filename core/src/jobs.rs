@@ -51,6 +51,41 @@ impl Jobs for SqlOutbox<'_> {
     }
 }
 
+/// A queue or outbox that also counts what it publishes
+/// (`tepi_worker_jobs_enqueued_total`, the basis of the depth estimate).
+pub struct Counted<'a> {
+    pub inner: &'a dyn Jobs,
+    pub sql: &'a dyn Sql,
+}
+
+impl std::fmt::Debug for Counted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Counted")
+    }
+}
+
+#[async_trait(?Send)]
+impl Jobs for Counted<'_> {
+    async fn enqueue_after(
+        &self,
+        queue: Queue,
+        envelope: &str,
+        delay_secs: u32,
+    ) -> Result<(), PortError> {
+        self.inner
+            .enqueue_after(queue, envelope, delay_secs)
+            .await?;
+        let mut delta = crate::worker_metrics::WorkerMetrics::default();
+        delta.record_enqueued(queue);
+        // The job is published: a failed count only skews the estimate.
+        if let Err(e) = crate::worker_metrics::flush(self.sql, &delta).await {
+            tracing::warn!(target: "tepi::jobs", error = %e, queue = queue.as_str(),
+                "could not count an enqueued job");
+        }
+        Ok(())
+    }
+}
+
 /// Blobs as key-value entries: the body base64-encoded next to its media
 /// type, under `blob:<key>`.
 #[derive(Clone, Copy)]

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod caching;
 pub mod config;
+pub mod consumer;
 pub mod context;
 pub mod cors;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod storage;
 pub mod time;
 pub mod uploads;
 pub mod validate;
+pub mod worker_metrics;
 pub mod workflows;
 
 #[cfg(test)]

@@ -27,7 +27,6 @@ use crate::events::{
 use crate::module::{Call, exec};
 use crate::ports::{Queue, Sql};
 use crate::validate::{Fields, Invalid, json_object, parsed};
-use crate::workflows;
 
 type Handled = Result<Response<Bytes>, ApiError>;
 
@@ -240,7 +239,7 @@ pub async fn receive(call: &Call<'_>) -> Handled {
         if exec(call.sql, SEEN, claim).await?.rows.is_empty() {
             continue; // delivered before
         }
-        if let Err(e) = publish_and_trigger(call, item).await {
+        if let Err(e) = publish(call, item).await {
             // Forget it again, so Meta's retry processes it: never lost
             // (at least once; the event's subject deduplicates downstream).
             if let Err(release) = exec(call.sql, UNSEE, key).await {
@@ -266,30 +265,14 @@ pub async fn receive(call: &Call<'_>) -> Handled {
     ))
 }
 
-/// Publishes the item's event and starts the workflows it triggers.
-async fn publish_and_trigger(call: &Call<'_>, item: &MetaEvent) -> Result<(), ApiError> {
+/// Publishes the item's event; the meta-events consumer starts the
+/// workflows it triggers (`consumer`), so Meta gets its answer at once.
+async fn publish(call: &Call<'_>, item: &MetaEvent) -> Result<(), ApiError> {
     let envelope = item.envelope(call.tenant(), call.cx, call.entropy, call.now);
     call.jobs
         .enqueue(Queue::MetaEvents, &envelope.to_string())
         .await
-        .map_err(|e| storage(&e))?;
-    let cause = json!({
-        "type": "event",
-        "event_id": envelope["id"],
-        "event_type": item.event_type(),
-    });
-    for (workflow_id, steps) in workflows::triggered_by(call, item.event_type()).await? {
-        workflows::start_run(
-            call,
-            &workflow_id,
-            steps,
-            cause.clone(),
-            envelope["data"].clone(),
-            None,
-        )
-        .await?;
-    }
-    Ok(())
+        .map_err(|e| storage(&e))
 }
 
 fn platform_of(object: &str) -> Option<&'static str> {

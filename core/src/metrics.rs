@@ -17,20 +17,38 @@ pub const DURATION_BUCKETS_MS: [f64; 12] = [
 /// cannot grow the label set without bound.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
+    /// Upper bounds of the buckets, ascending, without `+Inf`.
+    bounds: &'static [f64],
     /// Per-bucket (not cumulative) counts; the last slot is `+Inf`.
-    buckets: [u64; DURATION_BUCKETS_MS.len() + 1],
+    buckets: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new(&DURATION_BUCKETS_MS)
+    }
+}
+
 impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
     pub fn observe(&mut self, value: f64) {
-        let slot = DURATION_BUCKETS_MS
+        let slot = self
+            .bounds
             .iter()
             .position(|le| value <= *le)
-            .unwrap_or(DURATION_BUCKETS_MS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[slot] += 1;
         self.sum += value;
         self.count += 1;
@@ -38,6 +56,27 @@ impl Histogram {
 
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// Per-bucket counts (the last is `+Inf`), for storage.
+    pub fn buckets(&self) -> &[u64] {
+        &self.buckets
+    }
+
+    /// Adds stored counts back: bucket `slot`, or the sum and count.
+    pub fn add_bucket(&mut self, slot: usize, count: u64) {
+        if let Some(bucket) = self.buckets.get_mut(slot) {
+            *bucket += count;
+        }
+    }
+
+    pub fn add_sum_and_count(&mut self, sum: f64, count: u64) {
+        self.sum += sum;
+        self.count += count;
     }
 }
 
@@ -108,7 +147,10 @@ impl HttpMetrics {
             ));
         }
         for ((method, route), h) in &self.durations {
-            for (slot, count) in (0_i64..).zip(h.buckets).filter(|(_, c)| *c > 0) {
+            for (slot, count) in (0_i64..)
+                .zip(h.buckets.iter().copied())
+                .filter(|(_, c)| *c > 0)
+            {
                 rows.push((
                     "bucket",
                     method.as_str(),
@@ -325,11 +367,14 @@ pub async fn load(sql: &dyn Sql) -> Result<HttpMetrics, PortError> {
     Ok(metrics)
 }
 
-fn write_histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+pub fn write_histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
     let bucket = format!("{name}_bucket");
     let mut cumulative = 0;
-    let bounds = DURATION_BUCKETS_MS.iter().map(|le| format_value(*le));
-    for (le, count) in bounds.chain(["+Inf".to_owned()]).zip(h.buckets) {
+    let bounds = h.bounds.iter().map(|le| format_value(*le));
+    for (le, count) in bounds
+        .chain(["+Inf".to_owned()])
+        .zip(h.buckets.iter().copied())
+    {
         cumulative += count;
         let mut with_le = labels.to_vec();
         with_le.push(("le", &le));

@@ -15,6 +15,7 @@ use sha2::Sha256;
 use crate::auth::handlers::{json_response, page_of, rfc3339, storage};
 use crate::auth::store::{Row, each, first};
 use crate::auth::{Role, secret};
+use crate::config::JobsConfig;
 use crate::error::ApiError;
 use crate::events::{self, Event, NotificationWebhookRequested};
 use crate::module::{Call, exec};
@@ -160,7 +161,7 @@ enum Recipient {
     Webhook(String),
 }
 
-fn recipient(value: &Value) -> Result<Recipient, Invalid> {
+fn recipient(value: &Value, jobs: &JobsConfig) -> Result<Recipient, Invalid> {
     let object = value.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
         Invalid::new(
             "invalid",
@@ -178,16 +179,12 @@ fn recipient(value: &Value) -> Result<Recipient, Invalid> {
         return Role::parse(role).map(Recipient::Role);
     }
     if let Some(url) = object.get("webhook_url").and_then(Value::as_str) {
-        return if url.starts_with("https://")
-            && url.len() > 8
-            && url.len() <= 2048
-            && !url.contains(char::is_whitespace)
-        {
+        return if jobs.webhook_url_allowed(url) {
             Ok(Recipient::Webhook(url.to_owned()))
         } else {
             Err(Invalid::new(
                 "invalid",
-                "webhook_url must be an https:// URL of at most 2048 characters",
+                "webhook_url must be an https:// URL (http:// only to a host in WEBHOOK_HTTP_HOSTS) of at most 2048 characters",
             ))
         };
     }
@@ -216,7 +213,7 @@ pub async fn send(call: &Call<'_>) -> Handled {
     }
     let body = json_object(call.req)?;
     let mut fields = Fields::new(&body);
-    let to = fields.required("to", recipient);
+    let to = fields.required("to", |v| recipient(v, &call.config.jobs));
     let subject = fields.required("subject", parsed(200, text_rule(200)));
     let text = fields.required("body", parsed(4000, text_rule(4000)));
     fields.finish()?;

@@ -13,6 +13,9 @@ pub enum Failure {
     Status(u16),
     /// The job ran out of its time budget.
     Timeout,
+    /// No answer at all (connection refused, DNS, TLS), or storage
+    /// unavailable: transient, counted with 5xx.
+    Unreachable,
     /// The job itself is malformed (bad envelope, unknown type): no retry
     /// can fix it.
     Invalid,
@@ -47,7 +50,7 @@ impl Failure {
     pub fn class(self) -> FailureClass {
         match self {
             // Request Timeout and Too Many Requests say "try again later".
-            Self::Status(408 | 429 | 500..=599) => FailureClass::Server,
+            Self::Status(408 | 429 | 500..=599) | Self::Unreachable => FailureClass::Server,
             Self::Timeout => FailureClass::Timeout,
             Self::Status(_) | Self::Invalid => FailureClass::Client,
         }
@@ -152,6 +155,7 @@ mod tests {
             (Failure::Status(500), FailureClass::Server),
             (Failure::Status(503), FailureClass::Server),
             (Failure::Timeout, FailureClass::Timeout),
+            (Failure::Unreachable, FailureClass::Server),
             (Failure::Invalid, FailureClass::Client),
         ];
         for (failure, class) in cases {

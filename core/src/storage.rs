@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0006_meta.sql",
     "0007_notifications.sql",
     "0008_meta_seen_age.sql",
+    "0009_job_processing.sql",
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

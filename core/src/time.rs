@@ -43,6 +43,55 @@ impl Timestamp {
     pub fn to_rfc3339(self) -> String {
         self.to_string()
     }
+
+    /// Reads a UTC RFC 3339 time (`Z`, optional fraction), as envelopes
+    /// carry it; `None` for anything else or before 1970.
+    pub fn parse_rfc3339(raw: &str) -> Option<Self> {
+        let raw = raw.strip_suffix('Z').or_else(|| raw.strip_suffix('z'))?;
+        let (date, time) = raw.split_once(['T', 't'])?;
+        let mut d = date.split('-');
+        let (year, month, day): (u64, u64, u64) = (
+            d.next()?.parse().ok()?,
+            d.next()?.parse().ok()?,
+            d.next()?.parse().ok()?,
+        );
+        let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+        let mut t = clock.split(':');
+        let (h, m, sec): (u64, u64, u64) = (
+            t.next()?.parse().ok()?,
+            t.next()?.parse().ok()?,
+            t.next()?.parse().ok()?,
+        );
+        if d.next().is_some()
+            || t.next().is_some()
+            || year < 1970
+            || !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || h > 23
+            || m > 59
+            || sec > 60
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let micros: u64 = format!("{fraction:0<6}").get(..6)?.parse().ok()?;
+        let days = days_from_civil(year, month, day);
+        Some(Self(
+            ((days * 86_400 + h * 3600 + m * 60 + sec) * 1_000_000) + micros,
+        ))
+    }
+}
+
+/// Days since 1970-01-01 of a Gregorian date (the inverse of
+/// `civil_from_days`, years from 1970).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let yoe = year - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 impl fmt::Display for Timestamp {

@@ -25,8 +25,10 @@ type Handled = Result<Response<Bytes>, ApiError>;
 const INSERT: &str = "INSERT INTO uploads \
      (id, tenant_id, filename, content_type, size, sha256, status, created_by, created_at, updated_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?8)";
-const BY_ID: &str = "SELECT id, filename, content_type, size, sha256, status, created_by, \
-     created_at, updated_at FROM uploads WHERE tenant_id = ?1 AND id = ?2";
+const BY_ID: &str = "SELECT u.id, u.filename, u.content_type, u.size, u.sha256, u.status, \
+     c.result AS checked, u.created_by, u.created_at, u.updated_at FROM uploads u \
+     LEFT JOIN upload_checks c ON c.upload_id = u.id AND c.tenant_id = u.tenant_id \
+     WHERE u.tenant_id = ?1 AND u.id = ?2";
 const MARK_STORED: &str = "UPDATE uploads SET status = 'stored', updated_at = ?3 \
      WHERE tenant_id = ?1 AND id = ?2";
 const DELETE: &str = "DELETE FROM uploads WHERE tenant_id = ?1 AND id = ?2";
@@ -45,6 +47,9 @@ struct Upload {
     size: u64,
     sha256: String,
     stored: bool,
+    /// The uploads consumer's verdict on the stored object: `ready` or
+    /// `invalid` (none yet: still `stored`).
+    checked: Option<String>,
     created_by: String,
     created_at: i64,
     updated_at: i64,
@@ -59,6 +64,7 @@ impl Upload {
             size: u64::try_from(row.integer("size")?).unwrap_or(0),
             sha256: row.text("sha256")?,
             stored: row.text("status")? == "stored",
+            checked: row.text("checked").ok(),
             created_by: row.text("created_by")?,
             created_at: row.integer("created_at")?,
             updated_at: row.integer("updated_at")?,
@@ -75,7 +81,11 @@ impl Upload {
             "content_type": self.content_type,
             "size": self.size,
             "sha256": self.sha256,
-            "status": if self.stored { "stored" } else { "pending" },
+            "status": match (&self.checked, self.stored) {
+                (Some(verdict), _) => verdict.as_str(),
+                (None, true) => "stored",
+                (None, false) => "pending",
+            },
             "created_by": self.created_by,
             "created_at": at(self.created_at),
             "updated_at": at(self.updated_at),
@@ -84,7 +94,7 @@ impl Upload {
     }
 }
 
-fn blob_key(tenant: &TenantId, id: &str) -> String {
+pub(crate) fn blob_key(tenant: &TenantId, id: &str) -> String {
     format!("uploads/{}/{id}", tenant.as_str())
 }
 
@@ -134,7 +144,7 @@ fn sha256_hex(raw: &str) -> Result<String, Invalid> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(64), |mut out, b| {
         let _ = write!(out, "{b:02x}");
@@ -216,6 +226,7 @@ pub async fn create(call: &Call<'_>) -> Handled {
         size,
         sha256,
         stored: false,
+        checked: None,
         created_by: call.caller.user_id.to_owned(),
         created_at: secs,
         updated_at: secs,

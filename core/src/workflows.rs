@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::handlers::{json_response, list_body, page_of, rfc3339, storage};
 use crate::auth::store::{Row, each, first};
 use crate::auth::{Role, secret};
+use crate::config::JobsConfig;
 use crate::error::ApiError;
 use crate::events::{self, Event, WorkflowRunRequested};
 use crate::module::{Call, exec};
@@ -38,7 +39,7 @@ const UPDATE: &str = "UPDATE workflows SET name = COALESCE(?3, name), \
      WHERE tenant_id = ?1 AND id = ?2 \
      RETURNING id, name, trigger, steps, created_by, created_at, updated_at";
 const DELETE: &str = "DELETE FROM workflows WHERE tenant_id = ?1 AND id = ?2 RETURNING id";
-const EVENT_TRIGGERED: &str = "SELECT id, trigger, steps FROM workflows \
+pub(crate) const EVENT_TRIGGERED: &str = "SELECT id, trigger, steps FROM workflows \
      WHERE tenant_id = ?1 AND trigger <> 'manual'";
 const INSERT_RUN: &str = "INSERT INTO workflow_runs \
      (id, tenant_id, workflow_id, status, cause, input, step_results, requested_by, created_at, updated_at) \
@@ -120,7 +121,11 @@ fn trigger_json(stored: &str) -> Value {
 }
 
 /// Checks every step, reporting each problem with its path (`steps/1/url`).
-fn parse_steps(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<Value>> {
+fn parse_steps(
+    value: &Value,
+    jobs: &JobsConfig,
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<Value>> {
     let before = errors.len();
     let mut fail = |field: String, code: &'static str, message: &str| {
         errors.push(FieldError {
@@ -174,13 +179,11 @@ fn parse_steps(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<Value>
             }
             Some("webhook") => {
                 let url = step.get("url").and_then(Value::as_str).unwrap_or("");
-                if !(url.starts_with("https://") && url.len() > 8 && url.len() <= 2048)
-                    || url.chars().any(char::is_whitespace)
-                {
+                if !jobs.webhook_url_allowed(url) {
                     fail(
                         at("url"),
                         "invalid",
-                        "must be an https:// URL of at most 2048 characters",
+                        "must be an https:// URL (http:// only to a host in WEBHOOK_HTTP_HOSTS) of at most 2048 characters",
                     );
                 }
                 &["type", "url"]
@@ -304,7 +307,7 @@ fn definition(call: &Call<'_>, complete: bool) -> Result<Definition, ApiError> {
         );
     }
     let mut step_errors = Vec::new();
-    let steps = raw_steps.and_then(|v| parse_steps(&v, &mut step_errors));
+    let steps = raw_steps.and_then(|v| parse_steps(&v, &call.config.jobs, &mut step_errors));
     for e in step_errors {
         fields.reject(&e.field, Invalid::new(e.code, e.message));
     }
@@ -561,34 +564,6 @@ pub async fn get_run(call: &Call<'_>) -> Handled {
     ))
 }
 
-/// The tenant's workflows whose event trigger matches `event_type`, with
-/// their step counts.
-pub async fn triggered_by(
-    call: &Call<'_>,
-    event_type: &str,
-) -> Result<Vec<(String, usize)>, ApiError> {
-    let rows = exec(
-        call.sql,
-        EVENT_TRIGGERED,
-        vec![call.tenant().as_str().into()],
-    )
-    .await?;
-    let mut matches = Vec::new();
-    for row in each(&rows) {
-        let pattern = row.text("trigger").map_err(|e| storage(&e))?;
-        if pattern_matches(&pattern, event_type) {
-            let id = row.text("id").map_err(|e| storage(&e))?;
-            let steps = row
-                .text("steps")
-                .ok()
-                .and_then(|s| serde_json::from_str::<Vec<Value>>(&s).ok())
-                .map_or(0, |s| s.len());
-            matches.push((id, steps));
-        }
-    }
-    Ok(matches)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,7 +603,7 @@ mod tests {
             {"type": "notify", "role": "owner", "message": "x", "extra": 1}
         ]);
         let mut errors = Vec::new();
-        assert!(parse_steps(&steps, &mut errors).is_none());
+        assert!(parse_steps(&steps, &JobsConfig::default(), &mut errors).is_none());
         let got: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
         assert_eq!(
             got,
@@ -642,7 +617,10 @@ mod tests {
         );
         let mut none = Vec::new();
         let ok = json!([{"type": "wait", "seconds": 5}, {"type": "notify", "user_id": "usr_1", "message": "done"}]);
-        assert_eq!(parse_steps(&ok, &mut none).map(|s| s.len()), Some(2));
+        assert_eq!(
+            parse_steps(&ok, &JobsConfig::default(), &mut none).map(|s| s.len()),
+            Some(2)
+        );
         assert!(none.is_empty());
     }
 }

@@ -533,6 +533,7 @@ fn route_table_lists_every_route_once() {
             "GET /version",
             "GET /.well-known/jwks.json",
             "GET /metrics",
+            "GET /metrics/workers",
             "POST /v1/bootstrap",
             "POST /v1/auth/login",
             "POST /v1/auth/refresh",
@@ -567,6 +568,8 @@ fn route_table_lists_every_route_once() {
             "GET /v1/notifications",
             "POST /v1/notifications",
             "POST /v1/notifications/{id}/read",
+            "GET /v1/jobs/dead-letters",
+            "POST /v1/jobs/drain",
         ]
     );
 }

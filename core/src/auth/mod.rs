@@ -45,16 +45,24 @@ pub enum Scope {
     MetricsPush,
     /// Post Alertmanager webhooks.
     AlertsWrite,
+    /// Drain the job outbox (`POST /v1/jobs/drain`; Spin's scheduler).
+    JobsDrain,
 }
 
 impl Scope {
-    pub const ALL: [Self; 3] = [Self::MetricsRead, Self::MetricsPush, Self::AlertsWrite];
+    pub const ALL: [Self; 4] = [
+        Self::MetricsRead,
+        Self::MetricsPush,
+        Self::AlertsWrite,
+        Self::JobsDrain,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MetricsRead => "metrics:read",
             Self::MetricsPush => "metrics:push",
             Self::AlertsWrite => "alerts:write",
+            Self::JobsDrain => "jobs:drain",
         }
     }
 

@@ -44,6 +44,10 @@ pub const MATRIX: &[(Route, Requirement)] = &[
         Route::Metrics,
         Requirement::ScopeOrOperatorAdmin(Scope::MetricsRead),
     ),
+    (
+        Route::MetricsWorkers,
+        Requirement::ScopeOrOperatorAdmin(Scope::MetricsRead),
+    ),
     (Route::Bootstrap, Requirement::BootstrapToken),
     (Route::Login, Requirement::Public),
     (Route::Refresh, Requirement::Public),
@@ -84,6 +88,13 @@ pub const MATRIX: &[(Route, Requirement)] = &[
     (Route::ListNotifications, Requirement::User),
     (Route::SendNotification, Requirement::Admin),
     (Route::MarkNotificationRead, Requirement::User),
+    // Jobs: admins see their tenant's dead letters; the outbox drain
+    // (Spin) is for a scheduler with a `jobs:drain` key.
+    (Route::ListDeadLetters, Requirement::Admin),
+    (
+        Route::DrainJobs,
+        Requirement::ScopeOrOperatorAdmin(Scope::JobsDrain),
+    ),
 ];
 
 /// The route's entry in the matrix, if it has one.

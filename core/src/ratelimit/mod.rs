@@ -96,6 +96,7 @@ pub fn class_of(route: Route) -> Option<RouteClass> {
         }
         Route::Bootstrap | Route::Login | Route::Refresh | Route::Logout => Some(RouteClass::Login),
         Route::Metrics
+        | Route::MetricsWorkers
         | Route::Me
         | Route::CreateUpload
         | Route::PutUploadContent
@@ -122,6 +123,8 @@ pub fn class_of(route: Route) -> Option<RouteClass> {
         | Route::UpdateWorkflow
         | Route::DeleteWorkflow
         | Route::GetMetaConfig
+        | Route::ListDeadLetters
+        | Route::DrainJobs
         | Route::PutMetaConfig
         | Route::SendNotification => Some(RouteClass::Admin),
     }

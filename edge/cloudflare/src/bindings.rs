@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use tepi_core::caching::{Cache, Cached};
 use tepi_core::ratelimit::{Limiter, RouteClass};
-use tepi_core::{Blob, Blobs, Jobs, KeyValue, PortError, Probe, Queue, Timestamp};
+use tepi_core::{Blob, Blobs, HttpClient, Jobs, KeyValue, PortError, Probe, Queue, Timestamp};
 use worker::{DurableObject, Env, KvStore, Request, Response, State, durable_object};
 
 /// Binding names, exactly as in `wrangler.toml`.
@@ -25,6 +25,13 @@ pub const QUEUES: [&str; 4] = [
     "JOBS_NOTIFICATIONS",
     "JOBS_META_EVENTS",
     "JOBS_UPLOADS",
+];
+/// The dead-letter queue of each, in the same order.
+pub const DEAD_LETTER_QUEUES: [&str; 4] = [
+    "JOBS_WORKFLOWS_DLQ",
+    "JOBS_NOTIFICATIONS_DLQ",
+    "JOBS_META_EVENTS_DLQ",
+    "JOBS_UPLOADS_DLQ",
 ];
 
 /// The `CACHE` namespace as the core's key-value port.
@@ -106,13 +113,22 @@ impl Blobs for R2Blobs<'_> {
 /// The Queue producer bindings: one per job family.
 pub struct QueueJobs<'e>(pub &'e Env);
 
-fn queue_binding(queue: Queue) -> &'static str {
+fn queue_index(queue: Queue) -> usize {
     match queue {
-        Queue::Workflows => QUEUES[0],
-        Queue::Notifications => QUEUES[1],
-        Queue::MetaEvents => QUEUES[2],
-        Queue::Uploads => QUEUES[3],
+        Queue::Workflows => 0,
+        Queue::Notifications => 1,
+        Queue::MetaEvents => 2,
+        Queue::Uploads => 3,
     }
+}
+
+fn queue_binding(queue: Queue) -> &'static str {
+    QUEUES[queue_index(queue)]
+}
+
+/// The producer binding of `queue`'s dead-letter queue.
+pub fn dead_letter_binding(queue: Queue) -> &'static str {
+    DEAD_LETTER_QUEUES[queue_index(queue)]
 }
 
 #[async_trait(?Send)]
@@ -136,6 +152,50 @@ impl Jobs for QueueJobs<'_> {
             )
             .await
             .map_err(|e| reason_port(name, &e))
+    }
+}
+
+/// Outbound HTTP through the runtime's `fetch`.
+pub struct Fetch;
+
+#[async_trait(?Send)]
+impl HttpClient for Fetch {
+    async fn send(
+        &self,
+        request: tepi_core::http::Request<tepi_core::Bytes>,
+    ) -> Result<tepi_core::http::Response<tepi_core::Bytes>, PortError> {
+        let fail = |e: worker::Error| PortError(format!("fetch: {e}"));
+        let (parts, body) = request.into_parts();
+        let headers = worker::Headers::new();
+        for (name, value) in &parts.headers {
+            if let Ok(value) = value.to_str() {
+                headers.append(name.as_str(), value).map_err(fail)?;
+            }
+        }
+        let mut init = worker::RequestInit::new();
+        init.with_method(worker::Method::from(parts.method.as_str().to_owned()))
+            .with_headers(headers);
+        if !body.is_empty() {
+            init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_ref()).into()));
+        }
+        let request = Request::new_with_init(&parts.uri.to_string(), &init).map_err(fail)?;
+        let mut response = worker::Fetch::Request(request).send().await.map_err(fail)?;
+        let status = response.status_code();
+        let bytes = response.bytes().await.map_err(fail)?;
+        let mut answer = tepi_core::http::Response::new(tepi_core::Bytes::from(bytes));
+        *answer.status_mut() = tepi_core::http::StatusCode::from_u16(status)
+            .map_err(|e| PortError(format!("fetch: status {status}: {e}")))?;
+        Ok(answer)
+    }
+}
+
+/// Timers: `setTimeout`.
+pub struct Timer;
+
+#[async_trait(?Send)]
+impl tepi_core::Timer for Timer {
+    async fn sleep(&self, millis: u32) {
+        worker::Delay::from(std::time::Duration::from_millis(u64::from(millis))).await;
     }
 }
 
@@ -247,6 +307,7 @@ impl<'e> Probes<'e> {
     pub fn new(env: &'e Env) -> Self {
         let mut present: Vec<Present<'e>> = QUEUES
             .iter()
+            .chain(DEAD_LETTER_QUEUES.iter())
             .map(|name| Present {
                 env,
                 name,

@@ -10,6 +10,7 @@
 
 mod bindings;
 mod d1;
+mod queue;
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -69,27 +70,51 @@ fn start() {
     tepi_core::log::JsonLines::install(console_line, tracing::Level::INFO);
 }
 
+/// The bindings of one invocation, as the core's ports.
+struct Platform<'e> {
+    probes: bindings::Probes<'e>,
+    kv: Option<bindings::WorkersKv>,
+    sql: Option<d1::D1Sql>,
+    limiter: bindings::RateLimiters<'e>,
+    blobs: bindings::R2Blobs<'e>,
+    jobs: bindings::QueueJobs<'e>,
+}
+
+impl<'e> Platform<'e> {
+    fn new(env: &'e Env) -> Self {
+        Self {
+            probes: bindings::Probes::new(env),
+            kv: bindings::WorkersKv::new(env),
+            sql: d1::D1Sql::new(env),
+            limiter: bindings::RateLimiters(env),
+            blobs: bindings::R2Blobs(env),
+            jobs: bindings::QueueJobs(env),
+        }
+    }
+
+    fn ports<'a>(&'a self, probes: &'a [&'a dyn tepi_core::Probe]) -> Ports<'a> {
+        Ports {
+            entropy: &Entropy,
+            clock: &Clock,
+            probes,
+            sql: self.sql.as_ref().map(|sql| sql as &dyn tepi_core::Sql),
+            kv: self.kv.as_ref().map(|kv| kv as &dyn tepi_core::KeyValue),
+            limiter: Some(&self.limiter),
+            cache: Some(&bindings::WorkersCache),
+            blobs: Some(&self.blobs),
+            jobs: Some(&self.jobs),
+            http: Some(&bindings::Fetch),
+            timer: Some(&bindings::Timer),
+        }
+    }
+}
+
 /// The core's answer to one request, with the platform's ports.
 async fn handle(env: &Env, now: Timestamp, request: http::Request<Bytes>) -> http::Response<Bytes> {
     let app = app(env);
-    let probes = bindings::Probes::new(env);
-    let kv = bindings::WorkersKv::new(env);
-    let sql = d1::D1Sql::new(env);
-    let limiter = bindings::RateLimiters(env);
-    let ports = Ports {
-        entropy: &Entropy,
-        clock: &Clock,
-        probes: &probes.all(),
-        sql: sql.as_ref().map(|sql| sql as &dyn tepi_core::Sql),
-        kv: kv.as_ref().map(|kv| kv as &dyn tepi_core::KeyValue),
-        limiter: Some(&limiter),
-        cache: Some(&bindings::WorkersCache),
-        blobs: Some(&bindings::R2Blobs(env)),
-        jobs: Some(&bindings::QueueJobs(env)),
-        http: None,
-        timer: None,
-    };
-    app.handle(request, &ports, now).await
+    let platform = Platform::new(env);
+    let probes = platform.probes.all();
+    app.handle(request, &platform.ports(&probes), now).await
 }
 
 #[cfg(not(feature = "http-feature-seam"))]

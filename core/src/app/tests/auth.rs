@@ -726,6 +726,7 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("GET /version", [200, 200, 200, 200]),
         ("GET /.well-known/jwks.json", [200, 200, 200, 200]),
         ("GET /metrics", [401, 403, 200, 403]),
+        ("GET /metrics/workers", [401, 403, 200, 403]),
         ("POST /v1/bootstrap", [401, 401, 401, 401]),
         ("POST /v1/auth/login", [200, 200, 200, 200]),
         ("POST /v1/auth/refresh", [401, 401, 401, 401]),
@@ -760,6 +761,8 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("GET /v1/notifications", [401, 200, 200, 200]),
         ("POST /v1/notifications", [401, 403, 201, 201]),
         ("POST /v1/notifications/{id}/read", [401, 200, 404, 404]),
+        ("GET /v1/jobs/dead-letters", [401, 403, 200, 200]),
+        ("POST /v1/jobs/drain", [401, 403, 200, 403]),
     ];
     let app = Fixture::new().app;
     let routes: Vec<String> = app.routes().map(|(m, p)| format!("{m} {p}")).collect();

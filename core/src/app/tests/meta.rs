@@ -156,7 +156,10 @@ fn a_signed_delivery_is_processed_once_and_a_bad_signature_refused() {
     assert_eq!(envelope["type"], "meta.message.received");
     assert_eq!(envelope["tenantid"], "acme");
     assert_eq!(envelope["data"]["text"], "hello");
-    // ...and it started the matching workflow exactly once.
+    // ...and the meta-events job started the matching workflow exactly once.
+    let drained = body_json(&f.send(req(Method::POST, "/v1/jobs/drain").token(&w.root.access)));
+    assert_eq!(drained["leased"], 1, "{drained}");
+    assert_eq!(drained["acked"], 1, "{drained}");
     let runs = body_json(&f.send(
         req(Method::GET, &format!("/v1/workflows/{workflow_id}/runs")).token(&w.user.access),
     ));

@@ -1,0 +1,834 @@
+//! Job processing on real SQLite: idempotency, classification, backoff
+//! decisions, time budgets, what each job does, the outbox drain and the
+//! worker metrics it leaves behind.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::context::RequestContext;
+use crate::ports::{Blobs, Clock, HttpClient, PortError, Timer};
+use crate::storage::migrate;
+use crate::testing::{MemoryKv, SeededEntropy, SqliteSql, SteppingClock, block_on};
+use crate::worker_metrics;
+
+const SECRET: &str = "webhook-secret-for-tests-0123456789"; // pragma: allowlist secret
+const START: u64 = 1_795_582_978_000_000;
+
+/// A webhook receiver answering scripted statuses (200 when the script is
+/// empty; `None` means no answer at all), keeping every request.
+#[derive(Default)]
+struct Receiver {
+    script: RefCell<VecDeque<Option<u16>>>,
+    seen: RefCell<Vec<http::Request<Bytes>>>,
+}
+
+impl Receiver {
+    fn answering(statuses: &[Option<u16>]) -> Self {
+        Self {
+            script: RefCell::new(statuses.iter().copied().collect()),
+            seen: RefCell::default(),
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl HttpClient for Receiver {
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, PortError> {
+        self.seen.borrow_mut().push(request);
+        match self.script.borrow_mut().pop_front().unwrap_or(Some(200)) {
+            Some(status) => {
+                let mut response = http::Response::new(Bytes::new());
+                *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                Ok(response)
+            }
+            None => Err(PortError("connection refused".into())),
+        }
+    }
+}
+
+/// An endpoint that never answers.
+struct Silent;
+
+#[async_trait(?Send)]
+impl HttpClient for Silent {
+    async fn send(&self, _: http::Request<Bytes>) -> Result<http::Response<Bytes>, PortError> {
+        std::future::pending().await
+    }
+}
+
+/// A timer whose every budget has already run out.
+struct Expired;
+
+#[async_trait(?Send)]
+impl Timer for Expired {
+    async fn sleep(&self, _millis: u32) {}
+}
+
+struct World {
+    db: SqliteSql,
+    kv: MemoryKv,
+    entropy: SeededEntropy,
+    clock: SteppingClock,
+    config: Config,
+}
+
+fn world() -> World {
+    let db = SqliteSql::open_in_memory();
+    block_on(migrate(&db)).unwrap();
+    let config = Config::load(|name| {
+        (name == crate::config::vars::WEBHOOK_SIGNING_SECRET).then(|| SECRET.to_owned())
+    })
+    .config;
+    assert!(config.jobs.webhook_secret.is_some());
+    World {
+        db,
+        kv: MemoryKv::default(),
+        entropy: SeededEntropy::new(3),
+        clock: SteppingClock::new(Timestamp::from_unix_micros(START), 1000),
+        config,
+    }
+}
+
+impl World {
+    fn ports<'a>(&'a self, http: &'a dyn HttpClient, timer: Option<&'a dyn Timer>) -> Ports<'a> {
+        Ports {
+            entropy: &self.entropy,
+            clock: &self.clock,
+            probes: &[],
+            sql: Some(&self.db),
+            kv: Some(&self.kv),
+            limiter: None,
+            cache: None,
+            blobs: None,
+            jobs: None,
+            http: Some(http),
+            timer,
+        }
+    }
+
+    fn process(&self, http: &dyn HttpClient, queue: Queue, body: &str, attempt: u32) -> Decision {
+        let ports = self.ports(http, None);
+        let delivery = Delivery {
+            body: body.to_owned(),
+            attempt,
+        };
+        block_on(process_batch(&self.config, &ports, queue, &[delivery]))
+            .pop()
+            .unwrap()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        block_on(self.db.execute(sql, &[])).unwrap().rows[0][0]
+            .as_integer()
+            .unwrap()
+    }
+
+    fn exec(&self, sql: &str, params: Vec<SqlValue>) {
+        block_on(self.db.execute(sql, &params)).unwrap();
+    }
+
+    fn metrics(&self) -> WorkerMetrics {
+        block_on(worker_metrics::load(&self.db)).unwrap()
+    }
+}
+
+fn context() -> RequestContext {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-request-id", "req-7".parse().unwrap());
+    headers.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    RequestContext::from_headers(&headers, &SeededEntropy::new(1))
+}
+
+/// Every envelope gets its own event id.
+static NEXT_SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
+
+fn envelope_of<E: Event>(event: &E) -> String {
+    let tenant = TenantId::parse("acme").unwrap();
+    events::envelope(
+        event,
+        &tenant,
+        &context(),
+        &SeededEntropy::new(NEXT_SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        Timestamp::from_unix_micros(START - 2_000_000),
+    )
+    .to_string()
+}
+
+fn webhook_job(url: &str) -> String {
+    envelope_of(&NotificationWebhookRequested {
+        notification_id: "ntf_1".into(),
+        url: url.into(),
+        subject: "Hello".into(),
+        body: "World".into(),
+    })
+}
+
+#[test]
+fn a_webhook_is_delivered_signed_in_the_trace_and_applied_once() {
+    let w = world();
+    let receiver = Receiver::default();
+    let job = webhook_job("https://hooks.example.com/in");
+    assert_eq!(
+        w.process(&receiver, Queue::Notifications, &job, 1),
+        Decision::Ack
+    );
+    assert_eq!(
+        w.process(&receiver, Queue::Notifications, &job, 2),
+        Decision::Ack,
+        "a redelivery is acknowledged"
+    );
+    let seen = receiver.seen.borrow();
+    assert_eq!(seen.len(), 1, "but not applied twice");
+    let request = &seen[0];
+    let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(request.uri(), "https://hooks.example.com/in");
+    assert_eq!(header("x-request-id"), "req-7");
+    assert_eq!(header("x-tenant-id"), "acme");
+    let trace = header("traceparent");
+    assert!(
+        trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "same trace: {trace}"
+    );
+    let parent: Value = serde_json::from_str(&job).unwrap();
+    assert_ne!(
+        trace,
+        parent["traceparent"].as_str().unwrap(),
+        "a new span for the job"
+    );
+    let body: Value = serde_json::from_slice(request.body()).unwrap();
+    assert_eq!(body["notification_id"], "ntf_1");
+    assert_eq!(body["subject"], "Hello");
+    let signature = header("tepi-signature");
+    let t: i64 = signature[2..signature.find(',').unwrap()].parse().unwrap();
+    assert_eq!(
+        signature,
+        crate::notifications::signature(SECRET.as_bytes(), t, request.body()),
+        "signed over timestamp and body"
+    );
+    assert_eq!(w.count("SELECT COUNT(*) FROM processed_jobs"), 1);
+}
+
+#[test]
+fn failures_are_classified_retried_with_backoff_and_dead_lettered() {
+    let w = world();
+    let job = webhook_job("https://hooks.example.com/in");
+    let cases = [
+        (Some(503), 1, "5xx", "retry"),
+        (Some(429), 1, "5xx", "retry"),
+        (Some(408), 2, "5xx", "retry"),
+        (None, 1, "5xx", "retry"),
+        (Some(400), 1, "4xx", "dead_letter"),
+        (Some(404), 1, "4xx", "dead_letter"),
+        (Some(500), 5, "5xx", "dead_letter"),
+    ];
+    for (answer, attempt, class, outcome) in cases {
+        let receiver = Receiver::answering(&[answer]);
+        let decision = w.process(&receiver, Queue::Notifications, &job, attempt);
+        let (got_class, got_outcome) = match decision {
+            Decision::Retry { class, delay_secs } => {
+                let ceiling = 2 * (1 << (attempt - 1));
+                assert!(
+                    delay_secs <= ceiling,
+                    "{answer:?}: {delay_secs} > {ceiling}"
+                );
+                (class, "retry")
+            }
+            Decision::DeadLetter { class, .. } => (class, "dead_letter"),
+            Decision::Ack => panic!("{answer:?} acknowledged"),
+        };
+        assert_eq!(
+            (got_class.as_str(), got_outcome),
+            (class, outcome),
+            "{answer:?} at attempt {attempt}"
+        );
+    }
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM processed_jobs"),
+        0,
+        "never applied"
+    );
+    let m = w.metrics();
+    assert_eq!(m.processed(Queue::Notifications, "retry"), 4);
+    assert_eq!(m.processed(Queue::Notifications, "dead_letter"), 3);
+    assert_eq!(m.errors(Queue::Notifications, FailureClass::Server), 5);
+    assert_eq!(m.errors(Queue::Notifications, FailureClass::Client), 2);
+    assert_eq!(m.active(Queue::Notifications), 0);
+}
+
+#[test]
+fn a_job_over_its_time_budget_times_out_and_is_retried() {
+    let w = world();
+    let job = webhook_job("https://hooks.example.com/slow");
+    let ports = w.ports(&Silent, Some(&Expired));
+    let delivery = Delivery {
+        body: job,
+        attempt: 1,
+    };
+    let decisions = block_on(process_batch(
+        &w.config,
+        &ports,
+        Queue::Notifications,
+        &[delivery],
+    ));
+    assert!(
+        matches!(
+            decisions[..],
+            [Decision::Retry {
+                class: FailureClass::Timeout,
+                ..
+            }]
+        ),
+        "{decisions:?}"
+    );
+    assert_eq!(
+        w.metrics()
+            .errors(Queue::Notifications, FailureClass::Timeout),
+        1
+    );
+}
+
+#[test]
+fn malformed_misrouted_and_disallowed_jobs_go_to_the_dead_letter_queue() {
+    let w = world();
+    let receiver = Receiver::default();
+    let cases = [
+        ("not json".to_owned(), Queue::Notifications, "garbage"),
+        (
+            json!({"specversion": "1.0", "id": "evt_x", "type": "x"}).to_string(),
+            Queue::Notifications,
+            "no time, tenant or request id",
+        ),
+        (
+            webhook_job("https://hooks.example.com/in"),
+            Queue::Uploads,
+            "on the wrong queue",
+        ),
+        (
+            webhook_job("http://hooks.example.com/in"),
+            Queue::Notifications,
+            "plain http to a host not allowed",
+        ),
+    ];
+    for (body, queue, why) in cases {
+        assert!(
+            matches!(
+                w.process(&receiver, queue, &body, 1),
+                Decision::DeadLetter {
+                    class: FailureClass::Client,
+                    ..
+                }
+            ),
+            "{why}"
+        );
+    }
+    assert!(receiver.seen.borrow().is_empty(), "nothing was sent");
+}
+
+#[test]
+fn dead_letter_bodies_carry_the_envelope_and_why() {
+    let job = webhook_job("https://hooks.example.com/in");
+    let body: Value = serde_json::from_str(&dead_letter_body(
+        &job,
+        FailureClass::Server,
+        "retries exhausted",
+        5,
+    ))
+    .unwrap();
+    let original: Value = serde_json::from_str(&job).unwrap();
+    assert_eq!(body["id"], original["id"]);
+    assert_eq!(body["data"], original["data"]);
+    assert_eq!(body[DEAD_CLASS], "5xx");
+    assert_eq!(body[DEAD_REASON], "retries exhausted");
+    assert_eq!(body[DEAD_ATTEMPTS], 5);
+    let wrapped: Value =
+        serde_json::from_str(&dead_letter_body("<junk>", FailureClass::Client, "x", 1)).unwrap();
+    assert_eq!(wrapped["unreadable"], "<junk>", "nothing is lost");
+}
+
+#[test]
+fn parking_records_each_dead_letter_once_and_counts_only_platform_moves() {
+    let w = world();
+    let receiver = Receiver::default();
+    let ports = w.ports(&receiver, None);
+    let job = webhook_job("https://hooks.example.com/in");
+    let decided = Delivery {
+        body: dead_letter_body(&job, FailureClass::Client, "permanent failure", 1),
+        attempt: 1,
+    };
+    let moved = Delivery {
+        body: webhook_job("https://hooks.example.com/other"),
+        attempt: 1,
+    };
+    for delivery in [&decided, &decided, &moved] {
+        assert_eq!(
+            block_on(park(&ports, Queue::Notifications, delivery)),
+            Decision::Ack
+        );
+    }
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM dead_letters"),
+        2,
+        "one row per event, however often it arrives"
+    );
+    assert_eq!(
+        w.metrics().processed(Queue::Notifications, "dead_letter"),
+        1,
+        "only the platform's move is counted here; the core counted its own"
+    );
+    let tenant = TenantId::parse("acme").unwrap();
+    let listed = block_on(dead_letters(
+        &w.db,
+        &tenant,
+        &http::Request::new(Bytes::new()),
+    ))
+    .unwrap();
+    let items = listed["items"].as_array().unwrap();
+    let parked = items
+        .iter()
+        .find(|i| i["class"] == "4xx")
+        .expect("the decided one");
+    assert_eq!(parked["reason"], "permanent failure");
+    assert_eq!(parked["envelope"]["data"]["notification_id"], "ntf_1");
+    let moved = items
+        .iter()
+        .find(|i| i["class"] == "unknown")
+        .expect("the moved one");
+    assert_eq!(moved["reason"], "the platform gave up after its retries");
+}
+
+fn workflow(w: &World, id: &str, trigger: &str, steps: &Value) {
+    w.exec(
+        "INSERT INTO workflows (id, tenant_id, name, trigger, steps, created_by, created_at, updated_at) \
+         VALUES (?1, 'acme', 'wf', ?2, ?3, 'usr_admin', 0, 0)",
+        vec![id.into(), trigger.into(), steps.to_string().into()],
+    );
+}
+
+fn requested_run(w: &World, run_id: &str, workflow_id: &str, steps: usize) -> String {
+    let pending: Vec<Value> = (0..steps)
+        .map(|_| json!({"status": "pending", "result": null}))
+        .collect();
+    w.exec(
+        "INSERT INTO workflow_runs (id, tenant_id, workflow_id, status, cause, input, step_results, requested_by, created_at, updated_at) \
+         VALUES (?1, 'acme', ?2, 'requested', '{\"type\":\"manual\"}', '{\"order\":42}', ?3, NULL, 0, 0)",
+        vec![run_id.into(), workflow_id.into(), Value::Array(pending).to_string().into()],
+    );
+    envelope_of(&WorkflowRunRequested {
+        workflow_id: workflow_id.into(),
+        run_id: run_id.into(),
+        cause: json!({"type": "manual"}),
+        input: json!({"order": 42}),
+    })
+}
+
+fn run_row(w: &World, run_id: &str) -> (String, Value) {
+    let rows = block_on(w.db.execute(
+        "SELECT status, step_results FROM workflow_runs WHERE id = ?1",
+        &[run_id.into()],
+    ))
+    .unwrap();
+    let status = rows.rows[0][0].as_text().unwrap().to_owned();
+    let results = serde_json::from_str(rows.rows[0][1].as_text().unwrap()).unwrap();
+    (status, results)
+}
+
+#[test]
+fn a_run_executes_its_steps_resumes_after_a_failure_and_never_repeats_one() {
+    let w = world();
+    w.exec(
+        "INSERT INTO tenants (id, name, created_at) VALUES ('acme', 'Acme', 0)",
+        vec![],
+    );
+    for user in ["usr_a", "usr_b"] {
+        w.exec(
+            "INSERT INTO users (id, tenant_id, email, password_hash, role, created_at, updated_at) \
+             VALUES (?1, 'acme', ?2, 'x', 'admin', 0, 0)",
+            vec![user.into(), format!("{user}@example.com").into()],
+        );
+    }
+    let steps = json!([
+        {"type": "notify", "role": "admin", "message": "order in"},
+        {"type": "webhook", "url": "https://hooks.example.com/run"}
+    ]);
+    workflow(&w, "wf_1", "manual", &steps);
+    let job = requested_run(&w, "run_1", "wf_1", 2);
+
+    let failing = Receiver::answering(&[Some(502)]);
+    assert!(matches!(
+        w.process(&failing, Queue::Workflows, &job, 1),
+        Decision::Retry { .. }
+    ));
+    let (status, results) = run_row(&w, "run_1");
+    assert_eq!(status, "running");
+    assert_eq!(results[0]["status"], "succeeded");
+    assert_eq!(results[0]["result"]["recipients"], 2);
+    assert_eq!(results[1]["status"], "retrying");
+    assert_eq!(results[1]["result"]["error"], "answered 502");
+
+    let receiver = Receiver::default();
+    assert_eq!(
+        w.process(&receiver, Queue::Workflows, &job, 2),
+        Decision::Ack
+    );
+    let (status, results) = run_row(&w, "run_1");
+    assert_eq!(status, "succeeded");
+    assert_eq!(
+        results[1],
+        json!({"status": "succeeded", "result": {"status": 200}})
+    );
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM notifications"),
+        2,
+        "the notify step ran once for each admin, not again on the retry"
+    );
+    let sent: Value = serde_json::from_slice(receiver.seen.borrow()[0].body()).unwrap();
+    assert_eq!(sent["run_id"], "run_1");
+    assert_eq!(sent["input"], json!({"order": 42}));
+
+    assert_eq!(
+        w.process(&receiver, Queue::Workflows, &job, 3),
+        Decision::Ack
+    );
+    assert_eq!(
+        receiver.seen.borrow().len(),
+        1,
+        "a finished run is not run again"
+    );
+}
+
+#[test]
+fn a_run_that_is_given_up_on_is_marked_failed() {
+    let w = world();
+    workflow(
+        &w,
+        "wf_1",
+        "manual",
+        &json!([{"type": "webhook", "url": "https://hooks.example.com/run"}]),
+    );
+    let job = requested_run(&w, "run_1", "wf_1", 1);
+    let receiver = Receiver::answering(&[Some(503)]);
+    assert!(matches!(
+        w.process(&receiver, Queue::Workflows, &job, 5),
+        Decision::DeadLetter {
+            reason: "retries exhausted",
+            ..
+        }
+    ));
+    assert_eq!(run_row(&w, "run_1").0, "failed");
+}
+
+#[test]
+fn a_wait_step_hands_the_run_to_a_delayed_job() {
+    let w = world();
+    let steps = json!([{"type": "wait", "seconds": 60}, {"type": "notify", "user_id": "usr_a", "message": "later"}]);
+    workflow(&w, "wf_1", "manual", &steps);
+    let job = requested_run(&w, "run_1", "wf_1", 2);
+    let receiver = Receiver::default();
+    assert_eq!(
+        w.process(&receiver, Queue::Workflows, &job, 1),
+        Decision::Ack
+    );
+    let (status, results) = run_row(&w, "run_1");
+    assert_eq!(status, "running");
+    assert_eq!(results[0]["status"], "waiting");
+    let rows = block_on(w.db.execute(
+        "SELECT envelope, available_at - enqueued_at FROM job_outbox WHERE queue = 'workflows'",
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(rows.rows.len(), 1, "one continuation");
+    assert_eq!(rows.rows[0][1], SqlValue::Integer(60), "due after the wait");
+    let continuation: Value = serde_json::from_str(rows.rows[0][0].as_text().unwrap()).unwrap();
+    assert_eq!(continuation["data"]["run_id"], "run_1");
+    assert!(
+        continuation["traceparent"]
+            .as_str()
+            .unwrap()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "the continuation stays in the trace"
+    );
+    assert_eq!(w.count("SELECT COUNT(*) FROM notifications"), 0, "not yet");
+}
+
+#[test]
+fn a_meta_event_starts_each_matching_workflow_once() {
+    let w = world();
+    workflow(
+        &w,
+        "wf_match",
+        "meta.*",
+        &json!([{"type": "wait", "seconds": 1}]),
+    );
+    workflow(
+        &w,
+        "wf_other",
+        "upload.received",
+        &json!([{"type": "wait", "seconds": 1}]),
+    );
+    let item = events::MetaItem {
+        platform: "whatsapp",
+        item_id: "wamid.1".into(),
+        from: Some("1555".into()),
+        timestamp: None,
+        text: Some("hi".into()),
+        status: None,
+    };
+    let job = envelope_of(&events::MetaMessageReceived(item));
+    let receiver = Receiver::default();
+    assert_eq!(
+        w.process(&receiver, Queue::MetaEvents, &job, 1),
+        Decision::Ack
+    );
+    // The same event once more, as if the marker had been lost.
+    w.exec("DELETE FROM processed_jobs", vec![]);
+    assert_eq!(
+        w.process(&receiver, Queue::MetaEvents, &job, 2),
+        Decision::Ack
+    );
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM workflow_runs WHERE workflow_id = 'wf_match'"),
+        1
+    );
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM workflow_runs WHERE workflow_id = 'wf_other'"),
+        0
+    );
+    let published = w.count("SELECT COUNT(*) FROM job_outbox WHERE queue = 'workflows'");
+    assert!(
+        (1..=2).contains(&published),
+        "published for the requested run ({published})"
+    );
+    assert_eq!(
+        w.metrics().enqueued(Queue::Workflows),
+        u64::try_from(published).unwrap(),
+        "each publication counted"
+    );
+}
+
+#[test]
+fn an_upload_job_marks_matching_content_ready_and_other_content_invalid() {
+    let w = world();
+    let body = b"hello, world".to_vec();
+    let sha = crate::uploads::hex(&Sha256::digest(&body));
+    for (id, stored) in [
+        ("upl_good", body.clone()),
+        ("upl_bad", b"tampered!!!!".to_vec()),
+    ] {
+        w.exec(
+            "INSERT INTO uploads (id, tenant_id, filename, content_type, size, sha256, status, created_by, created_at, updated_at) \
+             VALUES (?1, 'acme', 'a.txt', 'text/plain', ?2, ?3, 'stored', 'usr_a', 0, 0)",
+            vec![id.into(), i64::try_from(body.len()).unwrap().into(), sha.clone().into()],
+        );
+        let tenant = TenantId::parse("acme").unwrap();
+        block_on(KvBlobs(&w.kv).put(
+            &crate::uploads::blob_key(&tenant, id),
+            &stored,
+            "text/plain",
+        ))
+        .unwrap();
+    }
+    let job = |id: &str| {
+        envelope_of(&UploadReceived {
+            upload_id: id.into(),
+            filename: "a.txt".into(),
+            content_type: "text/plain".into(),
+            size: body.len() as u64,
+            sha256: sha.clone(),
+            uploaded_by: "usr_a".into(),
+        })
+    };
+    let receiver = Receiver::default();
+    assert_eq!(
+        w.process(&receiver, Queue::Uploads, &job("upl_good"), 1),
+        Decision::Ack
+    );
+    assert!(matches!(
+        w.process(&receiver, Queue::Uploads, &job("upl_bad"), 1),
+        Decision::DeadLetter {
+            class: FailureClass::Client,
+            ..
+        }
+    ));
+    let verdict = |id: &str| {
+        block_on(w.db.execute(
+            "SELECT result FROM upload_checks WHERE upload_id = ?1",
+            &[id.into()],
+        ))
+        .unwrap()
+        .rows[0][0]
+            .as_text()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(verdict("upl_good"), "ready");
+    assert_eq!(verdict("upl_bad"), "invalid");
+}
+
+#[test]
+fn the_drain_leases_processes_and_settles_outbox_jobs() {
+    let mut w = world();
+    w.config.jobs.lease_secs = 30;
+    let outbox = SqlOutbox {
+        sql: &w.db,
+        entropy: &w.entropy,
+        now: Timestamp::from_unix_micros(START - 5_000_000),
+    };
+    for url in [
+        "https://a.example/ok",
+        "https://a.example/busy",
+        "https://a.example/gone",
+    ] {
+        let job = webhook_job(url).replace("ntf_1", url);
+        block_on(outbox.enqueue(Queue::Notifications, &job)).unwrap();
+    }
+    let receiver = Receiver::default();
+    // Answers by URL, whatever the order of processing.
+    struct ByUrl<'a>(&'a Receiver);
+    #[async_trait(?Send)]
+    impl HttpClient for ByUrl<'_> {
+        async fn send(
+            &self,
+            request: http::Request<Bytes>,
+        ) -> Result<http::Response<Bytes>, PortError> {
+            let status = match request.uri().path() {
+                "/busy" => 503,
+                "/gone" => 410,
+                _ => 200,
+            };
+            self.0.seen.borrow_mut().push(request);
+            let mut response = http::Response::new(Bytes::new());
+            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            Ok(response)
+        }
+    }
+    let client = ByUrl(&receiver);
+    let ports = w.ports(&client, None);
+    let first = block_on(drain(&w.config, &ports, &w.db, 10)).unwrap();
+    assert_eq!(
+        first,
+        Drained {
+            leased: 3,
+            acked: 1,
+            retried: 1,
+            dead_lettered: 1
+        }
+    );
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM job_outbox"),
+        1,
+        "the retry stays"
+    );
+    assert_eq!(w.count("SELECT attempts FROM job_outbox"), 1);
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM dead_letters WHERE class = '4xx'"),
+        1
+    );
+    let again = block_on(drain(&w.config, &ports, &w.db, 10)).unwrap();
+    assert!(
+        again.leased <= 1,
+        "only the retry, and only once due: {again:?}"
+    );
+    let m = w.metrics();
+    assert_eq!(m.processed(Queue::Notifications, "ack"), 1);
+    assert_eq!(m.processed(Queue::Notifications, "dead_letter"), 1);
+}
+
+#[test]
+fn a_leased_job_is_invisible_until_its_lease_ends() {
+    let w = world();
+    let outbox = SqlOutbox {
+        sql: &w.db,
+        entropy: &w.entropy,
+        now: Timestamp::from_unix_micros(START - 5_000_000),
+    };
+    block_on(outbox.enqueue(Queue::Notifications, &webhook_job("https://a.example/x"))).unwrap();
+    let now = w.clock.now().as_unix_secs();
+    let leased =
+        block_on(w.db.execute(LEASE, &[now.into(), (now + 60).into(), 10.into()])).unwrap();
+    assert_eq!(leased.rows.len(), 1);
+    let again = block_on(w.db.execute(LEASE, &[now.into(), (now + 60).into(), 10.into()])).unwrap();
+    assert!(again.rows.is_empty(), "a second drain does not see it");
+    let later =
+        block_on(w.db.execute(LEASE, &[(now + 61).into(), (now + 121).into(), 10.into()])).unwrap();
+    assert_eq!(
+        later.rows.len(),
+        1,
+        "visible again after the lease (a crashed drain)"
+    );
+    assert_eq!(later.get(0, "attempts"), Some(&SqlValue::Integer(2)));
+}
+
+#[test]
+fn a_batch_runs_at_most_the_configured_number_of_jobs_at_once() {
+    struct Yielding<'a> {
+        active: &'a Cell<usize>,
+        peak: &'a Cell<usize>,
+        polls: u8,
+    }
+    impl Future for Yielding<'_> {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+            if self.polls == 0 {
+                self.active.set(self.active.get() + 1);
+                self.peak.set(self.peak.get().max(self.active.get()));
+            }
+            self.polls += 1;
+            if self.polls < 3 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.active.set(self.active.get() - 1);
+            Poll::Ready(())
+        }
+    }
+    for limit in [1, 3, 8] {
+        let (active, peak) = (Cell::new(0), Cell::new(0));
+        let futures: Vec<_> = (0..20)
+            .map(|_| Yielding {
+                active: &active,
+                peak: &peak,
+                polls: 0,
+            })
+            .collect();
+        let outputs = block_on(run_bounded(futures, limit));
+        assert_eq!(outputs.len(), 20);
+        assert_eq!(peak.get(), limit, "limit {limit}");
+    }
+    let ordered = block_on(run_bounded((0..10).map(|i| async move { i }).collect(), 4));
+    assert_eq!(
+        ordered,
+        (0..10).collect::<Vec<_>>(),
+        "outputs in input order"
+    );
+}
+
+#[test]
+fn envelopes_written_by_the_api_parse_back() {
+    let job = webhook_job("https://hooks.example.com/in");
+    let envelope = Envelope::parse(&job).unwrap();
+    assert_eq!(envelope.event_type, "notification.webhook.requested");
+    assert_eq!(envelope.tenant.as_str(), "acme");
+    assert_eq!(envelope.request_id.as_str(), "req-7");
+    assert_eq!(
+        envelope.time,
+        Timestamp::from_unix_micros(START - 2_000_000)
+    );
+    assert_eq!(
+        envelope.trace.unwrap().trace_id_hex(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+}
