@@ -298,12 +298,18 @@ pub async fn drain(
     limit: u32,
 ) -> Result<Drained, crate::ports::PortError> {
     let now = ports.clock.now().as_unix_secs();
+    // Long enough for the slowest possible drain: every round of
+    // JOB_CONCURRENCY jobs may use its whole time budget.
+    let rounds =
+        u64::from(limit).div_ceil(u64::try_from(config.jobs.concurrency.max(1)).unwrap_or(1));
+    let worst = rounds * u64::from(config.jobs.timeout_ms).div_ceil(1000) + 5;
+    let lease = u64::from(config.jobs.lease_secs).max(worst);
     let leased = sql
         .execute(
             LEASE,
             &[
                 now.into(),
-                (now + i64::from(config.jobs.lease_secs)).into(),
+                (now + i64::try_from(lease).unwrap_or(i64::MAX)).into(),
                 i64::from(limit).into(),
             ],
         )
@@ -425,6 +431,8 @@ struct Job<'a> {
     /// This job's own span of the envelope's trace.
     trace: TraceParent,
     started: Timestamp,
+    /// No retry follows this attempt, whatever happens.
+    last_attempt: bool,
 }
 
 async fn process_one(
@@ -445,7 +453,10 @@ async fn process_one(
                 "malformed job");
             Err(Failure::Invalid)
         }
-        Ok(envelope) => run_job(config, ports, queue, envelope, started).await,
+        Ok(envelope) => {
+            let last = attempt >= config.jobs.retry.max_attempts;
+            run_job(config, ports, queue, envelope, started, last).await
+        }
     };
     let decision = decide(outcome, attempt, &config.jobs.retry, ports.entropy);
     if let (Ok(envelope), Decision::DeadLetter { reason, .. }) = (&envelope, &decision) {
@@ -493,6 +504,7 @@ async fn run_job(
     queue: Queue,
     envelope: &Envelope,
     started: Timestamp,
+    last_attempt: bool,
 ) -> Result<(), Failure> {
     let sql = ports.sql.ok_or(Failure::Unreachable)?;
     let done = sql
@@ -527,6 +539,7 @@ async fn run_job(
             |t| t.child(ports.entropy),
         ),
         started,
+        last_attempt,
     };
     let work = async {
         let mut writes = job.apply().await?;
@@ -652,8 +665,10 @@ impl Job<'_> {
         }
     }
 
-    /// POSTs a signed JSON body to `url`; `Ok` on 2xx.
-    async fn post_webhook(&self, url: &str, body: &Value) -> Result<u16, Failure> {
+    /// POSTs a signed JSON body to `url`; `Ok` on 2xx. `delivery` is the
+    /// `Tepi-Event-Id` receivers deduplicate on: the same for every retry
+    /// of this delivery.
+    async fn post_webhook(&self, url: &str, body: &Value, delivery: &str) -> Result<u16, Failure> {
         if !self.config.jobs.webhook_url_allowed(url) {
             tracing::error!(target: "tepi::jobs", url, "webhook URL not allowed");
             return Err(Failure::Invalid);
@@ -676,7 +691,7 @@ impl Job<'_> {
                 self.envelope.request_id.as_str(),
             )
             .header(crate::context::TENANT_ID, self.tenant())
-            .header("tepi-event-id", self.envelope.id.as_str())
+            .header("tepi-event-id", delivery)
             .body(Bytes::from(bytes))
             .map_err(|_| Failure::Invalid)?;
         match client.send(request).await {
@@ -707,7 +722,7 @@ impl Job<'_> {
             "body": body,
             "sent_at": self.envelope.time.to_rfc3339(),
         });
-        self.post_webhook(url, &payload).await?;
+        self.post_webhook(url, &payload, &self.envelope.id).await?;
         Ok(Vec::new())
     }
 
@@ -744,6 +759,8 @@ impl Job<'_> {
             )
         };
         if verdict {
+            // Workflows triggered by `upload.received` start now.
+            self.trigger_workflows().await?;
             Ok(vec![mark("ready")])
         } else {
             // Missing or different bytes: keep the verdict, dead-letter the job.
@@ -895,7 +912,7 @@ impl Job<'_> {
                         "input": input,
                     });
                     let url = step["url"].as_str().unwrap_or_default();
-                    self.post_webhook(url, &body)
+                    self.post_webhook(url, &body, &format!("{run_id}.{i}"))
                         .await
                         .map(|status| json!({"status": status}))
                 }
@@ -934,7 +951,7 @@ impl Job<'_> {
                         .map_err(|_| Failure::Unreachable)?;
                 }
                 Err(failure) => {
-                    let status = if failure.class().is_transient() {
+                    let status = if failure.class().is_transient() && !self.last_attempt {
                         "retrying"
                     } else {
                         "failed"

@@ -82,9 +82,9 @@ impl Upload {
             "size": self.size,
             "sha256": self.sha256,
             "status": match (&self.checked, self.stored) {
-                (Some(verdict), _) => verdict.as_str(),
+                (_, false) => "pending",
+                (Some(verdict), true) => verdict.as_str(),
                 (None, true) => "stored",
-                (None, false) => "pending",
             },
             "created_by": self.created_by,
             "created_at": at(self.created_at),

@@ -108,14 +108,49 @@ fn a_signed_delivery_is_accepted_once_and_a_bad_signature_refused() {
     assert_problem(&deliver(&forged), 401, "invalid_signature", "another key");
     assert_problem(&deliver(""), 401, "invalid_signature", "no signature");
 
-    let runs = with_token(
-        "GET",
-        &format!("/v1/workflows/{workflow_id}/runs"),
-        &admin.access,
-        &[],
+    // The meta-events consumer starts the run; the workflows consumer runs
+    // it (on Spin, a scheduler's drain calls stand in for the queues).
+    let mut runs = Vec::new();
+    for _ in 0..60 {
+        if crate::TARGET.name == "spin" {
+            let drained = with_token("POST", "/v1/jobs/drain", &admin.access, &[]);
+            assert_eq!(drained.status, 200, "{}", drained.body);
+        }
+        let listed = with_token(
+            "GET",
+            &format!("/v1/workflows/{workflow_id}/runs"),
+            &admin.access,
+            &[],
+        );
+        runs = listed.json()["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if runs.first().is_some_and(|r| r["status"] == "succeeded") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(
+        runs.len(),
+        1,
+        "the matching workflow started once: {runs:?}"
     );
-    let runs = runs.json();
-    let runs = runs["items"].as_array().unwrap();
-    assert_eq!(runs.len(), 1, "the matching workflow started once");
     assert_eq!(runs[0]["cause"]["event_type"], "meta.message.received");
+    assert_eq!(
+        runs[0]["status"], "succeeded",
+        "its steps ran: {:?}",
+        runs[0]
+    );
+    assert_eq!(runs[0]["steps"][0]["status"], "succeeded");
+    let inbox = with_token("GET", "/v1/notifications", &admin.access, &[]);
+    let inbox = inbox.json();
+    assert!(
+        inbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["body"] == "new message"),
+        "the notify step wrote the admins' inbox: {inbox}"
+    );
 }

@@ -112,6 +112,7 @@ impl World {
             jobs: None,
             http: Some(http),
             timer,
+            aggregator: None,
         }
     }
 

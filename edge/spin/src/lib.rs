@@ -1,7 +1,8 @@
 //! Tepi on Fermyon Spin (`wasm32-wasip2`, spin-sdk 5.2).
 //!
 //! Spin hands the component an `http::Request`; the adapter buffers nothing
-//! more, wires ports (Spin SQLite, key-value, variables) and calls
+//! more, wires ports (Spin SQLite, key-value, variables, outbound HTTP, the
+//! monotonic clock as a timer) and calls
 //! `App::handle`. Spin instantiates the component for every request, so the
 //! `App` is per request too and keeps its metrics and rate-limit state in
 //! SQLite and its shared cache in key-value (`App::stateless`).
@@ -13,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use spin_sdk::http_component;
 use tepi_core::{App, BuildInfo, Bytes, Config, PeerAddr, Ports, Probe, Timestamp, http};
 
-use crate::ports::{SpinKv, SpinSql, StoreProbe};
+use crate::ports::{SpinHttp, SpinKv, SpinSql, SpinTimer, StoreProbe};
 
 struct Entropy;
 
@@ -102,8 +103,9 @@ async fn handle(request: http::Request<Bytes>) -> http::Response<Bytes> {
         cache: None,
         blobs: None,
         jobs: None,
-        http: None,
-        timer: None,
+        http: Some(&SpinHttp),
+        timer: Some(&SpinTimer),
+        aggregator: None,
     };
     app.handle(with_peer(request), &ports, now).await
 }

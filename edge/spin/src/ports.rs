@@ -1,9 +1,17 @@
-//! Spin's SQLite and key-value interfaces as the core's ports, and their
-//! readiness probes.
+//! Spin's SQLite, key-value and outbound HTTP interfaces and the WASI
+//! monotonic clock as the core's ports, and the stores' readiness probes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use futures::SinkExt;
+use spin_executor::CancelOnDropToken;
+use spin_sdk::http::conversions::TryIntoOutgoingRequest;
 use spin_sdk::{key_value, sqlite};
-use tepi_core::{KeyValue, PortError, Probe, Rows, Sql, SqlValue};
+use tepi_core::{Bytes, HttpClient, KeyValue, PortError, Probe, Rows, Sql, SqlValue, Timer, http};
+use wasi::clocks::monotonic_clock;
 
 /// The `default` SQLite database (`sqlite_databases` in spin.toml).
 pub struct SpinSql(sqlite::Connection);
@@ -109,5 +117,109 @@ impl Probe for StoreProbe<'_> {
             kv.get("readyz").await.map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// Outbound HTTP through `wasi:http/outgoing-handler`; spin.toml's
+/// `allowed_outbound_hosts` decides where it may go (any other origin fails
+/// with `HTTP-request-denied`).
+///
+/// Not `spin_sdk::http::send` with the `http` types on both sides: it writes
+/// the body before looking at the answer, so a denied or refused request
+/// reports only `StreamError::Closed`, and an answer sent before the whole
+/// body was read is lost; its conversion to `http::Response` panics when the
+/// response body breaks off.
+pub struct SpinHttp;
+
+fn http_error(e: impl std::fmt::Display) -> PortError {
+    PortError(format!("outbound http: {e}"))
+}
+
+#[async_trait(?Send)]
+impl HttpClient for SpinHttp {
+    /// `Err` unless an answer arrived: a denied, refused or failed request,
+    /// and also a response body cut off midway.
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, PortError> {
+        let (mut parts, body) = request.into_parts();
+        // A fixed length rather than chunked encoding, which some webhook
+        // receivers refuse.
+        let has_content = !body.is_empty()
+            || matches!(
+                parts.method,
+                http::Method::POST | http::Method::PUT | http::Method::PATCH
+            );
+        if has_content && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+            parts
+                .headers
+                .insert(http::header::CONTENT_LENGTH, body.len().into());
+        }
+        let (outgoing, _) = http::Request::from_parts(parts, ())
+            .try_into_outgoing_request()
+            .map_err(http_error)?;
+        // The body is written while the answer is awaited; without content
+        // the request has no body stream at all.
+        let sink = (!body.is_empty()).then(|| outgoing.take_body());
+        let write = async move {
+            let Some(sink) = sink else { return Ok(()) };
+            futures::pin_mut!(sink);
+            sink.send(body.to_vec()).await
+        };
+        let answer = spin_sdk::http::send::<_, spin_sdk::http::IncomingResponse>(outgoing);
+        let (answer, written) = futures::join!(answer, write);
+        // When both failed, the answer's error (a denial, a refusal) says why.
+        let response = answer.map_err(http_error)?;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "outbound http: body not fully sent, but answered");
+        }
+        let mut builder = http::Response::builder().status(response.status());
+        for (name, value) in response.headers().entries() {
+            builder = builder.header(name, value);
+        }
+        let content = response.into_body().await.map_err(http_error)?;
+        builder.body(Bytes::from(content)).map_err(http_error)
+    }
+}
+
+/// Sleeps on a `wasi:clocks/monotonic-clock` pollable, which spin-sdk's
+/// executor (the one `#[http_component]` runs the handler on) waits for
+/// together with the pending HTTP and stream pollables.
+pub struct SpinTimer;
+
+#[async_trait(?Send)]
+impl Timer for SpinTimer {
+    async fn sleep(&self, millis: u32) {
+        let deadline = monotonic_clock::now().saturating_add(u64::from(millis) * 1_000_000);
+        Sleep {
+            deadline,
+            registration: None,
+        }
+        .await;
+    }
+}
+
+struct Sleep {
+    deadline: monotonic_clock::Instant,
+    /// The pollable registered with the executor; replacing or dropping it
+    /// withdraws it, so an abandoned sleep leaves nothing behind.
+    registration: Option<CancelOnDropToken>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // The executor polls the whole handler whenever any pollable is
+        // ready, so the clock decides, not the wake-up.
+        if monotonic_clock::now() >= self.deadline {
+            self.registration = None;
+            return Poll::Ready(());
+        }
+        let pollable = monotonic_clock::subscribe_instant(self.deadline);
+        self.registration =
+            Some(spin_executor::push_waker_and_get_token(pollable, cx.waker().clone()).into());
+        Poll::Pending
     }
 }

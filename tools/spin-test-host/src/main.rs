@@ -1,6 +1,7 @@
 //! spin-test-host: runs a Spin application's HTTP components the way Spin
 //! does — a fresh instance per request, Spin's SQLite, key-value and
-//! variables interfaces — configured from the application's own `spin.toml`.
+//! variables interfaces, outbound HTTP within `allowed_outbound_hosts` —
+//! configured from the application's own `spin.toml`.
 //! Test infrastructure for Tepi's gates; `spin up` is the real host.
 //!
 //! ```text
@@ -8,6 +9,7 @@
 //! ```
 
 mod manifest;
+mod outbound;
 mod server;
 mod spin;
 

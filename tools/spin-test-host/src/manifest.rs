@@ -4,8 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+
+use crate::outbound::AllowedHosts;
 
 /// The application as this host runs it.
 #[derive(Debug, Clone)]
@@ -39,6 +43,8 @@ pub struct Component {
     pub sqlite_databases: BTreeSet<String>,
     /// Component variables with every `{{ app_variable }}` resolved.
     pub variables: BTreeMap<String, String>,
+    /// Where outbound HTTP may go, with `{{ app_variable }}` resolved.
+    pub allowed_outbound_hosts: Arc<AllowedHosts>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,11 +241,15 @@ fn component(
     if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
         return Err(unsupported(&format!("`{field}` in component `{id}`")));
     }
-    if !raw.allowed_outbound_hosts.is_empty() {
-        return Err(unsupported(&format!(
-            "outbound network access (`allowed_outbound_hosts` in component `{id}`)"
-        )));
-    }
+    // As in Spin, an entry may be an `{{ app_variable }}` template, in whole
+    // or in part; it is parsed after expansion.
+    let outbound = raw
+        .allowed_outbound_hosts
+        .iter()
+        .map(|entry| expand(entry, app_variables))
+        .collect::<Result<Vec<_>>>()
+        .and_then(|entries| AllowedHosts::parse(&entries))
+        .with_context(|| format!("`allowed_outbound_hosts` of component `{id}`"))?;
     let source = match raw.source {
         toml::Value::String(path) => base.join(path),
         _ => {
@@ -262,6 +272,7 @@ fn component(
         key_value_stores: raw.key_value_stores.into_iter().collect(),
         sqlite_databases: raw.sqlite_databases.into_iter().collect(),
         variables,
+        allowed_outbound_hosts: Arc::new(outbound),
     })
 }
 
@@ -368,6 +379,7 @@ name = "demo"
 
 [variables]
 greeting = { default = "hello" }
+extra_origin = { default = "https://api.example.com" }
 api_key = { required = true, secret = true }
 
 [[trigger.http]]
@@ -384,6 +396,7 @@ component = "api"
 
 [component.web]
 source = "web.wasm"
+allowed_outbound_hosts = ["https://*:*", "{{ extra_origin }}"]
 
 [component.api]
 source = "target/api.wasm"
@@ -474,9 +487,14 @@ command = "cargo build"
                 "files",
             ),
             (
-                "[component.c]\nsource = \"c.wasm\"\nallowed_outbound_hosts = [\"https://x\"]\n",
-                "outbound",
-                "outbound hosts",
+                "[component.c]\nsource = \"c.wasm\"\nallowed_outbound_hosts = [\"http://self\"]\n",
+                "self requests",
+                "self requests",
+            ),
+            (
+                "[component.c]\nsource = \"c.wasm\"\nallowed_outbound_hosts = [\"example.com\"]\n",
+                "`allowed_outbound_hosts` of component `c`",
+                "malformed outbound host",
             ),
             (
                 "[component.c]\nsource = { url = \"https://x\", digest = \"d\" }\n",
@@ -498,6 +516,108 @@ command = "cargo build"
             let err = parse(&format!("{base}{extra}"), Path::new("/"), env(&[])).unwrap_err();
             let text = format!("{err:#}");
             assert!(text.contains(needle), "{why}: {text}");
+        }
+    }
+
+    #[test]
+    fn outbound_hosts_expand_variables() {
+        let allows = |app: &App, component: &str, url: &str| {
+            app.components[component]
+                .allowed_outbound_hosts
+                .allows_uri(&url.parse().unwrap())
+        };
+        let app = parse(
+            MANIFEST,
+            Path::new("/"),
+            env(&[("SPIN_VARIABLE_API_KEY", "k")]),
+        )
+        .unwrap();
+        assert!(allows(&app, "web", "https://hooks.example.net/"));
+        assert!(!allows(&app, "web", "http://127.0.0.1:8080/"));
+        assert!(
+            !allows(&app, "api", "https://hooks.example.net/"),
+            "no list, no outbound HTTP"
+        );
+
+        let app = parse(
+            MANIFEST,
+            Path::new("/"),
+            env(&[
+                ("SPIN_VARIABLE_API_KEY", "k"),
+                ("SPIN_VARIABLE_EXTRA_ORIGIN", "http://127.0.0.1:*"),
+            ]),
+        )
+        .unwrap();
+        assert!(allows(&app, "web", "http://127.0.0.1:8080/"));
+
+        let err = parse(
+            MANIFEST,
+            Path::new("/"),
+            env(&[
+                ("SPIN_VARIABLE_API_KEY", "k"),
+                ("SPIN_VARIABLE_EXTRA_ORIGIN", ""),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no scheme"),
+            "an entry must stay valid after expansion: {err:#}"
+        );
+    }
+
+    /// Tepi's own manifest: webhooks may go to any https origin; plain-http
+    /// loopback receivers only when the gates' variable allows them.
+    #[test]
+    fn tepi_manifest_allows_https_and_loopback_only_on_request() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spin.toml");
+        let cases = [
+            (None, "https://hooks.example.net/x", true, "https anywhere"),
+            (
+                None,
+                "https://hooks.example.net:8443/x",
+                true,
+                "any https port",
+            ),
+            (
+                None,
+                "http://127.0.0.1:18791/x",
+                false,
+                "no plain http in production",
+            ),
+            (
+                None,
+                "http://hooks.example.net/x",
+                false,
+                "no plain http in production",
+            ),
+            (
+                Some("http://127.0.0.1:*"),
+                "http://127.0.0.1:18791/x",
+                true,
+                "the gates' receiver",
+            ),
+            (
+                Some("http://127.0.0.1:*"),
+                "http://hooks.example.net/x",
+                false,
+                "only loopback",
+            ),
+        ];
+        for (extra, url, allowed, why) in cases {
+            let app = load(&manifest, |name| {
+                (name == "SPIN_VARIABLE_DEV_OUTBOUND_HOST")
+                    .then_some(extra)
+                    .flatten()
+                    .map(str::to_owned)
+            })
+            .unwrap();
+            let tepi = &app.components["tepi"];
+            assert_eq!(
+                tepi.allowed_outbound_hosts
+                    .allows_uri(&url.parse().unwrap()),
+                allowed,
+                "{why}: {url} with {extra:?}"
+            );
         }
     }
 

@@ -17,16 +17,17 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::manifest::{self, App};
+use crate::outbound::OutboundHttp;
 use crate::spin::{self, SpinState, StateDir};
 
 /// Everything one request's instance may touch.
 struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: DenyOutbound,
+    hooks: OutboundHttp,
     spin: SpinState,
 }
 
@@ -46,31 +47,6 @@ impl WasiHttpView for RequestState {
             table: &mut self.spin.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Outbound HTTP is refused: components with `allowed_outbound_hosts` are
-/// rejected when the manifest is loaded, so no component may send.
-struct DenyOutbound;
-
-impl WasiHttpHooks for DenyOutbound {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 
@@ -188,7 +164,7 @@ impl Server {
         let state = RequestState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: DenyOutbound,
+            hooks: OutboundHttp::new(Arc::clone(&loaded.config.allowed_outbound_hosts)),
             spin: SpinState {
                 component: Arc::clone(&loaded.config),
                 state_dir: self.state_dir.clone(),

@@ -298,6 +298,7 @@ mod tests {
             key_value_stores: ["default".to_owned(), "other".to_owned()].into(),
             sqlite_databases: ["default".to_owned()].into(),
             variables: [("api_key".to_owned(), "k".to_owned())].into(),
+            allowed_outbound_hosts: Arc::default(),
         };
         SpinState {
             component: Arc::new(component),
