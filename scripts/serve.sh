@@ -67,6 +67,9 @@ load_test_secrets() {
 # Rate limits for a test run: every request comes from 127.0.0.1, so the
 # production policies would throttle the suites themselves. Callers may set
 # TEPI_TEST_RATE_LIMITS to "NAME=policy ..." pairs; these are the defaults.
+# Background jobs in a test run: webhooks reach only loopback receivers
+# (plain http allowed), never the internet. Callers add "NAME=value" pairs (e.g. faster backoff).
+: "${TEPI_TEST_JOB_VARS:=WEBHOOK_HTTP_HOSTS=127.0.0.1 WEBHOOK_ALLOWED_HOSTS=127.0.0.1}"
 : "${TEPI_TEST_RATE_LIMITS:=RATE_LIMIT_LOGIN=1000/1s RATE_LIMIT_PUBLIC=1000/1s RATE_LIMIT_API=20/1s;burst=10 RATE_LIMIT_ADMIN=1000/1s RATE_LIMIT_PUSH=1000/1s}"
 
 # The gates' copy of wrangler.toml (next to it, so relative paths hold):
@@ -74,8 +77,9 @@ load_test_secrets() {
 # those cannot be set per run. The local GCRA policies above still apply.
 gates_wrangler_config() {
   local out="$TEPI_ROOT/.wrangler-gates.toml"
-  sed -E 's/^simple = \{ limit = [0-9]+, period = (10|60) \}/simple = { limit = 100000, period = \1 }/' \
-    "$TEPI_ROOT/wrangler.toml" >"$out"
+  # Built beforehand: no watching (a reload would drop in-flight queue batches).
+  sed -E -e 's/^simple = \{ limit = [0-9]+, period = (10|60) \}/simple = { limit = 100000, period = \1 }/' \
+    -e '/^watch_dir = /d' "$TEPI_ROOT/wrangler.toml" >"$out"
   echo "$out"
 }
 
@@ -84,24 +88,29 @@ start_workers() {
   local port=$1 logfile="$TEPI_RUN_DIR/wrangler.log" pair
   port_free "$port" || die "port $port is taken (set TEPI_WORKERS_PORT)"
   [[ -n ${TEPI_TEST_JWT_SIGNING_KEYS:-} ]] || load_test_secrets
-  local vars=(--var "JWT_SIGNING_KEYS:$TEPI_TEST_JWT_SIGNING_KEYS" --var "BOOTSTRAP_TOKEN:$TEPI_TEST_BOOTSTRAP_TOKEN")
-  for pair in $TEPI_TEST_RATE_LIMITS; do vars+=(--var "${pair%%=*}:${pair#*=}"); done
+  local vars=(--var "JWT_SIGNING_KEYS:$TEPI_TEST_JWT_SIGNING_KEYS" --var "BOOTSTRAP_TOKEN:$TEPI_TEST_BOOTSTRAP_TOKEN"
+    --var "WEBHOOK_SIGNING_SECRET:$TEPI_TEST_WEBHOOK_SIGNING_SECRET")
+  for pair in $TEPI_TEST_RATE_LIMITS $TEPI_TEST_JOB_VARS; do vars+=(--var "${pair%%=*}:${pair#*=}"); done
   start_service "wrangler dev" "$logfile" env TEPI_SKIP_BUILD=1 \
-    "$TEPI_ROOT/node_modules/.bin/wrangler" dev --config "$(gates_wrangler_config)" \
+    "$TEPI_ROOT/node_modules/.bin/wrangler" dev --config "${TEPI_WRANGLER_CONFIG:-$(gates_wrangler_config)}" \
     --ip 127.0.0.1 --port "$port" --inspector-port 0 --persist-to "$TEPI_RUN_DIR/wrangler-state" \
     "${vars[@]}" --show-interactive-dev-session=false
   wait_ready "wrangler dev" "http://127.0.0.1:$port/healthz" "$logfile" 180
 }
 
 # The Spin build under tools/spin-test-host, configured by spin.toml itself,
-# with fresh SQLite/key-value state in the run dir.
+# with fresh SQLite/key-value state in the run dir. Besides spin.toml's
+# https-only outbound HTTP, plain-http receivers on loopback are allowed
+# (webhook receivers started by the suites).
 start_spin() {
   local port=$1 logfile="$TEPI_RUN_DIR/spin.log"
   port_free "$port" || die "port $port is taken (set TEPI_SPIN_PORT)"
   [[ -n ${TEPI_TEST_JWT_SIGNING_KEYS:-} ]] || load_test_secrets
   local envs=("SPIN_VARIABLE_JWT_SIGNING_KEYS=$TEPI_TEST_JWT_SIGNING_KEYS"
-    "SPIN_VARIABLE_BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN") pair
-  for pair in $TEPI_TEST_RATE_LIMITS; do envs+=("SPIN_VARIABLE_${pair%%=*}=${pair#*=}"); done
+    "SPIN_VARIABLE_BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN"
+    "SPIN_VARIABLE_WEBHOOK_SIGNING_SECRET=$TEPI_TEST_WEBHOOK_SIGNING_SECRET"
+    "SPIN_VARIABLE_DEV_OUTBOUND_HOST=http://127.0.0.1:*") pair
+  for pair in $TEPI_TEST_RATE_LIMITS $TEPI_TEST_JOB_VARS; do envs+=("SPIN_VARIABLE_${pair%%=*}=${pair#*=}"); done
   start_service "spin-test-host" "$logfile" env "${envs[@]}" "$SPIN_HOST_BIN" \
     --manifest "$TEPI_ROOT/spin.toml" --listen "127.0.0.1:$port" --state-dir "$TEPI_RUN_DIR/spin-state"
   wait_ready "spin-test-host" "http://127.0.0.1:$port/healthz" "$logfile" 60

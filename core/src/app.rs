@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde::Serialize;
 
+use crate::aggregate::{Aggregator, Change, Mode, Refusal, Scope, SqlAggregator};
 use crate::auth::rbac::{self, Requirement};
 use crate::auth::{Principal, Role, handlers, secret};
 use crate::caching::{self, Cache, CachePolicy, Cached, KvCache};
@@ -26,8 +27,10 @@ use crate::module;
 use crate::notifications;
 use crate::ports::Blobs;
 use crate::ports::{KeyValue, Ports, Sql};
+use crate::push;
 use crate::ratelimit::{self, LocalTable, PeerAddr, RouteClass, SqlStore, Verdict};
 use crate::router::{Match, Router, method_list};
+use crate::rum::{self, WebVitals};
 use crate::security;
 use crate::storage;
 use crate::time::Timestamp;
@@ -66,6 +69,11 @@ pub enum Route {
     Jwks,
     Metrics,
     MetricsWorkers,
+    PushReplace,
+    PushAdd,
+    PushDelete,
+    Rum,
+    WebMetrics,
     Bootstrap,
     Login,
     Refresh,
@@ -112,6 +120,11 @@ fn router() -> Router<Route> {
         .route(Method::GET, "/.well-known/jwks.json", Route::Jwks)
         .route(Method::GET, "/metrics", Route::Metrics)
         .route(Method::GET, "/metrics/workers", Route::MetricsWorkers)
+        .route_rest(Method::PUT, "/metrics/{grouping}", Route::PushReplace)
+        .route_rest(Method::POST, "/metrics/{grouping}", Route::PushAdd)
+        .route_rest(Method::DELETE, "/metrics/{grouping}", Route::PushDelete)
+        .route(Method::POST, "/api/rum", Route::Rum)
+        .route(Method::GET, "/api/metrics/prometheus", Route::WebMetrics)
         .route(Method::POST, "/v1/bootstrap", Route::Bootstrap)
         .route(Method::POST, "/v1/auth/login", Route::Login)
         .route(Method::POST, "/v1/auth/refresh", Route::Refresh)
@@ -208,6 +221,12 @@ pub struct App {
     /// key: computed on first use, once per instance.
     keys_fingerprint: OnceCell<String>,
     migrated: Cell<bool>,
+    /// Web Vitals since the last flush.
+    web: RefCell<WebVitals>,
+    /// When this instance last sent its deltas to the aggregate.
+    last_flush: Cell<Option<Timestamp>>,
+    /// A random name for this instance's gauges (long-lived instances only).
+    instance: OnceCell<String>,
 }
 
 /// The body of `GET /version`.
@@ -234,6 +253,9 @@ impl App {
             cache_in_kv: false,
             local_limits: RefCell::new(LocalTable::default()),
             migrated: Cell::new(false),
+            web: RefCell::new(WebVitals::default()),
+            last_flush: Cell::new(None),
+            instance: OnceCell::new(),
         }
     }
 
@@ -619,7 +641,60 @@ impl App {
                     .ok_or(ApiError::AuthUnavailable)?;
                 Ok(json(StatusCode::OK, &keys.jwks()))
             }
-            Route::Metrics => self.metrics_text(ports).await,
+            Route::Metrics => self.metrics_text(ports, now, Scope::Api).await,
+            Route::WebMetrics => self.metrics_text(ports, now, Scope::Web).await,
+            Route::PushReplace | Route::PushAdd | Route::PushDelete => {
+                let change = push::change(req, params.first().map_or("", |(_, v)| v), now)?;
+                let sql_aggregator;
+                let aggregator = match (ports.aggregator, ports.sql) {
+                    (Some(aggregator), _) => aggregator,
+                    (None, Some(sql)) => {
+                        sql_aggregator = self.sql_aggregator(sql);
+                        &sql_aggregator
+                    }
+                    (None, None) => return Err(ApiError::StorageUnavailable),
+                };
+                aggregator
+                    .apply(&change)
+                    .await
+                    .map_err(|refusal| match refusal {
+                        Refusal::Invalid(e) => ApiError::InvalidExposition {
+                            line: e.line,
+                            message: e.message,
+                        },
+                        Refusal::TypeConflict { family, stored } => {
+                            ApiError::MetricTypeConflict { family, stored }
+                        }
+                        Refusal::Storage(e) => storage_unavailable("metrics push", &e),
+                    })?;
+                let mut response = Response::new(Bytes::new());
+                if route == Route::PushDelete {
+                    *response.status_mut() = StatusCode::ACCEPTED;
+                }
+                Ok(response)
+            }
+            Route::Rum => {
+                if let Some(media) = req.headers().get(header::CONTENT_TYPE) {
+                    let media = media.to_str().unwrap_or("").to_ascii_lowercase();
+                    let essence = media.split(';').next().unwrap_or("").trim().to_owned();
+                    // sendBeacon posts strings as text/plain.
+                    if essence != "application/json" && essence != "text/plain" {
+                        return Err(ApiError::UnsupportedMediaType {
+                            expected: "application/json",
+                        });
+                    }
+                }
+                let beacons = rum::parse(req.body())?;
+                {
+                    let mut web = self.web.borrow_mut();
+                    for (vital, value) in beacons {
+                        web.record(vital, value);
+                    }
+                }
+                let mut response = Response::new(Bytes::new());
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            }
             Route::MetricsWorkers => {
                 let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
                 let text = worker_metrics::load(sql)
@@ -864,15 +939,100 @@ impl App {
         rbac::decide(requirement, principal, operator)
     }
 
-    async fn metrics_text(&self, ports: &Ports<'_>) -> Handled {
-        let text = match (self.metrics_in_sql, ports.sql) {
-            (true, Some(sql)) => metrics::load(sql)
-                .await
-                .map_err(|e| storage_unavailable("metrics load", &e))?
-                .encode(),
-            _ => self.metrics.borrow().encode(),
+    fn sql_aggregator<'s>(&self, sql: &'s dyn Sql) -> SqlAggregator<'s> {
+        SqlAggregator {
+            sql,
+            ttl_secs: self.config.metrics.ttl_secs,
+        }
+    }
+
+    /// This instance's deltas since its last flush, as changes to the
+    /// aggregate (none when nothing happened), and the flush clock reset.
+    fn take_changes(&self, now: Timestamp) -> Vec<Change> {
+        self.last_flush.set(Some(now));
+        let mut changes = Vec::new();
+        let http = std::mem::take(&mut *self.metrics.borrow_mut());
+        if !http.is_empty() {
+            // Long-lived instances (isolates) report their memory under
+            // their own name, so the aggregate keeps each one's latest and
+            // the memory alert sees the fullest.
+            let instance = self.instance.get().map(String::as_str);
+            let body =
+                http.encode() + &metrics::encode_memory(metrics::wasm_memory_bytes(), instance);
+            changes.push(Change {
+                source: "api".to_owned(),
+                scope: Scope::Api,
+                mode: Mode::Add,
+                body,
+                labels: Vec::new(),
+                at: now.as_unix_secs(),
+            });
+        }
+        let web = std::mem::take(&mut *self.web.borrow_mut());
+        if !web.is_empty() {
+            changes.push(Change {
+                source: "web".to_owned(),
+                scope: Scope::Web,
+                mode: Mode::Add,
+                body: web.encode(),
+                labels: Vec::new(),
+                at: now.as_unix_secs(),
+            });
+        }
+        changes
+    }
+
+    /// For adapters that send deltas themselves (Workers, with
+    /// `ctx.wait_until`): the changes due now — at most one flush every
+    /// `METRICS_FLUSH_SECS` per instance — or none.
+    pub fn due_changes(&self, now: Timestamp) -> Vec<Change> {
+        let due = self.last_flush.get().is_none_or(|last| {
+            now.millis_since(last) >= f64::from(self.config.metrics.flush_secs) * 1000.0
+        });
+        if due {
+            self.take_changes(now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Sends this instance's pending deltas through `aggregator`; a
+    /// failure is logged (the delta is lost, the aggregate stays valid).
+    async fn flush_to(&self, aggregator: &dyn Aggregator, now: Timestamp) {
+        for change in self.take_changes(now) {
+            if let Err(e) = aggregator.apply(&change).await {
+                tracing::warn!(target: "tepi::metrics", error = ?e, "metrics flush failed");
+            }
+        }
+    }
+
+    /// `GET /metrics` and `GET /api/metrics/prometheus`: this instance's
+    /// pending deltas first, then the aggregate of every instance.
+    async fn metrics_text(&self, ports: &Ports<'_>, now: Timestamp, scope: Scope) -> Handled {
+        let sql_aggregator;
+        let aggregator: Option<&dyn Aggregator> = match (ports.aggregator, ports.sql) {
+            (Some(aggregator), _) => Some(aggregator),
+            (None, Some(sql)) => {
+                sql_aggregator = self.sql_aggregator(sql);
+                Some(&sql_aggregator)
+            }
+            (None, None) => None,
         };
-        let text = text + &metrics::encode_memory(metrics::wasm_memory_bytes());
+        let text = match aggregator {
+            Some(aggregator) => {
+                self.flush_to(aggregator, now).await;
+                aggregator
+                    .exposition(scope, now)
+                    .await
+                    .map_err(|e| storage_unavailable("metrics load", &e))?
+            }
+            // No storage at all: this instance's own counts.
+            None if scope == Scope::Api => {
+                self.metrics.borrow().encode()
+                    + &metrics::encode_memory(metrics::wasm_memory_bytes(), None)
+            }
+            None => self.web.borrow().encode(),
+        };
         let mut response = Response::new(Bytes::from(text));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -912,15 +1072,15 @@ impl App {
                 m.record_cache(result);
             }
         };
-        match (self.metrics_in_sql, ports.sql) {
-            (true, Some(sql)) => {
-                let mut delta = HttpMetrics::default();
-                add(&mut delta);
-                if let Err(e) = metrics::flush(sql, &delta).await {
-                    tracing::warn!(target: "tepi::metrics", error = %e, "metrics flush failed");
-                }
-            }
-            _ => add(&mut self.metrics.borrow_mut()),
+        add(&mut self.metrics.borrow_mut());
+        if !self.metrics_in_sql {
+            self.instance
+                .get_or_init(|| secret::id(ports.entropy, "isolate_"));
+        }
+        // Instances that live for one request (Spin) flush at once.
+        if let (true, None, Some(sql)) = (self.metrics_in_sql, ports.aggregator, ports.sql) {
+            self.flush_to(&self.sql_aggregator(sql), ports.clock.now())
+                .await;
         }
     }
 

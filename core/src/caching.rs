@@ -50,6 +50,11 @@ pub fn policy(route: Route) -> CachePolicy {
         | Route::Readyz
         | Route::Metrics
         | Route::MetricsWorkers
+        | Route::WebMetrics
+        | Route::PushReplace
+        | Route::PushAdd
+        | Route::PushDelete
+        | Route::Rum
         | Route::DrainJobs
         | Route::Bootstrap
         | Route::Login

@@ -69,8 +69,19 @@ pub mod vars {
     /// Comma-separated hosts (`host` or `host:port`) webhooks may reach
     /// over plain `http://` — for local receivers; https only otherwise.
     pub const WEBHOOK_HTTP_HOSTS: &str = "WEBHOOK_HTTP_HOSTS";
+    /// Comma-separated hosts webhooks may reach at all (empty: any https
+    /// host). Test and staging runs keep deliveries on known receivers.
+    pub const WEBHOOK_ALLOWED_HOSTS: &str = "WEBHOOK_ALLOWED_HOSTS";
+    /// Metrics: seconds after which pushed series and gauges nobody writes
+    /// expire (default 600), and between an instance's flushes of its
+    /// deltas to the aggregate (default 5).
+    pub const METRICS_TTL_SECS: &str = "METRICS_TTL_SECS";
+    pub const METRICS_FLUSH_SECS: &str = "METRICS_FLUSH_SECS";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 25] = [
+        WEBHOOK_ALLOWED_HOSTS,
+        METRICS_TTL_SECS,
+        METRICS_FLUSH_SECS,
         JOB_MAX_ATTEMPTS,
         JOB_RETRY_BASE_SECS,
         JOB_RETRY_CAP_SECS,
@@ -132,6 +143,24 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     pub uploads: UploadConfig,
     pub jobs: JobsConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Seconds after which a pushed series or a gauge nobody writes expires.
+    pub ttl_secs: u32,
+    /// Seconds between an instance's flushes of its deltas (Workers).
+    pub flush_secs: u32,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 600,
+            flush_secs: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +173,8 @@ pub struct JobsConfig {
     pub webhook_secret: Option<Secret>,
     /// Lowercase `host` or `host:port` entries allowed over `http://`.
     pub webhook_http_hosts: Vec<String>,
+    /// When not empty, the only hosts webhooks may reach.
+    pub webhook_allowed_hosts: Vec<String>,
 }
 
 impl Default for JobsConfig {
@@ -155,6 +186,7 @@ impl Default for JobsConfig {
             lease_secs: 60,
             webhook_secret: None,
             webhook_http_hosts: Vec::new(),
+            webhook_allowed_hosts: Vec::new(),
         }
     }
 }
@@ -166,20 +198,18 @@ impl JobsConfig {
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.len() > 2048 {
             return false;
         }
-        if let Some(rest) = url.strip_prefix("https://") {
-            return !rest.is_empty();
-        }
-        let Some(rest) = url.strip_prefix("http://") else {
-            return false;
+        let (rest, https) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (rest, true),
+            (None, Some(rest)) => (rest, false),
+            (None, None) => return false,
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         let authority = authority.to_ascii_lowercase();
         let host = authority.split(':').next().unwrap_or("");
+        let listed = |list: &[String]| list.iter().any(|h| *h == authority || *h == host);
         !host.is_empty()
-            && self
-                .webhook_http_hosts
-                .iter()
-                .any(|allowed| *allowed == authority || *allowed == host)
+            && (https || listed(&self.webhook_http_hosts))
+            && (self.webhook_allowed_hosts.is_empty() || listed(&self.webhook_allowed_hosts))
     }
 }
 
@@ -210,6 +240,7 @@ impl Default for Config {
             rate_limits: Policies::default(),
             trusted_proxies: Vec::new(),
             jobs: JobsConfig::default(),
+            metrics: MetricsConfig::default(),
             uploads: UploadConfig {
                 max_bytes: DEFAULT_UPLOAD_MAX_BYTES,
                 content_types: DEFAULT_UPLOAD_CONTENT_TYPES
@@ -306,6 +337,20 @@ impl Config {
             }
         }
         load_jobs(&lookup, &mut config.jobs, &mut problems);
+        number(
+            &lookup,
+            vars::METRICS_TTL_SECS,
+            10..=86_400,
+            &mut config.metrics.ttl_secs,
+            &mut problems,
+        );
+        number(
+            &lookup,
+            vars::METRICS_FLUSH_SECS,
+            1..=300,
+            &mut config.metrics.flush_secs,
+            &mut problems,
+        );
         LoadedConfig { config, problems }
     }
 
@@ -394,6 +439,13 @@ fn load_jobs(
         // Optional: only webhook deliveries need it (they fail and retry,
         // logging why, until it is set).
         None => {}
+    }
+    if let Some(raw) = lookup(vars::WEBHOOK_ALLOWED_HOSTS) {
+        jobs.webhook_allowed_hosts = raw
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
     }
     if let Some(raw) = lookup(vars::WEBHOOK_HTTP_HOSTS) {
         jobs.webhook_http_hosts = raw

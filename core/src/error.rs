@@ -89,6 +89,17 @@ pub enum ApiError {
     InvalidSignature,
     /// The subscription handshake named another verify token.
     VerifyTokenMismatch,
+    /// A pushed body is not valid Prometheus text format 0.0.4.
+    InvalidExposition { line: usize, message: String },
+    /// A pushed family has another type than the one stored.
+    MetricTypeConflict {
+        family: String,
+        stored: &'static str,
+    },
+    /// The push path's grouping key is malformed.
+    InvalidGroupingKey { message: String },
+    /// The body's Content-Encoding is not one this resource reads.
+    UnsupportedContentEncoding { encoding: String },
 }
 
 /// The `WWW-Authenticate` challenge of 401 and scope-related 403 answers.
@@ -106,7 +117,11 @@ impl ApiError {
             Self::UnsupportedMediaType { .. } | Self::ContentTypeMismatch { .. } => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            Self::MalformedJson { .. } => StatusCode::BAD_REQUEST,
+            Self::MalformedJson { .. }
+            | Self::InvalidExposition { .. }
+            | Self::InvalidGroupingKey { .. } => StatusCode::BAD_REQUEST,
+            Self::MetricTypeConflict { .. } => StatusCode::CONFLICT,
+            Self::UnsupportedContentEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated
             | Self::InvalidToken { .. }
@@ -174,6 +189,10 @@ impl ApiError {
             Self::UploadAlreadyStored => "upload_already_stored",
             Self::InvalidSignature => "invalid_signature",
             Self::VerifyTokenMismatch => "verify_token_mismatch",
+            Self::InvalidExposition { .. } => "invalid_exposition",
+            Self::MetricTypeConflict { .. } => "metric_type_conflict",
+            Self::InvalidGroupingKey { .. } => "invalid_grouping_key",
+            Self::UnsupportedContentEncoding { .. } => "unsupported_content_encoding",
         }
     }
 
@@ -251,6 +270,22 @@ impl ApiError {
                 "X-Hub-Signature-256 is missing or does not sign this body.".to_owned()
             }
             Self::VerifyTokenMismatch => "hub.verify_token is not this tenant's token.".to_owned(),
+            Self::InvalidExposition { line, message } => {
+                format!(
+                    "The body is not valid Prometheus text format 0.0.4: line {line}: {message}."
+                )
+            }
+            Self::MetricTypeConflict { family, stored } => {
+                format!(
+                    "{family} is stored as a {stored}; push it with that type or under another name."
+                )
+            }
+            Self::InvalidGroupingKey { message } => {
+                format!("The grouping key is invalid: {message}.")
+            }
+            Self::UnsupportedContentEncoding { encoding } => {
+                format!("Content-Encoding {encoding} is not supported; send identity or gzip.")
+            }
             Self::UploadAlreadyStored => {
                 "The upload's content is stored already; create a new upload.".to_owned()
             }
@@ -300,6 +335,13 @@ impl ApiError {
             Self::ContentTypeMismatch { declared } => {
                 body.insert("declared_content_type".to_owned(), json!(declared));
             }
+            Self::InvalidExposition { line, .. } => {
+                body.insert("line".to_owned(), json!(line));
+            }
+            Self::MetricTypeConflict { family, stored } => {
+                body.insert("family".to_owned(), json!(family));
+                body.insert("stored_type".to_owned(), json!(stored));
+            }
             Self::NotFound
             | Self::MethodNotAllowed { .. }
             | Self::CorsOriginRefused
@@ -327,7 +369,9 @@ impl ApiError {
             | Self::UploadNotStored
             | Self::UploadAlreadyStored
             | Self::InvalidSignature
-            | Self::VerifyTokenMismatch => {}
+            | Self::VerifyTokenMismatch
+            | Self::InvalidGroupingKey { .. }
+            | Self::UnsupportedContentEncoding { .. } => {}
         }
     }
 
@@ -406,6 +450,36 @@ pub(crate) mod tests {
     pub(crate) fn every_error() -> Vec<(ApiError, u16, &'static str)> {
         vec![
             (ApiError::NotFound, 404, "not_found"),
+            (
+                ApiError::InvalidExposition {
+                    line: 3,
+                    message: "timestamps are not accepted".into(),
+                },
+                400,
+                "invalid_exposition",
+            ),
+            (
+                ApiError::MetricTypeConflict {
+                    family: "jobs_total".into(),
+                    stored: "counter",
+                },
+                409,
+                "metric_type_conflict",
+            ),
+            (
+                ApiError::InvalidGroupingKey {
+                    message: "no job".into(),
+                },
+                400,
+                "invalid_grouping_key",
+            ),
+            (
+                ApiError::UnsupportedContentEncoding {
+                    encoding: "br".into(),
+                },
+                415,
+                "unsupported_content_encoding",
+            ),
             (
                 ApiError::MethodNotAllowed {
                     allow: vec![Method::GET, Method::HEAD],

@@ -6,6 +6,7 @@
 //! their platform's request into an [`http::Request`], call [`App::handle`]
 //! with the [`Ports`] they wired, and convert the response back.
 
+pub mod aggregate;
 pub mod app;
 pub mod auth;
 pub mod caching;
@@ -16,6 +17,7 @@ pub mod cors;
 pub mod error;
 pub mod events;
 pub mod exposition;
+pub mod gzip;
 pub mod health;
 pub mod idempotency;
 pub mod jobs;
@@ -26,8 +28,10 @@ pub mod module;
 pub mod notifications;
 pub mod ports;
 pub mod processing;
+pub mod push;
 pub mod ratelimit;
 pub mod router;
+pub mod rum;
 pub mod security;
 pub mod storage;
 pub mod time;

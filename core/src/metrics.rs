@@ -3,8 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::ports::{PortError, Sql, SqlValue};
-
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds (ms) of `http_request_duration_ms`. 300 is a boundary so the
@@ -133,76 +131,6 @@ impl HttpMetrics {
             && self.cache.is_empty()
     }
 
-    /// Every count as a `(kind, method, route, slot, value)` row: the shape
-    /// of the `http_metric_totals` table. Empty buckets are left out.
-    fn totals(&self) -> Vec<(&'static str, &str, &str, i64, f64)> {
-        let mut rows = Vec::new();
-        for ((method, route, status), value) in &self.requests {
-            rows.push((
-                "requests",
-                method.as_str(),
-                route.as_str(),
-                i64::from(*status),
-                *value as f64,
-            ));
-        }
-        for ((method, route), h) in &self.durations {
-            for (slot, count) in (0_i64..)
-                .zip(h.buckets.iter().copied())
-                .filter(|(_, c)| *c > 0)
-            {
-                rows.push((
-                    "bucket",
-                    method.as_str(),
-                    route.as_str(),
-                    slot,
-                    count as f64,
-                ));
-            }
-            rows.push(("sum", method.as_str(), route.as_str(), 0, h.sum));
-            rows.push(("count", method.as_str(), route.as_str(), 0, h.count as f64));
-        }
-        for (class, value) in &self.rate_limited {
-            rows.push(("rate_limited", "", class.as_str(), 0, *value as f64));
-        }
-        for (result, value) in &self.cache {
-            rows.push(("cache", "", result.as_str(), 0, *value as f64));
-        }
-        rows
-    }
-
-    /// Adds one stored total back into the registry; unknown kinds and slots
-    /// are ignored (a newer schema's rows read by an older build).
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    fn add_total(&mut self, kind: &str, method: &str, route: &str, slot: i64, value: f64) {
-        let key = || (method.to_owned(), route.to_owned());
-        let count = value.max(0.0).round() as u64;
-        match kind {
-            "requests" => {
-                if let Ok(status) = u16::try_from(slot) {
-                    *self
-                        .requests
-                        .entry((method.to_owned(), route.to_owned(), status))
-                        .or_default() += count;
-                }
-            }
-            "bucket" => {
-                let h = self.durations.entry(key()).or_default();
-                if let Some(bucket) = usize::try_from(slot)
-                    .ok()
-                    .and_then(|s| h.buckets.get_mut(s))
-                {
-                    *bucket += count;
-                }
-            }
-            "sum" => self.durations.entry(key()).or_default().sum += value,
-            "count" => self.durations.entry(key()).or_default().count += count,
-            "rate_limited" => *self.rate_limited.entry(route.to_owned()).or_default() += count,
-            "cache" => *self.cache.entry(route.to_owned()).or_default() += count,
-            _ => {}
-        }
-    }
-
     /// The exposition: `http_requests_total` and `http_request_duration_ms`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -283,10 +211,13 @@ pub fn wasm_memory_bytes() -> Option<u64> {
 
 /// `tepi_wasm_memory_bytes` and `tepi_wasm_memory_limit_ratio` (against the
 /// 128 MiB isolate limit), when there is a linear memory to measure.
-pub fn encode_memory(bytes: Option<u64>) -> String {
+/// Long-lived instances name themselves with `instance`, so each one's
+/// latest value is kept apart.
+pub fn encode_memory(bytes: Option<u64>, instance: Option<&str>) -> String {
     let Some(bytes) = bytes else {
         return String::new();
     };
+    let labels: Vec<(&str, &str)> = instance.map(|i| ("instance", i)).into_iter().collect();
     let mut out = String::new();
     header(
         &mut out,
@@ -294,7 +225,7 @@ pub fn encode_memory(bytes: Option<u64>) -> String {
         "WebAssembly linear memory of the instance that answered, in bytes (a high-water mark: it never shrinks).",
         "gauge",
     );
-    sample(&mut out, "tepi_wasm_memory_bytes", &[], bytes as f64);
+    sample(&mut out, "tepi_wasm_memory_bytes", &labels, bytes as f64);
     header(
         &mut out,
         "tepi_wasm_memory_limit_ratio",
@@ -304,67 +235,10 @@ pub fn encode_memory(bytes: Option<u64>) -> String {
     sample(
         &mut out,
         "tepi_wasm_memory_limit_ratio",
-        &[],
+        &labels,
         bytes as f64 / ISOLATE_MEMORY_LIMIT_BYTES as f64,
     );
     out
-}
-
-/// Adds `delta` to the totals in SQL (one statement). Used where instances
-/// are short-lived (Spin) so that `/metrics` can serve the sums.
-pub async fn flush(sql: &dyn Sql, delta: &HttpMetrics) -> Result<(), PortError> {
-    let rows = delta.totals();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let placeholders = vec!["(?, ?, ?, ?, ?)"; rows.len()].join(", ");
-    let statement = format!(
-        "INSERT INTO http_metric_totals (kind, method, route, slot, value) VALUES {placeholders} \
-         ON CONFLICT (kind, method, route, slot) DO UPDATE SET value = value + excluded.value"
-    );
-    let params: Vec<SqlValue> = rows
-        .into_iter()
-        .flat_map(|(kind, method, route, slot, value)| {
-            [
-                SqlValue::Text(kind.to_owned()),
-                SqlValue::Text(method.to_owned()),
-                SqlValue::Text(route.to_owned()),
-                SqlValue::Integer(slot),
-                SqlValue::Real(value),
-            ]
-        })
-        .collect();
-    sql.execute(&statement, &params).await.map(|_| ())
-}
-
-/// Reads the summed totals back into a registry.
-pub async fn load(sql: &dyn Sql) -> Result<HttpMetrics, PortError> {
-    let rows = sql
-        .execute(
-            "SELECT kind, method, route, slot, value FROM http_metric_totals",
-            &[],
-        )
-        .await?;
-    let mut metrics = HttpMetrics::default();
-    for row in &rows.rows {
-        if let [
-            SqlValue::Text(kind),
-            SqlValue::Text(method),
-            SqlValue::Text(route),
-            SqlValue::Integer(slot),
-            value,
-        ] = row.as_slice()
-        {
-            #[allow(clippy::cast_precision_loss)]
-            let value = match value {
-                SqlValue::Real(v) => *v,
-                SqlValue::Integer(v) => *v as f64,
-                _ => continue,
-            };
-            metrics.add_total(kind, method, route, *slot, value);
-        }
-    }
-    Ok(metrics)
 }
 
 pub fn write_histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
@@ -498,8 +372,8 @@ mod tests {
 
     #[test]
     fn memory_gauges_report_bytes_and_the_share_of_the_isolate_limit() {
-        assert_eq!(encode_memory(None), "", "nothing to report off Wasm");
-        let text = encode_memory(Some(32 * 1024 * 1024));
+        assert_eq!(encode_memory(None, None), "", "nothing to report off Wasm");
+        let text = encode_memory(Some(32 * 1024 * 1024), None);
         assert!(
             text.contains("# TYPE tepi_wasm_memory_bytes gauge\n"),
             "{text}"
@@ -510,58 +384,6 @@ mod tests {
             "{text}"
         );
         crate::exposition::parse(text.as_bytes()).expect("valid exposition");
-    }
-
-    #[test]
-    fn rate_limit_and_cache_counts_survive_a_round_trip_through_sql() {
-        use crate::storage::migrate;
-        use crate::testing::{SqliteSql, block_on};
-        let db = SqliteSql::open_in_memory();
-        block_on(migrate(&db)).unwrap();
-        for _ in 0..2 {
-            let mut delta = HttpMetrics::default();
-            delta.record_rate_limited("api");
-            delta.record_cache("hit");
-            delta.record_cache("revalidated");
-            block_on(flush(&db, &delta)).unwrap();
-        }
-        let text = block_on(load(&db)).unwrap().encode();
-        assert!(
-            text.contains("http_rate_limited_total{route_class=\"api\"} 2\n"),
-            "{text}"
-        );
-        assert!(text.contains("http_cache_requests_total{result=\"hit\"} 2\n"));
-        assert!(text.contains("http_cache_requests_total{result=\"revalidated\"} 2\n"));
-        assert!(text.contains("http_cache_requests_total{result=\"miss\"} 0\n"));
-    }
-
-    #[test]
-    fn totals_flushed_by_many_instances_sum_exactly_in_sqlite() {
-        use crate::storage::migrate;
-        use crate::testing::{SqliteSql, block_on};
-        let db = SqliteSql::open_in_memory();
-        block_on(migrate(&db)).unwrap();
-        let mut expected = HttpMetrics::default();
-        // 50 short-lived instances, each flushing what it saw.
-        for i in 0..50_u16 {
-            let mut instance = HttpMetrics::default();
-            let status = if i % 5 == 0 { 404 } else { 200 };
-            let ms = f64::from(i) * 7.5;
-            instance.record("GET", "/v1/uploads/{id}", status, ms);
-            instance.record("POST", "/v1/uploads", 201, 1.0);
-            expected.record("GET", "/v1/uploads/{id}", status, ms);
-            expected.record("POST", "/v1/uploads", 201, 1.0);
-            block_on(flush(&db, &instance)).unwrap();
-        }
-        let loaded = block_on(load(&db)).unwrap();
-        assert_eq!(loaded.requests("GET", "/v1/uploads/{id}", 200), 40);
-        assert_eq!(loaded.requests("GET", "/v1/uploads/{id}", 404), 10);
-        assert_eq!(
-            loaded.encode(),
-            expected.encode(),
-            "the exposition equals one registry that saw everything"
-        );
-        block_on(flush(&db, &HttpMetrics::default())).expect("an empty delta is a no-op");
     }
 
     #[test]

@@ -268,6 +268,9 @@ pub struct Ports<'a> {
     /// Timers for job time budgets. Without one, a job's budget is only
     /// checked between its steps.
     pub timer: Option<&'a dyn Timer>,
+    /// The metrics aggregate (a Durable Object on Workers). Without it,
+    /// the aggregate lives in `sql`.
+    pub aggregator: Option<&'a dyn crate::aggregate::Aggregator>,
 }
 
 impl std::fmt::Debug for Ports<'_> {

@@ -9,6 +9,8 @@ struct Route<T> {
     method: Method,
     pattern: &'static str,
     segments: Vec<Segment>,
+    /// The last parameter takes the rest of the path, slashes included.
+    rest: bool,
     value: T,
 }
 
@@ -68,9 +70,25 @@ impl<T> Router<T> {
             method,
             pattern,
             segments,
+            rest: false,
             value,
         });
         self
+    }
+
+    /// Like `route`, but the pattern's last parameter takes the rest of
+    /// the path, slashes included (`/metrics/job/{grouping}` matches
+    /// `/metrics/job/a/b/c` with `grouping` = `a/b/c`).
+    #[must_use]
+    pub fn route_rest(self, method: Method, pattern: &'static str, value: T) -> Self {
+        let mut router = self.route(method, pattern, value);
+        let added = router.routes.last_mut().expect("just added");
+        assert!(
+            matches!(added.segments.last(), Some(Segment::Param(_))),
+            "{pattern:?} must end in a parameter"
+        );
+        added.rest = true;
+        router
     }
 
     /// The pattern of the first route whose value is `value`.
@@ -96,7 +114,7 @@ impl<T> Router<T> {
         let mut head_fallback = None;
         let mut matched_pattern = None;
         for route in &self.routes {
-            let Some(params) = match_segments(&route.segments, path) else {
+            let Some(params) = match_segments(&route.segments, route.rest, path) else {
                 continue;
             };
             matched_pattern.get_or_insert(route.pattern);
@@ -153,14 +171,29 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-fn match_segments(segments: &[Segment], path: &str) -> Option<Vec<(&'static str, String)>> {
+fn match_segments(
+    segments: &[Segment],
+    rest: bool,
+    path: &str,
+) -> Option<Vec<(&'static str, String)>> {
     if !path.starts_with('/') {
         return None;
     }
     let mut params = Vec::new();
     let mut parts = split(path);
-    for segment in segments {
+    for (i, segment) in segments.iter().enumerate() {
         let part = parts.next()?;
+        if rest && i + 1 == segments.len() {
+            let Segment::Param(name) = segment else {
+                return None;
+            };
+            if part.is_empty() {
+                return None;
+            }
+            let tail: Vec<&str> = std::iter::once(part).chain(parts.by_ref()).collect();
+            params.push((*name, tail.join("/")));
+            return Some(params);
+        }
         match segment {
             Segment::Literal(lit) if *lit == part => {}
             Segment::Literal(_) => return None,
@@ -183,6 +216,28 @@ mod tests {
             .route(Method::DELETE, "/v1/uploads/{id}", "delete-upload")
             .route(Method::PUT, "/v1/uploads/{id}/content", "put-content")
             .route(Method::GET, "/v1/workflows/{id}/runs/{run_id}", "get-run")
+    }
+
+    #[test]
+    fn a_rest_parameter_takes_the_remaining_segments() {
+        let r = Router::default()
+            .route(Method::GET, "/metrics", "metrics")
+            .route_rest(Method::PUT, "/metrics/job/{grouping}", "push");
+        let found = |path: &str| match r.find(&Method::PUT, path) {
+            Match::Found { params, .. } => Some(params[0].1.clone()),
+            _ => None,
+        };
+        assert_eq!(found("/metrics/job/batch").as_deref(), Some("batch"));
+        assert_eq!(
+            found("/metrics/job/batch/instance/a/zone/eu").as_deref(),
+            Some("batch/instance/a/zone/eu")
+        );
+        assert_eq!(found("/metrics/job/"), None, "the job is required");
+        assert_eq!(found("/metrics/job"), None);
+        assert!(matches!(
+            r.find(&Method::GET, "/metrics"),
+            Match::Found { .. }
+        ));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0007_notifications.sql",
     "0008_meta_seen_age.sql",
     "0009_job_processing.sql",
+    "0010_metric_series.sql",
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
@@ -43,6 +44,19 @@ const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
     applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)";
 
 /// Applies the migrations not yet recorded; returns how many it applied.
+/// Creates the metrics aggregate's table where it lives apart from the
+/// application database (the Workers Durable Object's own SQLite).
+pub async fn migrate_metrics(sql: &dyn Sql) -> Result<(), PortError> {
+    let migration = MIGRATIONS
+        .iter()
+        .find(|m| m.name == "0010_metric_series.sql")
+        .ok_or_else(|| PortError("the metrics migration is missing".into()))?;
+    for statement in statements(migration.sql) {
+        sql.execute(statement, &[]).await?;
+    }
+    Ok(())
+}
+
 pub async fn migrate(sql: &dyn Sql) -> Result<usize, PortError> {
     sql.execute(CREATE_LEDGER, &[]).await?;
     let applied = sql.execute("SELECT name FROM d1_migrations", &[]).await?;

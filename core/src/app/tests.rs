@@ -54,8 +54,9 @@ fn scrape(app: &App, sql: Option<&dyn Sql>) -> String {
         jobs: None,
         http: None,
         timer: None,
+        aggregator: None,
     };
-    let response = block_on(app.metrics_text(&ports)).unwrap();
+    let response = block_on(app.metrics_text(&ports, START, crate::aggregate::Scope::Api)).unwrap();
     assert_eq!(
         header_str(&response, "content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
@@ -111,6 +112,7 @@ fn send_full(
         jobs: None,
         http: None,
         timer: None,
+        aggregator: None,
     };
     block_on(app.handle(req, &ports, now))
 }
@@ -534,6 +536,11 @@ fn route_table_lists_every_route_once() {
             "GET /.well-known/jwks.json",
             "GET /metrics",
             "GET /metrics/workers",
+            "PUT /metrics/{grouping}",
+            "POST /metrics/{grouping}",
+            "DELETE /metrics/{grouping}",
+            "POST /api/rum",
+            "GET /api/metrics/prometheus",
             "POST /v1/bootstrap",
             "POST /v1/auth/login",
             "POST /v1/auth/refresh",
@@ -638,6 +645,7 @@ mod auth;
 mod contract;
 mod limits;
 mod meta;
+mod metrics;
 mod notifications;
 mod uploads;
 mod workflows;

@@ -48,6 +48,25 @@ pub const MATRIX: &[(Route, Requirement)] = &[
         Route::MetricsWorkers,
         Requirement::ScopeOrOperatorAdmin(Scope::MetricsRead),
     ),
+    (
+        Route::WebMetrics,
+        Requirement::ScopeOrOperatorAdmin(Scope::MetricsRead),
+    ),
+    // Pushes: a `metrics:push` key (batch jobs, the web frontend's server).
+    (
+        Route::PushReplace,
+        Requirement::ScopeOrOperatorAdmin(Scope::MetricsPush),
+    ),
+    (
+        Route::PushAdd,
+        Requirement::ScopeOrOperatorAdmin(Scope::MetricsPush),
+    ),
+    (
+        Route::PushDelete,
+        Requirement::ScopeOrOperatorAdmin(Scope::MetricsPush),
+    ),
+    // Browsers' Web Vitals beacons carry no credentials.
+    (Route::Rum, Requirement::Public),
     (Route::Bootstrap, Requirement::BootstrapToken),
     (Route::Login, Requirement::Public),
     (Route::Refresh, Requirement::Public),

@@ -91,12 +91,13 @@ impl RouteClass {
 pub fn class_of(route: Route) -> Option<RouteClass> {
     match route {
         Route::Healthz | Route::Readyz => None,
-        Route::Version | Route::Jwks | Route::MetaHandshake | Route::MetaReceive => {
+        Route::Version | Route::Jwks | Route::MetaHandshake | Route::MetaReceive | Route::Rum => {
             Some(RouteClass::Public)
         }
         Route::Bootstrap | Route::Login | Route::Refresh | Route::Logout => Some(RouteClass::Login),
         Route::Metrics
         | Route::MetricsWorkers
+        | Route::WebMetrics
         | Route::Me
         | Route::CreateUpload
         | Route::PutUploadContent
@@ -127,6 +128,7 @@ pub fn class_of(route: Route) -> Option<RouteClass> {
         | Route::DrainJobs
         | Route::PutMetaConfig
         | Route::SendNotification => Some(RouteClass::Admin),
+        Route::PushReplace | Route::PushAdd | Route::PushDelete => Some(RouteClass::Push),
     }
 }
 

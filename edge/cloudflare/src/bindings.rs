@@ -173,8 +173,11 @@ impl HttpClient for Fetch {
             }
         }
         let mut init = worker::RequestInit::new();
+        // Redirects are answers, not followed (as on Spin): a 3xx fails the
+        // delivery instead of sending the signed body elsewhere.
         init.with_method(worker::Method::from(parts.method.as_str().to_owned()))
-            .with_headers(headers);
+            .with_headers(headers)
+            .with_redirect(worker::RequestRedirect::Manual);
         if !body.is_empty() {
             init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_ref()).into()));
         }
@@ -440,14 +443,20 @@ impl Probe for Present<'_> {
     }
 }
 
-/// The Durable Object class behind the `METRICS` binding. Metric aggregation
-/// across isolates will live here; today it answers the readiness ping, which
-/// proves the namespace, its SQLite-backed storage class and the stub round
-/// trip work.
+/// The Durable Object class behind the `METRICS` binding: the metrics
+/// aggregate of every isolate and pusher, in the object's own SQLite
+/// (`tepi_core::aggregate::remote` is its protocol). One object, named
+/// [`AGGREGATE`]: each isolate writes at most once per flush interval, so
+/// even thousands of isolates stay far below what one object serves
+/// (docs/ops.md).
 #[durable_object]
 pub struct MetricsAggregator {
-    _state: State,
+    state: State,
+    env: Env,
 }
+
+/// The name of the one aggregate object.
+pub const AGGREGATE: &str = "aggregate";
 
 impl std::fmt::Debug for MetricsAggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -456,14 +465,94 @@ impl std::fmt::Debug for MetricsAggregator {
 }
 
 impl DurableObject for MetricsAggregator {
-    fn new(state: State, _env: Env) -> Self {
-        Self { _state: state }
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        match req.path().as_str() {
-            "/ping" => Response::ok("ok"),
-            _ => Response::error("not found", 404),
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if req.path() == "/ping" {
+            return Response::ok("ok");
+        }
+        let config = tepi_core::Config::load(|name| self.env.var(name).ok().map(|v| v.to_string()));
+        let url = req.url()?;
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let request = tepi_core::http::Request::builder()
+            .method(req.method().as_ref())
+            .uri(target)
+            .body(tepi_core::Bytes::from(req.bytes().await?))
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let sql = crate::d1::DoSql(self.state.storage().sql());
+        let answer =
+            tepi_core::aggregate::remote::serve(&sql, config.config.metrics.ttl_secs, &request)
+                .await;
+        let status = answer.status().as_u16();
+        let body = answer.into_body();
+        Ok(if body.is_empty() {
+            Response::empty()?.with_status(status)
+        } else {
+            Response::from_bytes(body.to_vec())?.with_status(status)
+        })
+    }
+}
+
+/// The aggregate, reached through the `METRICS` Durable Object.
+pub struct DurableAggregator<'e>(pub &'e Env);
+
+impl DurableAggregator<'_> {
+    async fn call(
+        &self,
+        method: worker::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> worker::Result<(u16, Vec<u8>)> {
+        let stub = self
+            .0
+            .durable_object(METRICS)?
+            .id_from_name(AGGREGATE)?
+            .get_stub()?;
+        let mut init = worker::RequestInit::new();
+        init.with_method(method);
+        if let Some(body) = body {
+            init.with_body(Some(body.into()));
+        }
+        let request = Request::new_with_init(&format!("https://metrics.internal{path}"), &init)?;
+        let mut response = stub.fetch_with_request(request).await?;
+        Ok((response.status_code(), response.bytes().await?))
+    }
+}
+
+#[async_trait(?Send)]
+impl tepi_core::aggregate::Aggregator for DurableAggregator<'_> {
+    async fn apply(
+        &self,
+        change: &tepi_core::aggregate::Change,
+    ) -> Result<(), tepi_core::aggregate::Refusal> {
+        let (path, body) = tepi_core::aggregate::remote::apply_request(change);
+        match self.call(worker::Method::Post, &path, Some(body)).await {
+            Ok((204, _)) => Ok(()),
+            Ok((status, body)) => Err(tepi_core::aggregate::remote::refusal(status, &body)),
+            Err(e) => Err(tepi_core::aggregate::Refusal::Storage(PortError(reason(
+                METRICS, &e,
+            )))),
+        }
+    }
+
+    async fn exposition(
+        &self,
+        scope: tepi_core::aggregate::Scope,
+        now: Timestamp,
+    ) -> Result<String, PortError> {
+        let path = tepi_core::aggregate::remote::exposition_path(scope, now);
+        match self.call(worker::Method::Get, &path, None).await {
+            Ok((200, body)) => Ok(String::from_utf8_lossy(&body).into_owned()),
+            Ok((status, body)) => Err(PortError(format!(
+                "binding {METRICS}: {status} {}",
+                String::from_utf8_lossy(&body)
+            ))),
+            Err(e) => Err(PortError(reason(METRICS, &e))),
         }
     }
 }

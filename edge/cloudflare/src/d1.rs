@@ -121,3 +121,59 @@ impl Sql for D1Sql {
             .map_err(|e| PortError(format!("binding {DB}: {e}")))
     }
 }
+
+/// A Durable Object's own SQLite storage as the core's `Sql` port. Its
+/// statements run synchronously; a batch runs without awaiting in between,
+/// which the runtime commits as one implicit transaction.
+pub struct DoSql(pub worker::SqlStorage);
+
+fn to_storage(value: &SqlValue) -> worker::SqlStorageValue {
+    match value {
+        SqlValue::Null => worker::SqlStorageValue::Null,
+        SqlValue::Integer(i) => worker::SqlStorageValue::Integer(*i),
+        SqlValue::Real(r) => worker::SqlStorageValue::Float(*r),
+        SqlValue::Text(t) => worker::SqlStorageValue::String(t.clone()),
+        SqlValue::Blob(b) => worker::SqlStorageValue::Blob(b.clone()),
+    }
+}
+
+fn from_storage(value: worker::SqlStorageValue) -> SqlValue {
+    match value {
+        worker::SqlStorageValue::Null => SqlValue::Null,
+        worker::SqlStorageValue::Boolean(b) => SqlValue::Integer(i64::from(b)),
+        worker::SqlStorageValue::Integer(i) => SqlValue::Integer(i),
+        worker::SqlStorageValue::Float(f) => SqlValue::Real(f),
+        worker::SqlStorageValue::String(s) => SqlValue::Text(s),
+        worker::SqlStorageValue::Blob(b) => SqlValue::Blob(b),
+    }
+}
+
+impl DoSql {
+    fn run(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
+        let fail = |e: worker::Error| PortError(format!("durable object sql: {e}"));
+        let cursor = self
+            .0
+            .exec(statement, params.iter().map(to_storage).collect::<Vec<_>>())
+            .map_err(fail)?;
+        let columns = cursor.column_names();
+        let mut rows = Vec::new();
+        for row in cursor.raw() {
+            rows.push(row.map_err(fail)?.into_iter().map(from_storage).collect());
+        }
+        Ok(Rows { columns, rows })
+    }
+}
+
+#[async_trait(?Send)]
+impl Sql for DoSql {
+    async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
+        self.run(statement, params)
+    }
+
+    async fn batch(&self, statements: &[Statement]) -> Result<(), PortError> {
+        for statement in statements {
+            self.run(statement.sql, &statement.params)?;
+        }
+        Ok(())
+    }
+}

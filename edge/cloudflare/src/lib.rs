@@ -78,6 +78,7 @@ struct Platform<'e> {
     limiter: bindings::RateLimiters<'e>,
     blobs: bindings::R2Blobs<'e>,
     jobs: bindings::QueueJobs<'e>,
+    aggregator: bindings::DurableAggregator<'e>,
 }
 
 impl<'e> Platform<'e> {
@@ -89,6 +90,7 @@ impl<'e> Platform<'e> {
             limiter: bindings::RateLimiters(env),
             blobs: bindings::R2Blobs(env),
             jobs: bindings::QueueJobs(env),
+            aggregator: bindings::DurableAggregator(env),
         }
     }
 
@@ -105,24 +107,46 @@ impl<'e> Platform<'e> {
             jobs: Some(&self.jobs),
             http: Some(&bindings::Fetch),
             timer: Some(&bindings::Timer),
+            aggregator: Some(&self.aggregator),
         }
     }
 }
 
 /// The core's answer to one request, with the platform's ports.
-async fn handle(env: &Env, now: Timestamp, request: http::Request<Bytes>) -> http::Response<Bytes> {
+async fn handle(
+    env: &Env,
+    ctx: &Context,
+    now: Timestamp,
+    request: http::Request<Bytes>,
+) -> http::Response<Bytes> {
     let app = app(env);
     let platform = Platform::new(env);
     let probes = platform.probes.all();
-    app.handle(request, &platform.ports(&probes), now).await
+    let response = app.handle(request, &platform.ports(&probes), now).await;
+    // This isolate's metric deltas, at most every few seconds, sent to the
+    // aggregate after the response (the client does not wait for it).
+    let changes = app.due_changes(now);
+    if !changes.is_empty() {
+        let env = env.clone();
+        ctx.wait_until(async move {
+            let aggregator = bindings::DurableAggregator(&env);
+            for change in changes {
+                if let Err(e) = tepi_core::aggregate::Aggregator::apply(&aggregator, &change).await
+                {
+                    tracing::warn!(target: "tepi::metrics", error = ?e, "metrics flush failed");
+                }
+            }
+        });
+    }
+    response
 }
 
 #[cfg(not(feature = "http-feature-seam"))]
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let now = tepi_core::Clock::now(&Clock);
     let request = into_http(req).await?;
-    from_http(handle(&env, now, request).await)
+    from_http(handle(&env, &ctx, now, request).await)
 }
 
 #[cfg(not(feature = "http-feature-seam"))]
@@ -194,7 +218,7 @@ fn from_http(response: http::Response<Bytes>) -> worker::Result<Response> {
 async fn fetch(
     req: worker::HttpRequest,
     env: Env,
-    _ctx: Context,
+    ctx: Context,
 ) -> worker::Result<http::Response<FixedBody>> {
     use http_body::Body as _;
 
@@ -214,7 +238,7 @@ async fn fetch(
         }
     }
     let request = http::Request::from_parts(parts, Bytes::from(buffered));
-    Ok(handle(&env, now, request).await.map(FixedBody::new))
+    Ok(handle(&env, &ctx, now, request).await.map(FixedBody::new))
 }
 
 /// The core's buffered body as one `http_body` data frame (none when empty).

@@ -181,6 +181,7 @@ impl Fixture {
             jobs: None,
             http: None,
             timer: None,
+            aggregator: None,
         };
         let request = builder.body(body).unwrap();
         match &self.per_request {
@@ -678,6 +679,7 @@ fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>
             "/v1/meta/webhook?tenant=acme&hub.mode=subscribe&hub.verify_token=guess-guess-guess&hub.challenge=1".to_owned()
         }
         "/v1/meta/webhook" => "/v1/meta/webhook?tenant=acme".to_owned(),
+        "/metrics/{grouping}" => "/metrics/job/matrix/instance/a".to_owned(),
         _ => pattern.replace("{id}", id).replace("{run_id}", &w.run),
     };
     let body = match (method.as_str(), pattern) {
@@ -687,6 +689,7 @@ fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>
         ("POST", "/v1/auth/login") => {
             Some(json!({"tenant": "acme", "email": "ann@acme.test", "password": password("ann")}))
         }
+        ("POST", "/api/rum") => Some(json!({"name": "LCP", "value": 1234})),
         ("POST", "/v1/auth/refresh" | "/v1/auth/logout") => {
             Some(json!({"refresh_token": "tpr_unknown"}))
         }
@@ -727,6 +730,11 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("GET /.well-known/jwks.json", [200, 200, 200, 200]),
         ("GET /metrics", [401, 403, 200, 403]),
         ("GET /metrics/workers", [401, 403, 200, 403]),
+        ("PUT /metrics/{grouping}", [401, 403, 200, 403]),
+        ("POST /metrics/{grouping}", [401, 403, 200, 403]),
+        ("DELETE /metrics/{grouping}", [401, 403, 202, 403]),
+        ("POST /api/rum", [204, 204, 204, 204]),
+        ("GET /api/metrics/prometheus", [401, 403, 200, 403]),
         ("POST /v1/bootstrap", [401, 401, 401, 401]),
         ("POST /v1/auth/login", [200, 200, 200, 200]),
         ("POST /v1/auth/refresh", [401, 401, 401, 401]),
@@ -1228,6 +1236,7 @@ fn a_successor_stored_after_its_family_was_revoked_does_not_survive() {
         jobs: None,
         http: None,
         timer: None,
+        aggregator: None,
     };
     let request = Request::post("/v1/auth/refresh")
         .header("content-type", "application/json")

@@ -1,0 +1,169 @@
+//! The metrics endpoints through `App::handle`: pushes with a real
+//! `metrics:push` key (plain and gzip), refusals with the offending line,
+//! Web Vitals beacons, and the aggregate as long-lived (Workers-like) and
+//! per-request (Spin-like) instances serve it.
+
+use http::Method;
+use serde_json::json;
+
+use super::auth::{Fixture, problem_code, req, world, world_in};
+use super::body_json;
+
+fn text(response: &http::Response<bytes::Bytes>) -> String {
+    String::from_utf8(response.body().to_vec()).unwrap()
+}
+
+fn push_key(w: &super::auth::World) -> String {
+    let key = w.f.send(
+        req(Method::POST, "/v1/api-keys")
+            .token(&w.root.access)
+            .json(json!({"name": "pusher", "scopes": ["metrics:push"]})),
+    );
+    assert_eq!(key.status(), 201);
+    body_json(&key)["key"].as_str().unwrap().to_owned()
+}
+
+const BATCH: &str = "# HELP batch_rows_total Rows a batch job wrote.\n# TYPE batch_rows_total counter\nbatch_rows_total{table=\"orders\"} 12\n";
+
+#[test]
+fn a_push_key_pushes_groups_that_merge_into_the_scrape() {
+    let w = world();
+    let key = push_key(&w);
+    for (instance, body) in [
+        ("a", BATCH.as_bytes().to_vec()),
+        ("b", crate::gzip::encode(BATCH.as_bytes())),
+    ] {
+        let path = format!("/metrics/job/nightly/instance/{instance}");
+        let mut r = req(Method::PUT, &path)
+            .token(&key)
+            .raw("text/plain; version=0.0.4", &body);
+        if instance == "b" {
+            r = r.header("content-encoding", "gzip");
+        }
+        let pushed = w.f.send(r);
+        assert_eq!(pushed.status(), 200, "{}", text(&pushed));
+    }
+    let scraped = w.f.send(req(Method::GET, "/metrics").token(&w.root.access));
+    assert_eq!(scraped.status(), 200);
+    let body = text(&scraped);
+    assert!(
+        body.contains("batch_rows_total{job=\"nightly\",table=\"orders\"} 24\n"),
+        "two pushers' counters summed under the job: {body}"
+    );
+    assert!(
+        body.contains("http_requests_total{"),
+        "the API's own series too"
+    );
+    crate::exposition::parse(body.as_bytes()).expect("a valid exposition");
+
+    let gone =
+        w.f.send(req(Method::DELETE, "/metrics/job/nightly/instance/a").token(&key));
+    assert_eq!(gone.status(), 202);
+    let body = text(&w.f.send(req(Method::GET, "/metrics").token(&w.root.access)));
+    assert!(
+        body.contains("batch_rows_total{job=\"nightly\",table=\"orders\"} 12\n"),
+        "{body}"
+    );
+
+    let not_a_scraper = w.f.send(req(Method::GET, "/metrics").token(&key));
+    assert_eq!(not_a_scraper.status(), 403, "metrics:push does not read");
+}
+
+#[test]
+fn bad_pushes_are_refused_with_the_line_and_nothing_is_stored() {
+    let w = world();
+    let key = push_key(&w);
+    let put = |path: &str, body: &str| {
+        w.f.send(
+            req(Method::PUT, path)
+                .token(&key)
+                .raw("text/plain", body.as_bytes()),
+        )
+    };
+    let timestamped = put(
+        "/metrics/job/x",
+        "# TYPE a counter\na 1\na{b=\"c\"} 2 1700000000\n",
+    );
+    assert_eq!(timestamped.status(), 400);
+    assert_eq!(problem_code(&timestamped), "invalid_exposition");
+    assert_eq!(body_json(&timestamped)["line"], 3);
+    assert_eq!(
+        put("/metrics/job/x", "# TYPE a counter\na 1\n").status(),
+        200
+    );
+    let conflict = put("/metrics/job/y", "# TYPE a gauge\na 1\n");
+    assert_eq!(conflict.status(), 409);
+    assert_eq!(body_json(&conflict)["stored_type"], "counter");
+    let bad_key = put("/metrics/instance/x", "");
+    assert_eq!(problem_code(&bad_key), "invalid_grouping_key");
+    let brotli = w.f.send(
+        req(Method::PUT, "/metrics/job/x")
+            .token(&key)
+            .header("content-encoding", "br")
+            .raw("text/plain", b"a 1\n"),
+    );
+    assert_eq!(problem_code(&brotli), "unsupported_content_encoding");
+    let body = text(&w.f.send(req(Method::GET, "/metrics").token(&w.root.access)));
+    assert!(body.contains("a{job=\"x\"} 1\n"), "{body}");
+    assert!(!body.contains("job=\"y\""), "the refused push left nothing");
+}
+
+#[test]
+fn web_vitals_beacons_are_exposed_as_histograms_with_the_web_job() {
+    let w = world();
+    let beacon = w.f.send(req(Method::POST, "/api/rum").raw(
+        "text/plain;charset=UTF-8",
+        br#"[{"name":"LCP","value":1900},{"name":"INP","value":90}]"#,
+    ));
+    assert_eq!(beacon.status(), 204, "{}", text(&beacon));
+    let bad =
+        w.f.send(req(Method::POST, "/api/rum").json(json!({"name": "LCP", "value": -5})));
+    assert_eq!(bad.status(), 422);
+    let key = push_key(&w);
+    let web_push = "# TYPE next_requests_total counter\nnext_requests_total{route=\"/\"} 3\n";
+    let pushed = w.f.send(
+        req(Method::POST, "/metrics/job/web/instance/edge-1")
+            .token(&key)
+            .raw("text/plain", web_push.as_bytes()),
+    );
+    assert_eq!(pushed.status(), 200);
+    let web =
+        w.f.send(req(Method::GET, "/api/metrics/prometheus").token(&w.root.access));
+    assert_eq!(web.status(), 200);
+    let body = text(&web);
+    for needle in [
+        "tepi_web_vitals_lcp_ms_count 1\n",
+        "tepi_web_vitals_lcp_ms_bucket{le=\"2500\"} 1\n",
+        "tepi_web_vitals_inp_ms_bucket{le=\"100\"} 1\n",
+        "tepi_web_vitals_reports_total{metric=\"LCP\",rating=\"good\"} 1\n",
+        "next_requests_total{job=\"web\",route=\"/\"} 3\n",
+    ] {
+        assert!(body.contains(needle), "{needle} missing in {body}");
+    }
+    let api = text(&w.f.send(req(Method::GET, "/metrics").token(&w.root.access)));
+    assert!(
+        !api.contains("tepi_web_vitals"),
+        "web metrics stay on their endpoint"
+    );
+}
+
+#[test]
+fn per_request_instances_add_up_in_the_aggregate() {
+    // As on Spin: every request is a fresh App that flushes before it ends.
+    let w = world_in(Fixture::new().stateless(&[]));
+    for _ in 0..25 {
+        assert_eq!(w.f.send(req(Method::GET, "/healthz")).status(), 200);
+    }
+    for _ in 0..3 {
+        let beacon =
+            w.f.send(req(Method::POST, "/api/rum").json(json!({"name": "CLS", "value": 0.02})));
+        assert_eq!(beacon.status(), 204);
+    }
+    let body = text(&w.f.send(req(Method::GET, "/metrics").token(&w.root.access)));
+    assert!(
+        body.contains("http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 25\n"),
+        "{body}"
+    );
+    let web = text(&w.f.send(req(Method::GET, "/api/metrics/prometheus").token(&w.root.access)));
+    assert!(web.contains("tepi_web_vitals_cls_count 3\n"), "{web}");
+}

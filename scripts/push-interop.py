@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Pushes with the real Prometheus Python client (prometheus_client) to a
+running build's Pushgateway-compatible API and checks what GET /metrics
+serves afterwards.
+
+    push-interop.py BASE_URL TARGET
+
+Credentials: TEPI_PUSH_KEY (a metrics:push API key) pushes,
+TEPI_READ_TOKEN (an operator admin's access token) scrapes.
+
+Two pushers of one job (grouping label `instance`) push a counter, a
+gauge and a histogram with push_to_gateway (PUT) and pushadd_to_gateway
+(POST); the scrape must show the counters and histograms summed, the gauge
+of the last push, and no `instance` label. delete_from_gateway (DELETE)
+takes one pusher's share away. A gzip body and a refused body (a timestamp)
+are checked too.
+"""
+
+import gzip
+import os
+import sys
+import urllib.error
+import urllib.request
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import (
+    default_handler,
+    delete_from_gateway,
+    generate_latest,
+    push_to_gateway,
+    pushadd_to_gateway,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+BASE, TARGET = sys.argv[1], sys.argv[2]
+PUSH_KEY = os.environ["TEPI_PUSH_KEY"]
+READ_TOKEN = os.environ["TEPI_READ_TOKEN"]
+JOB = f"interop-{TARGET}"
+
+
+def bearer(url, method, timeout, headers, data):
+    return default_handler(url, method, timeout, headers + [("Authorization", f"Bearer {PUSH_KEY}")], data)
+
+
+def registry(jobs, last, durations):
+    r = CollectorRegistry()
+    c = Counter("tepi_interop_jobs", "Jobs a pusher finished.", ["kind"], registry=r)
+    c.labels("import").inc(jobs)
+    g = Gauge("tepi_interop_last_batch_size", "Size of the last batch.", registry=r)
+    g.set(last)
+    h = Histogram("tepi_interop_duration_seconds", "Job duration.", buckets=[0.1, 0.5, 1.0], registry=r)
+    for d in durations:
+        h.observe(d)
+    return r
+
+
+def scrape():
+    request = urllib.request.Request(f"{BASE}/metrics", headers={"Authorization": f"Bearer {READ_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get("job") == JOB:
+                key = (s.name, tuple(sorted((k, v) for k, v in s.labels.items())))
+                samples[key] = s.value
+    return samples
+
+
+def value(samples, name, **labels):
+    labels["job"] = JOB
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+failures = []
+
+
+def check(ok, what):
+    print(("ok:   " if ok else "FAIL: ") + what)
+    if not ok:
+        failures.append(what)
+
+
+# Pusher a: PUT (push_to_gateway), pusher b: POST (pushadd_to_gateway).
+push_to_gateway(BASE, job=JOB, grouping_key={"instance": "a"}, registry=registry(3, 10, [0.05, 0.3]), handler=bearer)
+pushadd_to_gateway(BASE, job=JOB, grouping_key={"instance": "b"}, registry=registry(4, 20, [0.7]), handler=bearer)
+s = scrape()
+check(value(s, "tepi_interop_jobs_total", kind="import") == 7, "counters of two pushers are summed (3 + 4)")
+check(value(s, "tepi_interop_duration_seconds_count") == 3, "histogram counts are summed (2 + 1)")
+check(value(s, "tepi_interop_duration_seconds_bucket", le="0.1") == 1, "bucket le=0.1 holds a's 0.05")
+check(value(s, "tepi_interop_duration_seconds_bucket", le="0.5") == 2, "bucket le=0.5 is cumulative")
+check(value(s, "tepi_interop_duration_seconds_bucket", le="+Inf") == 3, "bucket +Inf counts all")
+check(abs(value(s, "tepi_interop_duration_seconds_sum") - 1.05) < 1e-9, "histogram sums are summed")
+check(value(s, "tepi_interop_last_batch_size") == 20, "a gauge keeps the last value pushed")
+check(not any("instance" in dict(k[1]) for k in s), "the pusher label is not exposed")
+
+# b pushes again: POST replaces b's families (not added to them).
+pushadd_to_gateway(BASE, job=JOB, grouping_key={"instance": "b"}, registry=registry(5, 30, [0.7, 0.8]), handler=bearer)
+s = scrape()
+check(value(s, "tepi_interop_jobs_total", kind="import") == 8, "b's second push replaced its first (3 + 5)")
+check(value(s, "tepi_interop_duration_seconds_count") == 4, "and its histogram (2 + 2)")
+
+# a leaves: DELETE removes its group only.
+delete_from_gateway(BASE, job=JOB, grouping_key={"instance": "a"}, handler=bearer)
+s = scrape()
+check(value(s, "tepi_interop_jobs_total", kind="import") == 5, "after a's DELETE only b's 5 remain")
+check(value(s, "tepi_interop_duration_seconds_count") == 2, "and only b's observations")
+
+# A gzip body (Content-Encoding: gzip) from a third pusher.
+body = gzip.compress(generate_latest(registry(2, 1, [])))
+request = urllib.request.Request(
+    f"{BASE}/metrics/job/{JOB}/instance/c",
+    data=body,
+    method="PUT",
+    headers={
+        "Authorization": f"Bearer {PUSH_KEY}",
+        "Content-Type": "text/plain; version=0.0.4",
+        "Content-Encoding": "gzip",
+    },
+)
+with urllib.request.urlopen(request, timeout=30) as response:
+    check(response.status == 200, "a gzip push is accepted")
+s = scrape()
+check(value(s, "tepi_interop_jobs_total", kind="import") == 7, "and counted (5 + 2)")
+
+# A timestamped sample is refused with its line; nothing changes.
+bad = b"# TYPE tepi_interop_jobs_total counter\ntepi_interop_jobs_total{kind=\"import\"} 100 1700000000000\n"
+request = urllib.request.Request(
+    f"{BASE}/metrics/job/{JOB}/instance/d",
+    data=bad,
+    method="PUT",
+    headers={"Authorization": f"Bearer {PUSH_KEY}", "Content-Type": "text/plain"},
+)
+try:
+    urllib.request.urlopen(request, timeout=30)
+    check(False, "a timestamped push is refused")
+except urllib.error.HTTPError as e:
+    problem = e.read().decode()
+    check(e.code == 400 and '"line":2' in problem and "invalid_exposition" in problem,
+          f"a timestamped push is refused with 400 and its line: {problem[:160]}")
+check(value(scrape(), "tepi_interop_jobs_total", kind="import") == 7, "the refused push changed nothing")
+
+if failures:
+    sys.exit(f"push interop failed on {TARGET}: {len(failures)} problems")
+print(f"ok: prometheus_client {TARGET}: push_to_gateway, pushadd_to_gateway, delete_from_gateway and gzip interoperate")
