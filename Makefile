@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt secrets clippy unit spin-host build guards conformance schemathesis login-latency rate-limit bench-seam bootstrap
+.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool schemathesis login-latency rate-limit bench-seam bench-jobs bootstrap
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ setup: ## install pinned tools into ~/.cache/tepi (skipped when present)
 dev: ## set up and serve the API under wrangler dev on 127.0.0.1:8787
 	@bash scripts/dev.sh
 
-test: setup fmt secrets clippy unit spin-host build guards conformance schemathesis login-latency rate-limit ## set up and run every gate
+test: setup fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool schemathesis login-latency rate-limit ## set up and run every gate
 	@echo "all gates passed"
 
 fmt: ## rustfmt check
@@ -33,6 +33,9 @@ clippy: ## clippy -D warnings on the host and both Wasm targets
 unit: ## unit and route tests
 	cargo test --workspace --exclude tepi-conformance --locked
 
+fuzz: ## cargo-fuzz the Prometheus text parser for 60 s (FUZZ_SECONDS=N for longer); fails on a crash
+	@bash scripts/fuzz.sh
+
 spin-host: ## rustfmt, clippy and tests of tools/spin-test-host (own target dir in the cache)
 	@bash scripts/spin-host-check.sh
 
@@ -45,6 +48,15 @@ guards: ## core has no runtime dependency; its Wasm imports nothing from env
 conformance: ## the conformance suite against wrangler dev and the Spin build
 	@bash scripts/conformance.sh
 
+jobs: ## 1,000 jobs with injected failures through both builds' queues: none lost, none applied twice, metrics reconcile
+	@bash scripts/jobs-check.sh no-loss
+
+metrics: ## push interop with prometheus_client (PUT/POST/DELETE, gzip) against both builds
+	@bash scripts/metrics-check.sh
+
+promtool: ## promtool check metrics on the live /metrics of both builds (fails on errors, lists lint warnings)
+	@bash scripts/promtool.sh
+
 schemathesis: ## fuzz the Workers build from docs/openapi.yaml: no 5xx, no answer outside the contract
 	@bash scripts/schemathesis.sh
 
@@ -56,6 +68,9 @@ rate-limit: ## k6 at twice the configured rate: admitted rate within 10 % on bot
 
 bootstrap: ## create the first tenant: make bootstrap URL=... TENANT=... EMAIL=...
 	@bash scripts/bootstrap.sh "$(URL)" "$(TENANT)" "$(EMAIL)"
+
+bench-jobs: ## job throughput and lag p95 with batches of 10 and 100 (Workers) and drains of 100 (Spin)
+	@bash scripts/jobs-check.sh bench
 
 bench-seam: ## compare the Workers seam variants (manual conversion vs workers-rs http feature)
 	@bash scripts/bench-seam.sh

@@ -25,6 +25,12 @@ DETECT_SECRETS_BIN="$TEPI_VENV/bin/detect-secrets-hook"
 SCHEMATHESIS_BIN="$TEPI_VENV/bin/schemathesis"
 WORKERD_BIN="$TEPI_ROOT/node_modules/@cloudflare/workerd-linux-64/bin/workerd"
 
+# Fuzzing (scripts/fuzz.sh): cargo-fuzz, installed on first use; the nightly
+# only for FUZZ_SANITIZER=address (sanitizers need -Z flags).
+CARGO_FUZZ_VERSION=0.13.2
+CARGO_FUZZ_BIN="$TEPI_CACHE/tools/cargo-fuzz-$CARGO_FUZZ_VERSION/bin/cargo-fuzz"
+FUZZ_NIGHTLY=nightly-2026-05-20
+
 # The Spin test host, built from tools/spin-test-host and cached by a hash of
 # its sources; its cargo target dir is cached too, so a change rebuilds
 # incrementally.
@@ -55,3 +61,14 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 cargo_() { cargo "+$RUST_TOOLCHAIN" "$@"; }
+
+# Debian's `prometheus` package (promtool), installed when missing. Needs
+# root, as on CI and the dev machines; it starts no service.
+ensure_promtool() {
+  command -v promtool >/dev/null && return
+  ((EUID == 0)) || die "promtool is missing: apt-get install prometheus (as root)"
+  log "installing promtool (Debian package prometheus)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
