@@ -33,6 +33,8 @@ lock = threading.Lock()
 keys = {}
 problems = []
 lags_ms = []
+# Arrival time (Unix seconds) of every success, in order.
+success_times = []
 
 
 def parse_time(text):
@@ -59,7 +61,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/stats":
             return self.answer(404)
         with lock:
-            body = json.dumps({"keys": keys, "problems": problems, "lags_ms": lags_ms}).encode()
+            body = json.dumps({"keys": keys, "problems": problems, "lags_ms": lags_ms, "success_times": success_times}).encode()
         self.answer(200, body)
 
     def do_POST(self):
@@ -108,6 +110,7 @@ class Handler(BaseHTTPRequestHandler):
             answers[str(status)] = answers.get(str(status), 0) + 1
             if status == 200:
                 entry["successes"] += 1
+                success_times.append(arrived)
                 try:
                     sent = json.loads(body).get("sent_at")
                     if sent:

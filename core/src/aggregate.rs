@@ -17,6 +17,7 @@
 //! are cumulative and never expire.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -388,7 +389,7 @@ fn encode(families: &BTreeMap<String, FamilyOut>) -> String {
                 if !all.is_empty() {
                     all.push(',');
                 }
-                all.push_str(&format!("le=\"{}\"", escape_label_value(&le.0)));
+                let _ = write!(all, "le=\"{}\"", escape_label_value(&le.0));
             }
             if !all.is_empty() {
                 out.push('{');

@@ -644,57 +644,9 @@ impl App {
             Route::Metrics => self.metrics_text(ports, now, Scope::Api).await,
             Route::WebMetrics => self.metrics_text(ports, now, Scope::Web).await,
             Route::PushReplace | Route::PushAdd | Route::PushDelete => {
-                let change = push::change(req, params.first().map_or("", |(_, v)| v), now)?;
-                let sql_aggregator;
-                let aggregator = match (ports.aggregator, ports.sql) {
-                    (Some(aggregator), _) => aggregator,
-                    (None, Some(sql)) => {
-                        sql_aggregator = self.sql_aggregator(sql);
-                        &sql_aggregator
-                    }
-                    (None, None) => return Err(ApiError::StorageUnavailable),
-                };
-                aggregator
-                    .apply(&change)
-                    .await
-                    .map_err(|refusal| match refusal {
-                        Refusal::Invalid(e) => ApiError::InvalidExposition {
-                            line: e.line,
-                            message: e.message,
-                        },
-                        Refusal::TypeConflict { family, stored } => {
-                            ApiError::MetricTypeConflict { family, stored }
-                        }
-                        Refusal::Storage(e) => storage_unavailable("metrics push", &e),
-                    })?;
-                let mut response = Response::new(Bytes::new());
-                if route == Route::PushDelete {
-                    *response.status_mut() = StatusCode::ACCEPTED;
-                }
-                Ok(response)
+                self.serve_push(route, req, params, ports, now).await
             }
-            Route::Rum => {
-                if let Some(media) = req.headers().get(header::CONTENT_TYPE) {
-                    let media = media.to_str().unwrap_or("").to_ascii_lowercase();
-                    let essence = media.split(';').next().unwrap_or("").trim().to_owned();
-                    // sendBeacon posts strings as text/plain.
-                    if essence != "application/json" && essence != "text/plain" {
-                        return Err(ApiError::UnsupportedMediaType {
-                            expected: "application/json",
-                        });
-                    }
-                }
-                let beacons = rum::parse(req.body())?;
-                {
-                    let mut web = self.web.borrow_mut();
-                    for (vital, value) in beacons {
-                        web.record(vital, value);
-                    }
-                }
-                let mut response = Response::new(Bytes::new());
-                *response.status_mut() = StatusCode::NO_CONTENT;
-                Ok(response)
-            }
+            Route::Rum => self.serve_rum(req),
             Route::MetricsWorkers => {
                 let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
                 let text = worker_metrics::load(sql)
@@ -937,6 +889,68 @@ impl App {
                 false
             };
         rbac::decide(requirement, principal, operator)
+    }
+
+    /// `PUT|POST|DELETE /metrics/job/…`: one change to the aggregate.
+    async fn serve_push(
+        &self,
+        route: Route,
+        req: &Request<Bytes>,
+        params: &[(&'static str, String)],
+        ports: &Ports<'_>,
+        now: Timestamp,
+    ) -> Handled {
+        let change = push::change(req, params.first().map_or("", |(_, v)| v), now)?;
+        let sql_aggregator;
+        let aggregator = match (ports.aggregator, ports.sql) {
+            (Some(aggregator), _) => aggregator,
+            (None, Some(sql)) => {
+                sql_aggregator = self.sql_aggregator(sql);
+                &sql_aggregator
+            }
+            (None, None) => return Err(ApiError::StorageUnavailable),
+        };
+        aggregator
+            .apply(&change)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Invalid(e) => ApiError::InvalidExposition {
+                    line: e.line,
+                    message: e.message,
+                },
+                Refusal::TypeConflict { family, stored } => {
+                    ApiError::MetricTypeConflict { family, stored }
+                }
+                Refusal::Storage(e) => storage_unavailable("metrics push", &e),
+            })?;
+        let mut response = Response::new(Bytes::new());
+        if route == Route::PushDelete {
+            *response.status_mut() = StatusCode::ACCEPTED;
+        }
+        Ok(response)
+    }
+
+    /// `POST /api/rum`: Web Vitals beacons, counted with this instance's
+    /// other metrics.
+    fn serve_rum(&self, req: &Request<Bytes>) -> Handled {
+        if let Some(media) = req.headers().get(header::CONTENT_TYPE) {
+            let media = media.to_str().unwrap_or("").to_ascii_lowercase();
+            let essence = media.split(';').next().unwrap_or("").trim().to_owned();
+            // sendBeacon posts strings as text/plain.
+            if essence != "application/json" && essence != "text/plain" {
+                return Err(ApiError::UnsupportedMediaType {
+                    expected: "application/json",
+                });
+            }
+        }
+        let beacons = rum::parse(req.body())?;
+        let mut web = self.web.borrow_mut();
+        for (vital, value) in beacons {
+            web.record(vital, value);
+        }
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        Ok(response)
     }
 
     fn sql_aggregator<'s>(&self, sql: &'s dyn Sql) -> SqlAggregator<'s> {

@@ -459,10 +459,10 @@ async fn process_one(
         }
     };
     let decision = decide(outcome, attempt, &config.jobs.retry, ports.entropy);
-    if let (Ok(envelope), Decision::DeadLetter { reason, .. }) = (&envelope, &decision) {
-        if let Some(sql) = ports.sql {
-            give_up(sql, envelope, reason, ports.clock.now()).await;
-        }
+    if let (Ok(envelope), Decision::DeadLetter { reason, .. }, Some(sql)) =
+        (&envelope, &decision, ports.sql)
+    {
+        give_up(sql, envelope, reason, ports.clock.now()).await;
     }
     let duration_ms = ports.clock.now().millis_since(started);
     if let Ok(envelope) = &envelope {
@@ -854,6 +854,7 @@ impl Job<'_> {
             })
     }
 
+    #[allow(clippy::too_many_lines)] // one loop over the three step kinds
     async fn run_workflow(&self) -> Result<Vec<Statement>, Failure> {
         let data = &self.envelope.data;
         let (Some(run_id), Some(workflow_id)) =

@@ -120,7 +120,6 @@ impl ApiError {
             Self::MalformedJson { .. }
             | Self::InvalidExposition { .. }
             | Self::InvalidGroupingKey { .. } => StatusCode::BAD_REQUEST,
-            Self::MetricTypeConflict { .. } => StatusCode::CONFLICT,
             Self::UnsupportedContentEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated
@@ -143,7 +142,8 @@ impl ApiError {
             | Self::LastAdmin
             | Self::IdempotencyInProgress
             | Self::UploadNotStored
-            | Self::UploadAlreadyStored => StatusCode::CONFLICT,
+            | Self::UploadAlreadyStored
+            | Self::MetricTypeConflict { .. } => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::IdempotencyKeyReused | Self::ChecksumMismatch | Self::SizeMismatch { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -196,6 +196,7 @@ impl ApiError {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one arm per variant
     fn detail(&self) -> String {
         match self {
             Self::NotFound => "No resource exists at this path.".to_owned(),

@@ -220,9 +220,18 @@ pub fn parse(body: &[u8]) -> Result<Vec<Family>, ParseError> {
                     if kinds.contains_key(name) {
                         return fail(line, format!("a second TYPE for {name}"));
                     }
+                    // Its own samples, or (histograms and summaries) the
+                    // `_bucket`/`_sum`/`_count` samples it would claim.
+                    let claimed = |sample: &str| {
+                        sample == name
+                            || (matches!(kind, Kind::Histogram | Kind::Summary)
+                                && ["_bucket", "_sum", "_count"]
+                                    .iter()
+                                    .any(|suffix| sample.strip_suffix(suffix) == Some(name)))
+                    };
                     if families
                         .iter()
-                        .any(|f| f.name == name && !f.samples.is_empty())
+                        .any(|f| f.samples.iter().any(|s| claimed(&s.name)))
                     {
                         return fail(line, format!("TYPE for {name} after its samples"));
                     }
@@ -384,8 +393,9 @@ temperature 21.5\n";
 
     #[test]
     fn refusals_name_the_line_and_the_problem() {
-        let cases: [(&[u8], usize, &str); 14] = [
+        let cases: [(&[u8], usize, &str); 15] = [
             (b"x 1 1700000000000\n", 1, "timestamps"),
+            (b"h_sum 1\n# TYPE h summary\n", 2, "after its samples"),
             (b"# TYPE x counter\n# TYPE x gauge\n", 2, "second TYPE"),
             (b"x 1\n# TYPE x counter\n", 2, "after its samples"),
             (b"# TYPE x colour\n", 1, "unknown type"),

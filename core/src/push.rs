@@ -74,7 +74,7 @@ impl Group {
     /// Reads `job/<job>{/<label>/<value>}` (the path after `/metrics/`).
     pub fn parse(path: &str) -> Result<Self, ApiError> {
         let parts: Vec<&str> = path.split('/').collect();
-        if parts.len() % 2 != 0 {
+        if !parts.len().is_multiple_of(2) {
             return Err(invalid("labels and values must come in pairs"));
         }
         if parts.len() / 2 > MAX_GROUPING_LABELS {
@@ -159,7 +159,8 @@ pub fn body_text(req: &Request<Bytes>) -> Result<String, ApiError> {
     if let Some(media) = req.headers().get(header::CONTENT_TYPE) {
         let media = media.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = media.split(';').next().unwrap_or("").trim();
-        if !essence.is_empty() && essence != "text/plain" {
+        // As the Pushgateway: everything but protobuf is read as text.
+        if essence.starts_with("application/vnd.google.protobuf") {
             return Err(ApiError::UnsupportedMediaType {
                 expected: "text/plain; version=0.0.4",
             });
@@ -273,9 +274,7 @@ mod tests {
                 "{bad}"
             );
         }
-        let many: String = (0..=MAX_GROUPING_LABELS)
-            .map(|i| format!("/l{i}/v"))
-            .collect();
+        let many = "/l/v".repeat(MAX_GROUPING_LABELS + 1);
         assert!(Group::parse(&format!("job/a{many}")).is_err());
     }
 

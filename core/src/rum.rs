@@ -18,10 +18,11 @@ use crate::validate::FieldError;
 /// Most beacons one request may carry.
 pub const MAX_BEACONS: usize = 50;
 
-/// Bucket bounds (ms) of the timing vitals.
-pub const TIMING_BUCKETS_MS: [f64; 11] = [
-    100.0, 200.0, 500.0, 800.0, 1000.0, 1800.0, 2500.0, 4000.0, 6000.0, 10_000.0, 30_000.0,
-];
+/// Bucket bounds (seconds) of the timing vitals. Beacons report
+/// milliseconds (as the `web-vitals` library does); the histograms use the
+/// base unit.
+pub const TIMING_BUCKETS_SECS: [f64; 11] =
+    [0.1, 0.2, 0.5, 0.8, 1.0, 1.8, 2.5, 4.0, 6.0, 10.0, 30.0];
 /// Bucket bounds of the layout shift score.
 pub const CLS_BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0];
 
@@ -40,16 +41,16 @@ pub struct Vital {
 pub const VITALS: [Vital; 4] = [
     Vital {
         name: "LCP",
-        metric: "tepi_web_vitals_lcp_ms",
-        help: "Largest Contentful Paint reported by browsers, in milliseconds.",
+        metric: "tepi_web_vitals_lcp_seconds",
+        help: "Largest Contentful Paint reported by browsers, in seconds.",
         max: 120_000.0,
         good: 2500.0,
         poor: 4000.0,
     },
     Vital {
         name: "INP",
-        metric: "tepi_web_vitals_inp_ms",
-        help: "Interaction to Next Paint reported by browsers, in milliseconds.",
+        metric: "tepi_web_vitals_inp_seconds",
+        help: "Interaction to Next Paint reported by browsers, in seconds.",
         max: 120_000.0,
         good: 200.0,
         poor: 500.0,
@@ -64,8 +65,8 @@ pub const VITALS: [Vital; 4] = [
     },
     Vital {
         name: "TTFB",
-        metric: "tepi_web_vitals_ttfb_ms",
-        help: "Time to First Byte reported by browsers, in milliseconds.",
+        metric: "tepi_web_vitals_ttfb_seconds",
+        help: "Time to First Byte reported by browsers, in seconds.",
         max: 120_000.0,
         good: 800.0,
         poor: 1800.0,
@@ -85,11 +86,20 @@ impl Vital {
         }
     }
 
+    /// A beacon's value in the histogram's unit.
+    fn observed(&self, value: f64) -> f64 {
+        if self.name == "CLS" {
+            value
+        } else {
+            value / 1000.0
+        }
+    }
+
     fn histogram(&self) -> Histogram {
         if self.name == "CLS" {
             Histogram::new(&CLS_BUCKETS)
         } else {
-            Histogram::new(&TIMING_BUCKETS_MS)
+            Histogram::new(&TIMING_BUCKETS_SECS)
         }
     }
 }
@@ -110,7 +120,7 @@ impl WebVitals {
         self.histograms
             .entry(vital.name)
             .or_insert_with(|| vital.histogram())
-            .observe(value);
+            .observe(vital.observed(value));
         *self
             .reports
             .entry((vital.name, vital.rating(value)))
@@ -232,9 +242,9 @@ mod tests {
         }
         let text = vitals.encode();
         for needle in [
-            "tepi_web_vitals_lcp_ms_bucket{le=\"1800\"} 1\n",
-            "tepi_web_vitals_lcp_ms_bucket{le=\"1000\"} 0\n",
-            "tepi_web_vitals_lcp_ms_sum 1200.5\n",
+            "tepi_web_vitals_lcp_seconds_bucket{le=\"1.8\"} 1\n",
+            "tepi_web_vitals_lcp_seconds_bucket{le=\"1\"} 0\n",
+            "tepi_web_vitals_lcp_seconds_sum 1.2005\n",
             "tepi_web_vitals_cls_bucket{le=\"0.5\"} 1\n",
             "tepi_web_vitals_reports_total{metric=\"LCP\",rating=\"good\"} 1\n",
             "tepi_web_vitals_reports_total{metric=\"CLS\",rating=\"poor\"} 1\n",

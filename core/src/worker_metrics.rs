@@ -8,9 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::metrics::{DURATION_BUCKETS_MS, Histogram, header, sample, write_histogram};
+use crate::metrics::{Histogram, header, sample, write_histogram};
 use crate::ports::{PortError, Queue, Sql, SqlValue};
 use crate::processing::{Decision, FailureClass};
+
+/// Upper bounds (seconds) of `tepi_worker_job_duration_seconds`.
+pub const DURATION_BUCKETS_SECS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Upper bounds (seconds) of `tepi_worker_job_lag_seconds`.
 pub const LAG_BUCKETS_SECS: [f64; 12] = [
@@ -26,7 +31,7 @@ const CLASSES: [FailureClass; 3] = [
 
 #[derive(Debug, Clone, PartialEq)]
 struct Series {
-    /// By outcome: ack, retry, dead_letter.
+    /// By outcome: `ack`, `retry`, `dead_letter`.
     processed: [u64; 3],
     /// By class: 4xx, 5xx, timeout.
     errors: [u64; 3],
@@ -45,7 +50,7 @@ impl Default for Series {
             enqueued: 0,
             active: 0,
             lag: Histogram::new(&LAG_BUCKETS_SECS),
-            duration: Histogram::new(&DURATION_BUCKETS_MS),
+            duration: Histogram::new(&DURATION_BUCKETS_SECS),
         }
     }
 }
@@ -110,7 +115,7 @@ impl WorkerMetrics {
     ) {
         let series = self.series(queue);
         series.lag.observe(lag_secs.max(0.0));
-        series.duration.observe(duration_ms.max(0.0));
+        series.duration.observe(duration_ms.max(0.0) / 1000.0);
         if let Some(class) = failure {
             series.errors[class_slot(class)] += 1;
         }
@@ -223,7 +228,7 @@ impl WorkerMetrics {
 
     /// The exposition of `GET /metrics/workers`: every series for every
     /// queue, at zero until counted.
-    #[allow(clippy::cast_precision_loss)]
+    #[allow(clippy::cast_precision_loss, clippy::too_many_lines)] // one block per family
     pub fn encode(&self) -> String {
         let empty = Series::default();
         let all: Vec<(&str, &Series)> = Queue::ALL
@@ -337,14 +342,14 @@ impl WorkerMetrics {
         }
         header(
             &mut out,
-            "tepi_worker_job_duration_ms",
-            "Processing time of each job attempt in milliseconds, by queue.",
+            "tepi_worker_job_duration_seconds",
+            "Processing time of each job attempt in seconds, by queue.",
             "histogram",
         );
         for (q, s) in &all {
             write_histogram(
                 &mut out,
-                "tepi_worker_job_duration_ms",
+                "tepi_worker_job_duration_seconds",
                 &[("queue_name", q)],
                 &s.duration,
             );
@@ -441,7 +446,7 @@ mod tests {
                 format!("tepi_worker_jobs_active{{queue_name=\"{q}\"}} 0\n"),
                 format!("tepi_worker_queue_depth{{queue_name=\"{q}\"}} 0\n"),
                 format!("tepi_worker_job_lag_seconds_bucket{{queue_name=\"{q}\",le=\"+Inf\"}} 0\n"),
-                format!("tepi_worker_job_duration_ms_count{{queue_name=\"{q}\"}} 0\n"),
+                format!("tepi_worker_job_duration_seconds_count{{queue_name=\"{q}\"}} 0\n"),
             ] {
                 assert!(text.contains(&needle), "{needle} missing");
             }

@@ -108,29 +108,7 @@ fn a_signed_delivery_is_accepted_once_and_a_bad_signature_refused() {
     assert_problem(&deliver(&forged), 401, "invalid_signature", "another key");
     assert_problem(&deliver(""), 401, "invalid_signature", "no signature");
 
-    // The meta-events consumer starts the run; the workflows consumer runs
-    // it (on Spin, a scheduler's drain calls stand in for the queues).
-    let mut runs = Vec::new();
-    for _ in 0..60 {
-        if crate::TARGET.name == "spin" {
-            let drained = with_token("POST", "/v1/jobs/drain", &admin.access, &[]);
-            assert_eq!(drained.status, 200, "{}", drained.body);
-        }
-        let listed = with_token(
-            "GET",
-            &format!("/v1/workflows/{workflow_id}/runs"),
-            &admin.access,
-            &[],
-        );
-        runs = listed.json()["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if runs.first().is_some_and(|r| r["status"] == "succeeded") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
+    let runs = runs_once_done(&admin.access, &workflow_id);
     assert_eq!(
         runs.len(),
         1,
@@ -153,4 +131,32 @@ fn a_signed_delivery_is_accepted_once_and_a_bad_signature_refused() {
             .any(|n| n["body"] == "new message"),
         "the notify step wrote the admins' inbox: {inbox}"
     );
+}
+
+/// The workflow's runs once the first has finished (or after 30 s): the
+/// meta-events consumer starts the run, the workflows consumer runs it. On
+/// Spin, drain calls stand in for the queues, as a scheduler's would.
+fn runs_once_done(token: &str, workflow_id: &str) -> Vec<serde_json::Value> {
+    let mut runs = Vec::new();
+    for _ in 0..60 {
+        if crate::TARGET.name == "spin" {
+            let drained = with_token("POST", "/v1/jobs/drain", token, &[]);
+            assert_eq!(drained.status, 200, "{}", drained.body);
+        }
+        let listed = with_token(
+            "GET",
+            &format!("/v1/workflows/{workflow_id}/runs"),
+            token,
+            &[],
+        );
+        runs = listed.json()["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if runs.first().is_some_and(|r| r["status"] == "succeeded") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    runs
 }

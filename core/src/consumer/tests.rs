@@ -133,8 +133,8 @@ impl World {
             .unwrap()
     }
 
-    fn exec(&self, sql: &str, params: Vec<SqlValue>) {
-        block_on(self.db.execute(sql, &params)).unwrap();
+    fn exec(&self, sql: &str, params: &[SqlValue]) {
+        block_on(self.db.execute(sql, params)).unwrap();
     }
 
     fn metrics(&self) -> WorkerMetrics {
@@ -415,7 +415,7 @@ fn workflow(w: &World, id: &str, trigger: &str, steps: &Value) {
     w.exec(
         "INSERT INTO workflows (id, tenant_id, name, trigger, steps, created_by, created_at, updated_at) \
          VALUES (?1, 'acme', 'wf', ?2, ?3, 'usr_admin', 0, 0)",
-        vec![id.into(), trigger.into(), steps.to_string().into()],
+        &[id.into(), trigger.into(), steps.to_string().into()],
     );
 }
 
@@ -426,7 +426,7 @@ fn requested_run(w: &World, run_id: &str, workflow_id: &str, steps: usize) -> St
     w.exec(
         "INSERT INTO workflow_runs (id, tenant_id, workflow_id, status, cause, input, step_results, requested_by, created_at, updated_at) \
          VALUES (?1, 'acme', ?2, 'requested', '{\"type\":\"manual\"}', '{\"order\":42}', ?3, NULL, 0, 0)",
-        vec![run_id.into(), workflow_id.into(), Value::Array(pending).to_string().into()],
+        &[run_id.into(), workflow_id.into(), Value::Array(pending).to_string().into()],
     );
     envelope_of(&WorkflowRunRequested {
         workflow_id: workflow_id.into(),
@@ -452,13 +452,13 @@ fn a_run_executes_its_steps_resumes_after_a_failure_and_never_repeats_one() {
     let w = world();
     w.exec(
         "INSERT INTO tenants (id, name, created_at) VALUES ('acme', 'Acme', 0)",
-        vec![],
+        &[],
     );
     for user in ["usr_a", "usr_b"] {
         w.exec(
             "INSERT INTO users (id, tenant_id, email, password_hash, role, created_at, updated_at) \
              VALUES (?1, 'acme', ?2, 'x', 'admin', 0, 0)",
-            vec![user.into(), format!("{user}@example.com").into()],
+            &[user.into(), format!("{user}@example.com").into()],
         );
     }
     let steps = json!([
@@ -595,7 +595,7 @@ fn a_meta_event_starts_each_matching_workflow_once() {
         Decision::Ack
     );
     // The same event once more, as if the marker had been lost.
-    w.exec("DELETE FROM processed_jobs", vec![]);
+    w.exec("DELETE FROM processed_jobs", &[]);
     assert_eq!(
         w.process(&receiver, Queue::MetaEvents, &job, 2),
         Decision::Ack
@@ -632,7 +632,7 @@ fn an_upload_job_marks_matching_content_ready_and_other_content_invalid() {
         w.exec(
             "INSERT INTO uploads (id, tenant_id, filename, content_type, size, sha256, status, created_by, created_at, updated_at) \
              VALUES (?1, 'acme', 'a.txt', 'text/plain', ?2, ?3, 'stored', 'usr_a', 0, 0)",
-            vec![id.into(), i64::try_from(body.len()).unwrap().into(), sha.clone().into()],
+            &[id.into(), i64::try_from(body.len()).unwrap().into(), sha.clone().into()],
         );
         let tenant = TenantId::parse("acme").unwrap();
         block_on(KvBlobs(&w.kv).put(
@@ -681,22 +681,6 @@ fn an_upload_job_marks_matching_content_ready_and_other_content_invalid() {
 
 #[test]
 fn the_drain_leases_processes_and_settles_outbox_jobs() {
-    let mut w = world();
-    w.config.jobs.lease_secs = 30;
-    let outbox = SqlOutbox {
-        sql: &w.db,
-        entropy: &w.entropy,
-        now: Timestamp::from_unix_micros(START - 5_000_000),
-    };
-    for url in [
-        "https://a.example/ok",
-        "https://a.example/busy",
-        "https://a.example/gone",
-    ] {
-        let job = webhook_job(url).replace("ntf_1", url);
-        block_on(outbox.enqueue(Queue::Notifications, &job)).unwrap();
-    }
-    let receiver = Receiver::default();
     // Answers by URL, whatever the order of processing.
     struct ByUrl<'a>(&'a Receiver);
     #[async_trait(?Send)]
@@ -716,6 +700,22 @@ fn the_drain_leases_processes_and_settles_outbox_jobs() {
             Ok(response)
         }
     }
+    let mut w = world();
+    w.config.jobs.lease_secs = 30;
+    let outbox = SqlOutbox {
+        sql: &w.db,
+        entropy: &w.entropy,
+        now: Timestamp::from_unix_micros(START - 5_000_000),
+    };
+    for url in [
+        "https://a.example/ok",
+        "https://a.example/busy",
+        "https://a.example/gone",
+    ] {
+        let job = webhook_job(url).replace("ntf_1", url);
+        block_on(outbox.enqueue(Queue::Notifications, &job)).unwrap();
+    }
+    let receiver = Receiver::default();
     let client = ByUrl(&receiver);
     let ports = w.ports(&client, None);
     let first = block_on(drain(&w.config, &ports, &w.db, 10)).unwrap();

@@ -452,7 +452,8 @@ impl Probe for Present<'_> {
 #[durable_object]
 pub struct MetricsAggregator {
     state: State,
-    env: Env,
+    /// `METRICS_TTL_SECS`, read once per object.
+    ttl_secs: u32,
 }
 
 /// The name of the one aggregate object.
@@ -466,14 +467,17 @@ impl std::fmt::Debug for MetricsAggregator {
 
 impl DurableObject for MetricsAggregator {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        let config = tepi_core::Config::load(|name| env.var(name).ok().map(|v| v.to_string()));
+        Self {
+            state,
+            ttl_secs: config.config.metrics.ttl_secs,
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         if req.path() == "/ping" {
             return Response::ok("ok");
         }
-        let config = tepi_core::Config::load(|name| self.env.var(name).ok().map(|v| v.to_string()));
         let url = req.url()?;
         let target = match url.query() {
             Some(query) => format!("{}?{query}", url.path()),
@@ -485,9 +489,7 @@ impl DurableObject for MetricsAggregator {
             .body(tepi_core::Bytes::from(req.bytes().await?))
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
         let sql = crate::d1::DoSql(self.state.storage().sql());
-        let answer =
-            tepi_core::aggregate::remote::serve(&sql, config.config.metrics.ttl_secs, &request)
-                .await;
+        let answer = tepi_core::aggregate::remote::serve(&sql, self.ttl_secs, &request).await;
         let status = answer.status().as_u16();
         let body = answer.into_body();
         Ok(if body.is_empty() {

@@ -58,7 +58,13 @@ fn received(value: &JsValue) -> Received {
     let attempt = Reflect::get(value, &"attempts".into())
         .ok()
         .and_then(|a| a.as_f64())
-        .map_or(1, |a| a as u32);
+        .filter(|a| a.is_finite() && *a >= 1.0)
+        // An attempt count is a small whole number.
+        .map_or(1, |a| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let attempt = a.min(f64::from(u32::MAX)) as u32;
+            attempt
+        });
     Received {
         delivery: Delivery { body, attempt },
         handle: RawMessage::from(

@@ -132,9 +132,9 @@ fn web_vitals_beacons_are_exposed_as_histograms_with_the_web_job() {
     assert_eq!(web.status(), 200);
     let body = text(&web);
     for needle in [
-        "tepi_web_vitals_lcp_ms_count 1\n",
-        "tepi_web_vitals_lcp_ms_bucket{le=\"2500\"} 1\n",
-        "tepi_web_vitals_inp_ms_bucket{le=\"100\"} 1\n",
+        "tepi_web_vitals_lcp_seconds_count 1\n",
+        "tepi_web_vitals_lcp_seconds_bucket{le=\"2.5\"} 1\n",
+        "tepi_web_vitals_inp_seconds_bucket{le=\"0.1\"} 1\n",
         "tepi_web_vitals_reports_total{metric=\"LCP\",rating=\"good\"} 1\n",
         "next_requests_total{job=\"web\",route=\"/\"} 3\n",
     ] {
