@@ -44,11 +44,11 @@ def bearer(url, method, timeout, headers, data):
 
 def registry(jobs, last, durations):
     r = CollectorRegistry()
-    c = Counter("tepi_interop_jobs", "Jobs a pusher finished.", ["kind"], registry=r)
+    c = Counter("interop_jobs", "Jobs a pusher finished.", ["kind"], registry=r)
     c.labels("import").inc(jobs)
-    g = Gauge("tepi_interop_last_batch_size", "Size of the last batch.", registry=r)
+    g = Gauge("interop_last_batch_size", "Size of the last batch.", registry=r)
     g.set(last)
-    h = Histogram("tepi_interop_duration_seconds", "Job duration.", buckets=[0.1, 0.5, 1.0], registry=r)
+    h = Histogram("interop_duration_seconds", "Job duration.", buckets=[0.1, 0.5, 1.0], registry=r)
     for d in durations:
         h.observe(d)
     return r
@@ -85,26 +85,26 @@ def check(ok, what):
 push_to_gateway(BASE, job=JOB, grouping_key={"instance": "a"}, registry=registry(3, 10, [0.05, 0.3]), handler=bearer)
 pushadd_to_gateway(BASE, job=JOB, grouping_key={"instance": "b"}, registry=registry(4, 20, [0.7]), handler=bearer)
 s = scrape()
-check(value(s, "tepi_interop_jobs_total", kind="import") == 7, "counters of two pushers are summed (3 + 4)")
-check(value(s, "tepi_interop_duration_seconds_count") == 3, "histogram counts are summed (2 + 1)")
-check(value(s, "tepi_interop_duration_seconds_bucket", le="0.1") == 1, "bucket le=0.1 holds a's 0.05")
-check(value(s, "tepi_interop_duration_seconds_bucket", le="0.5") == 2, "bucket le=0.5 is cumulative")
-check(value(s, "tepi_interop_duration_seconds_bucket", le="+Inf") == 3, "bucket +Inf counts all")
-check(abs(value(s, "tepi_interop_duration_seconds_sum") - 1.05) < 1e-9, "histogram sums are summed")
-check(value(s, "tepi_interop_last_batch_size") == 20, "a gauge keeps the last value pushed")
+check(value(s, "interop_jobs_total", kind="import") == 7, "counters of two pushers are summed (3 + 4)")
+check(value(s, "interop_duration_seconds_count") == 3, "histogram counts are summed (2 + 1)")
+check(value(s, "interop_duration_seconds_bucket", le="0.1") == 1, "bucket le=0.1 holds a's 0.05")
+check(value(s, "interop_duration_seconds_bucket", le="0.5") == 2, "bucket le=0.5 is cumulative")
+check(value(s, "interop_duration_seconds_bucket", le="+Inf") == 3, "bucket +Inf counts all")
+check(abs(value(s, "interop_duration_seconds_sum") - 1.05) < 1e-9, "histogram sums are summed")
+check(value(s, "interop_last_batch_size") == 20, "a gauge keeps the last value pushed")
 check(not any("instance" in dict(k[1]) for k in s), "the pusher label is not exposed")
 
 # b pushes again: POST replaces b's families (not added to them).
 pushadd_to_gateway(BASE, job=JOB, grouping_key={"instance": "b"}, registry=registry(5, 30, [0.7, 0.8]), handler=bearer)
 s = scrape()
-check(value(s, "tepi_interop_jobs_total", kind="import") == 8, "b's second push replaced its first (3 + 5)")
-check(value(s, "tepi_interop_duration_seconds_count") == 4, "and its histogram (2 + 2)")
+check(value(s, "interop_jobs_total", kind="import") == 8, "b's second push replaced its first (3 + 5)")
+check(value(s, "interop_duration_seconds_count") == 4, "and its histogram (2 + 2)")
 
 # a leaves: DELETE removes its group only.
 delete_from_gateway(BASE, job=JOB, grouping_key={"instance": "a"}, handler=bearer)
 s = scrape()
-check(value(s, "tepi_interop_jobs_total", kind="import") == 5, "after a's DELETE only b's 5 remain")
-check(value(s, "tepi_interop_duration_seconds_count") == 2, "and only b's observations")
+check(value(s, "interop_jobs_total", kind="import") == 5, "after a's DELETE only b's 5 remain")
+check(value(s, "interop_duration_seconds_count") == 2, "and only b's observations")
 
 # A gzip body (Content-Encoding: gzip) from a third pusher.
 body = gzip.compress(generate_latest(registry(2, 1, [])))
@@ -121,10 +121,10 @@ request = urllib.request.Request(
 with urllib.request.urlopen(request, timeout=30) as response:
     check(response.status == 200, "a gzip push is accepted")
 s = scrape()
-check(value(s, "tepi_interop_jobs_total", kind="import") == 7, "and counted (5 + 2)")
+check(value(s, "interop_jobs_total", kind="import") == 7, "and counted (5 + 2)")
 
 # A timestamped sample is refused with its line; nothing changes.
-bad = b"# TYPE tepi_interop_jobs_total counter\ntepi_interop_jobs_total{kind=\"import\"} 100 1700000000000\n"
+bad = b"# TYPE interop_jobs_total counter\ninterop_jobs_total{kind=\"import\"} 100 1700000000000\n"
 request = urllib.request.Request(
     f"{BASE}/metrics/job/{JOB}/instance/d",
     data=bad,
@@ -138,7 +138,7 @@ except urllib.error.HTTPError as e:
     problem = e.read().decode()
     check(e.code == 400 and '"line":2' in problem and "invalid_exposition" in problem,
           f"a timestamped push is refused with 400 and its line: {problem[:160]}")
-check(value(scrape(), "tepi_interop_jobs_total", kind="import") == 7, "the refused push changed nothing")
+check(value(scrape(), "interop_jobs_total", kind="import") == 7, "the refused push changed nothing")
 
 if failures:
     sys.exit(f"push interop failed on {TARGET}: {len(failures)} problems")

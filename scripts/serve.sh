@@ -77,9 +77,10 @@ load_test_secrets() {
 # those cannot be set per run. The local GCRA policies above still apply.
 gates_wrangler_config() {
   local out="$TEPI_ROOT/.wrangler-gates.toml"
-  # Built beforehand: no watching (a reload would drop in-flight queue batches).
+  # Built beforehand: no [build] section, so nothing is watched or rebuilt
+  # (a reload would drop in-flight queue batches).
   sed -E -e 's/^simple = \{ limit = [0-9]+, period = (10|60) \}/simple = { limit = 100000, period = \1 }/' \
-    -e '/^watch_dir = /d' "$TEPI_ROOT/wrangler.toml" >"$out"
+    -e '/^\[build\]$/,/^$/d' "$TEPI_ROOT/wrangler.toml" >"$out"
   echo "$out"
 }
 

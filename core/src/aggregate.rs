@@ -190,6 +190,40 @@ fn rows<'f>(
     })
 }
 
+/// Refuses a body whose samples, once the group's labels are added and
+/// bucket bounds spelled one way, name one series twice (a grouping label
+/// that a sample also carries with another value, or `le="1"` next to
+/// `le="1.0"`).
+pub fn check_series(families: &[Family], extra: &[(String, String)]) -> Result<(), ParseError> {
+    for family in families {
+        for sample in &family.samples {
+            if let Some((name, value)) = sample
+                .labels
+                .iter()
+                .find(|(k, v)| extra.iter().any(|(e, ev)| e == k && ev != v))
+            {
+                return Err(ParseError {
+                    line: 0,
+                    message: format!(
+                        "{} has {name}=\"{value}\" but the grouping key says otherwise",
+                        sample.name
+                    ),
+                });
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, name, labels, le, _) in rows(families, extra) {
+        if !seen.insert((name, labels.clone(), le.clone())) {
+            return Err(ParseError {
+                line: 0,
+                message: format!("{name}{{{labels}}} le={le:?} appears twice"),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[async_trait(?Send)]
 impl Aggregator for SqlAggregator<'_> {
     async fn apply(&self, change: &Change) -> Result<(), Refusal> {
@@ -198,6 +232,7 @@ impl Aggregator for SqlAggregator<'_> {
         } else {
             exposition::parse(change.body.as_bytes()).map_err(Refusal::Invalid)?
         };
+        check_series(&families, &change.labels).map_err(Refusal::Invalid)?;
         for family in &families {
             let stored = self
                 .sql

@@ -222,7 +222,7 @@ pub fn encode_memory(bytes: Option<u64>, instance: Option<&str>) -> String {
     header(
         &mut out,
         "tepi_wasm_memory_bytes",
-        "WebAssembly linear memory of the instance that answered, in bytes (a high-water mark: it never shrinks).",
+        "WebAssembly linear memory of an instance (per isolate on Workers), in bytes: a high-water mark, it never shrinks.",
         "gauge",
     );
     sample(&mut out, "tepi_wasm_memory_bytes", &labels, bytes as f64);

@@ -184,7 +184,7 @@ fn recipient(value: &Value, jobs: &JobsConfig) -> Result<Recipient, Invalid> {
         } else {
             Err(Invalid::new(
                 "invalid",
-                "webhook_url must be an https:// URL (http:// only to a host in WEBHOOK_HTTP_HOSTS) of at most 2048 characters",
+                "webhook_url must be an https:// URL of at most 2048 characters (http:// only to a host in WEBHOOK_HTTP_HOSTS; only hosts in WEBHOOK_ALLOWED_HOSTS when it is set)",
             ))
         };
     }

@@ -107,6 +107,11 @@ impl Group {
                     "the value of {name} is longer than {MAX_VALUE_LEN} characters"
                 )));
             }
+            if matches!(name, "le" | "quantile") {
+                return Err(invalid(format!(
+                    "{name} belongs to histogram and summary samples, not to a group"
+                )));
+            }
             if labels.iter().any(|(n, _)| n == name) {
                 return Err(invalid(format!("{name} appears twice")));
             }
@@ -197,6 +202,12 @@ pub fn body_text(req: &Request<Bytes>) -> Result<String, ApiError> {
     })
 }
 
+/// Names the service's own metrics use: a push may not take them (its type
+/// could then refuse the service's own updates).
+fn reserved(family: &str) -> bool {
+    family.starts_with("tepi_") || family.starts_with("http_")
+}
+
 /// The change a push request asks for.
 pub fn change(req: &Request<Bytes>, grouping: &str, now: Timestamp) -> Result<Change, ApiError> {
     let group = Group::parse(grouping)?;
@@ -210,10 +221,21 @@ pub fn change(req: &Request<Bytes>, grouping: &str, now: Timestamp) -> Result<Ch
     } else {
         let text = body_text(req)?;
         // Refused here with the offending line, before anything is stored.
-        crate::exposition::parse(text.as_bytes()).map_err(|e| ApiError::InvalidExposition {
+        let to_error = |e: crate::exposition::ParseError| ApiError::InvalidExposition {
             line: e.line,
             message: e.message,
-        })?;
+        };
+        let families = crate::exposition::parse(text.as_bytes()).map_err(to_error)?;
+        if let Some(family) = families.iter().find(|f| reserved(&f.name)) {
+            return Err(ApiError::InvalidExposition {
+                line: 0,
+                message: format!(
+                    "{} is named like the service's own metrics (tepi_, http_)",
+                    family.name
+                ),
+            });
+        }
+        crate::aggregate::check_series(&families, &group.exposed_labels()).map_err(to_error)?;
         text
     };
     Ok(Change {
@@ -266,6 +288,8 @@ mod tests {
             "job/a/1bad/x",
             "job/a/__name__/x",
             "job/a/zone/x/zone/y",
+            "job/a/le/5",
+            "job/a/quantile/0.5",
             "job@base64/!!!",
             "job/a%zz",
         ] {
@@ -310,6 +334,37 @@ mod tests {
             push(Method::PUT, None, "x 1\nx 2\n".into()),
             Err(ApiError::InvalidExposition { line: 2, .. })
         ));
+        let clash = Request::builder()
+            .method(Method::PUT)
+            .uri("/metrics/job/a/zone/eu")
+            .body(Bytes::from("x{zone=\"a\"} 1\nx{zone=\"b\"} 2\n"))
+            .unwrap();
+        assert!(
+            matches!(
+                change(&clash, "job/a/zone/eu", Timestamp::from_unix_micros(0)),
+                Err(ApiError::InvalidExposition { line: 0, .. })
+            ),
+            "a sample label the grouping key overrides"
+        );
+        let spelled = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"1.0\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n";
+        assert!(
+            matches!(
+                push(Method::PUT, None, spelled.into()),
+                Err(ApiError::InvalidExposition { .. })
+            ),
+            "one bound spelled twice"
+        );
+        assert!(
+            matches!(
+                push(
+                    Method::PUT,
+                    None,
+                    "# TYPE tepi_web_vitals_cls gauge\ntepi_web_vitals_cls 1\n".into()
+                ),
+                Err(ApiError::InvalidExposition { line: 0, .. })
+            ),
+            "the service's own names are not for pushing"
+        );
         assert!(matches!(
             push(Method::PUT, Some("br"), text.into()),
             Err(ApiError::UnsupportedContentEncoding { .. })

@@ -183,7 +183,7 @@ fn parse_steps(
                     fail(
                         at("url"),
                         "invalid",
-                        "must be an https:// URL (http:// only to a host in WEBHOOK_HTTP_HOSTS) of at most 2048 characters",
+                        "must be an https:// URL of at most 2048 characters (http:// only to a host in WEBHOOK_HTTP_HOSTS; only hosts in WEBHOOK_ALLOWED_HOSTS when it is set)",
                     );
                 }
                 &["type", "url"]

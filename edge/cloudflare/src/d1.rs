@@ -123,8 +123,10 @@ impl Sql for D1Sql {
 }
 
 /// A Durable Object's own SQLite storage as the core's `Sql` port. Its
-/// statements run synchronously; a batch runs without awaiting in between,
-/// which the runtime commits as one implicit transaction.
+/// statements run synchronously, in order. The storage refuses explicit
+/// transactions, so a statement that fails leaves the earlier ones of its
+/// batch applied: the aggregate validates every change (parse, series,
+/// types) before it writes.
 pub struct DoSql(pub worker::SqlStorage);
 
 fn to_storage(value: &SqlValue) -> worker::SqlStorageValue {
