@@ -168,20 +168,6 @@ fn same_families(a: &[Family], b: &[Family]) -> bool {
         })
 }
 
-/// The family a sample name falls in, given the histogram and summary TYPEs.
-fn family_of<'a>(name: &'a str, typed: &BTreeMap<&str, Kind>) -> &'a str {
-    for suffix in ["_bucket", "_sum", "_count"] {
-        if let Some(base) = name.strip_suffix(suffix) {
-            match typed.get(base) {
-                Some(Kind::Histogram) => return base,
-                Some(Kind::Summary) if suffix != "_bucket" => return base,
-                _ => {}
-            }
-        }
-    }
-    name
-}
-
 fn belongs_to(name: &str, family: &Family) -> bool {
     let suffixes: &[&str] = match family.kind {
         Kind::Histogram => &["", "_bucket", "_sum", "_count"],
