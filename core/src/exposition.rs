@@ -175,6 +175,22 @@ fn family_of<'a>(name: &'a str, kinds: &BTreeMap<String, Kind>) -> &'a str {
     name
 }
 
+/// Why `name` cannot be a family of its own: it is a sample name of a
+/// histogram or summary declared before (`x_bucket` next to histogram `x`).
+fn sample_name_of(families: &[Family], name: &str) -> Option<String> {
+    families.iter().find_map(|f| {
+        let (suffixes, kind): (&[&str], &str) = match f.kind {
+            Kind::Histogram => (&["_bucket", "_sum", "_count"], "histogram"),
+            Kind::Summary => (&["_sum", "_count"], "summary"),
+            _ => return None,
+        };
+        suffixes
+            .iter()
+            .any(|suffix| name.strip_suffix(suffix) == Some(f.name.as_str()))
+            .then(|| format!("{name} is a sample name of the {kind} {}", f.name))
+    })
+}
+
 /// Parses a whole body.
 #[allow(clippy::too_many_lines)]
 pub fn parse(body: &[u8]) -> Result<Vec<Family>, ParseError> {
@@ -235,6 +251,22 @@ pub fn parse(body: &[u8]) -> Result<Vec<Family>, ParseError> {
                     {
                         return fail(line, format!("TYPE for {name} after its samples"));
                     }
+                    // A histogram or summary may not take the name of a
+                    // family declared before as its own sample name.
+                    if matches!(kind, Kind::Histogram | Kind::Summary)
+                        && let Some(taken) =
+                            families.iter().find(|f| f.name != name && claimed(&f.name))
+                    {
+                        return fail(
+                            line,
+                            format!("{} is already a family; {name} cannot claim it", taken.name),
+                        );
+                    }
+                    // Nor may it be a sample name of a histogram or summary
+                    // already declared (`x_bucket` next to histogram `x`).
+                    if let Some(message) = sample_name_of(&families, name) {
+                        return fail(line, message);
+                    }
                     kinds.insert(name.to_owned(), kind);
                     let at = index_of(&mut families, name, kind);
                     families[at].kind = kind;
@@ -242,6 +274,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<Family>, ParseError> {
                 (Some("HELP"), Some(name), help) => {
                     if !valid_metric_name(name) {
                         return fail(line, format!("invalid metric name {name:?}"));
+                    }
+                    if let Some(message) = sample_name_of(&families, name) {
+                        return fail(line, message);
                     }
                     let at = index_of(&mut families, name, Kind::Untyped);
                     if families[at].help.is_some() {
@@ -393,9 +428,24 @@ temperature 21.5\n";
 
     #[test]
     fn refusals_name_the_line_and_the_problem() {
-        let cases: [(&[u8], usize, &str); 15] = [
+        let cases: [(&[u8], usize, &str); 18] = [
             (b"x 1 1700000000000\n", 1, "timestamps"),
             (b"h_sum 1\n# TYPE h summary\n", 2, "after its samples"),
+            (
+                b"# TYPE h histogram\n# TYPE h_bucket counter\n",
+                2,
+                "sample name of the histogram h",
+            ),
+            (
+                b"# TYPE h_count counter\n# TYPE h summary\n",
+                2,
+                "already a family",
+            ),
+            (
+                b"# TYPE h summary\n# HELP h_sum Help.\n",
+                2,
+                "sample name of the summary h",
+            ),
             (b"# TYPE x counter\n# TYPE x gauge\n", 2, "second TYPE"),
             (b"x 1\n# TYPE x counter\n", 2, "after its samples"),
             (b"# TYPE x colour\n", 1, "unknown type"),
