@@ -14,16 +14,9 @@ SPIN_PORT=${TEPI_METRICS_SPIN_PORT:-18798}
 load_test_secrets
 
 run() {
-  local target=$1 url=$2 password="op-${TEPI_TEST_BOOTSTRAP_TOKEN:0:24}" # pragma: allowlist secret
-  BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN TEPI_BOOTSTRAP_PASSWORD=$password \
-    bash "$TEPI_ROOT/scripts/bootstrap.sh" "$url" ops root@ops.test Ops >/dev/null
-  local token key
-  token=$(curl -fsS "$url/v1/auth/login" -H 'content-type: application/json' \
-    --data-binary @- <<<"{\"tenant\":\"ops\",\"email\":\"root@ops.test\",\"password\":\"$password\"}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-  key=$(curl -fsS "$url/v1/api-keys" -H 'content-type: application/json' -H @- \
-    --data-binary '{"name":"interop","scopes":["metrics:push"]}' <<<"authorization: Bearer $token" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  local target=$1 url=$2 token key
+  token=$(operator_token "$url")
+  key=$(api_key "$url" "$token" interop metrics:push)
   log "push interop: $target"
   TEPI_PUSH_KEY=$key TEPI_READ_TOKEN=$token "$TEPI_VENV/bin/python" "$TEPI_ROOT/scripts/push-interop.py" "$url" "$target"
 }

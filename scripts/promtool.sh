@@ -36,25 +36,13 @@ SPIN_PORT=${TEPI_PROMTOOL_SPIN_PORT:-18800}
 ensure_promtool
 log "$(promtool --version 2>&1 | head -n1)"
 
-json_get() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
-# setup_credentials URL DIR — bootstraps the operator tenant, logs its admin
-# in and creates a metrics:read key; writes DIR/admin.h and DIR/key.h, header
-# files for curl -H @file (no credential on a command line).
+# setup_credentials URL DIR — the operator admin's token and a
+# metrics:read key, as curl header files DIR/admin.h and DIR/key.h.
 setup_credentials() {
-  local url=$1 dir=$2 password="pt-${TEPI_TEST_BOOTSTRAP_TOKEN:0:24}" # pragma: allowlist secret
-  BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN TEPI_BOOTSTRAP_PASSWORD=$password \
-    bash "$TEPI_ROOT/scripts/bootstrap.sh" "$url" ops root@ops.test Ops >/dev/null
-  local token key
-  token=$(curl -fsS "$url/v1/auth/login" -H 'content-type: application/json' \
-    --data-binary @<(PASSWORD=$password python3 -c '
-import json, os
-print(json.dumps({"tenant": "ops", "email": "root@ops.test", "password": os.environ["PASSWORD"]}))') |
-    json_get access_token) || die "login at $url failed"
+  local url=$1 dir=$2 token key
+  token=$(operator_token "$url")
+  key=$(api_key "$url" "$token" promtool metrics:read)
   (umask 077 && printf 'authorization: Bearer %s\n' "$token" >"$dir/admin.h")
-  key=$(curl -fsS "$url/v1/api-keys" -H @"$dir/admin.h" -H 'content-type: application/json' \
-    -d '{"name":"promtool","scopes":["metrics:read"]}' | json_get key) ||
-    die "creating a metrics:read key at $url failed"
   (umask 077 && printf 'authorization: Bearer %s\n' "$key" >"$dir/key.h")
 }
 

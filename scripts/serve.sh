@@ -116,3 +116,26 @@ start_spin() {
     --manifest "$TEPI_ROOT/spin.toml" --listen "127.0.0.1:$port" --state-dir "$TEPI_RUN_DIR/spin-state"
   wait_ready "spin-test-host" "http://127.0.0.1:$port/healthz" "$logfile" 60
 }
+
+json_get() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# operator_token URL — bootstraps the operator tenant `ops` with the
+# documented command (password derived from this run's random token) and
+# prints its admin's access token.
+operator_token() {
+  local url=$1 password="op-${TEPI_TEST_BOOTSTRAP_TOKEN:0:24}" # pragma: allowlist secret
+  BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN TEPI_BOOTSTRAP_PASSWORD=$password \
+    bash "$TEPI_ROOT/scripts/bootstrap.sh" "$url" ops root@ops.test Ops >/dev/null
+  curl -fsS "$url/v1/auth/login" -H 'content-type: application/json' \
+    --data-binary @<(PASSWORD=$password python3 -c '
+import json, os
+print(json.dumps({"tenant": "ops", "email": "root@ops.test", "password": os.environ["PASSWORD"]}))') |
+    json_get access_token || die "login at $url failed"
+}
+
+# api_key URL TOKEN NAME SCOPE — creates an API key and prints it.
+api_key() {
+  curl -fsS "$1/v1/api-keys" -H 'content-type: application/json' -H @- \
+    --data-binary "{\"name\":\"$3\",\"scopes\":[\"$4\"]}" <<<"authorization: Bearer $2" |
+    json_get key || die "creating a $4 key at $1 failed"
+}

@@ -508,12 +508,9 @@ pub mod remote {
     }
 
     /// The object's side: applies changes and renders expositions over its
-    /// own SQL storage.
+    /// own SQL storage (created by `storage::migrate_metrics`).
     pub async fn serve(sql: &dyn Sql, ttl_secs: u32, req: &Request<Bytes>) -> Response<Bytes> {
         let aggregator = SqlAggregator { sql, ttl_secs };
-        if let Err(e) = crate::storage::migrate_metrics(sql).await {
-            return answer(StatusCode::SERVICE_UNAVAILABLE, e.0);
-        }
         match (req.method(), req.uri().path()) {
             (&Method::POST, APPLY_PATH) => {
                 let Ok(change) = serde_json::from_slice::<Change>(req.body()) else {

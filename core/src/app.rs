@@ -901,15 +901,11 @@ impl App {
         now: Timestamp,
     ) -> Handled {
         let change = push::change(req, params.first().map_or("", |(_, v)| v), now)?;
-        let sql_aggregator;
-        let aggregator = match (ports.aggregator, ports.sql) {
-            (Some(aggregator), _) => aggregator,
-            (None, Some(sql)) => {
-                sql_aggregator = self.sql_aggregator(sql);
-                &sql_aggregator
-            }
-            (None, None) => return Err(ApiError::StorageUnavailable),
-        };
+        let in_sql = ports.sql.map(|sql| self.sql_aggregator(sql));
+        let aggregator = ports
+            .aggregator
+            .or(in_sql.as_ref().map(|a| a as &dyn Aggregator))
+            .ok_or(ApiError::StorageUnavailable)?;
         aggregator
             .apply(&change)
             .await
@@ -1023,15 +1019,10 @@ impl App {
     /// `GET /metrics` and `GET /api/metrics/prometheus`: this instance's
     /// pending deltas first, then the aggregate of every instance.
     async fn metrics_text(&self, ports: &Ports<'_>, now: Timestamp, scope: Scope) -> Handled {
-        let sql_aggregator;
-        let aggregator: Option<&dyn Aggregator> = match (ports.aggregator, ports.sql) {
-            (Some(aggregator), _) => Some(aggregator),
-            (None, Some(sql)) => {
-                sql_aggregator = self.sql_aggregator(sql);
-                Some(&sql_aggregator)
-            }
-            (None, None) => None,
-        };
+        let in_sql = ports.sql.map(|sql| self.sql_aggregator(sql));
+        let aggregator = ports
+            .aggregator
+            .or(in_sql.as_ref().map(|a| a as &dyn Aggregator));
         let text = match aggregator {
             Some(aggregator) => {
                 self.flush_to(aggregator, now).await;

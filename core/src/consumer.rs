@@ -184,38 +184,26 @@ pub async fn park(ports: &Ports<'_>, queue: Queue, delivery: &Delivery) -> Decis
             class: FailureClass::Server,
         };
     };
-    let now = ports.clock.now();
     let value: Value = serde_json::from_str(&delivery.body).unwrap_or(Value::Null);
     let decided = value.get(DEAD_CLASS).and_then(Value::as_str);
-    let class = decided.unwrap_or("unknown").to_owned();
     let reason = value
         .get(DEAD_REASON)
         .and_then(Value::as_str)
-        .unwrap_or("the platform gave up after its retries")
-        .to_owned();
+        .unwrap_or("the platform gave up after its retries");
     let attempts = value
         .get(DEAD_ATTEMPTS)
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let text = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("");
-    let event_id = if text("id").is_empty() {
-        secret::id(ports.entropy, "unreadable_")
-    } else {
-        text("id").to_owned()
-    };
-    let params = vec![
-        secret::id(ports.entropy, "dlq_").into(),
-        text("tenantid").into(),
-        queue.as_str().into(),
-        event_id.clone().into(),
-        text("type").into(),
-        delivery.body.clone().into(),
-        class.into(),
-        reason.into(),
-        attempts.into(),
-        now.as_unix_secs().into(),
-    ];
-    match sql.execute(PARK, &params).await {
+    let park = park_statement(
+        ports,
+        queue,
+        &delivery.body,
+        decided.unwrap_or("unknown"),
+        reason,
+        attempts,
+    );
+    let event_id = park.params[3].as_text().unwrap_or_default().to_owned();
+    match sql.execute(park.sql, &park.params).await {
         Ok(_) => {
             if decided.is_none() {
                 let mut delta = WorkerMetrics::default();
@@ -236,14 +224,15 @@ pub async fn park(ports: &Ports<'_>, queue: Queue, delivery: &Delivery) -> Decis
     }
 }
 
-/// The statement that parks a job directly (Spin's drain).
+/// The row that parks a job in `dead_letters`: the DLQ consumer's and the
+/// Spin drain's.
 fn park_statement(
     ports: &Ports<'_>,
     queue: Queue,
     body: &str,
-    class: FailureClass,
+    class: &str,
     reason: &str,
-    attempts: u32,
+    attempts: i64,
 ) -> Statement {
     let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let text = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("");
@@ -261,9 +250,9 @@ fn park_statement(
             event_id.into(),
             text("type").into(),
             body.into(),
-            class.as_str().into(),
+            class.into(),
             reason.into(),
-            i64::from(attempts).into(),
+            attempts.into(),
             ports.clock.now().as_unix_secs().into(),
         ],
     )
@@ -360,9 +349,9 @@ pub async fn drain(
                         ports,
                         queue,
                         &delivery.body,
-                        class,
+                        class.as_str(),
                         reason,
-                        delivery.attempt,
+                        i64::from(delivery.attempt),
                     ));
                     settle.push(Statement::new(OUTBOX_DONE, vec![id.into()]));
                 }

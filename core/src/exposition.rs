@@ -85,7 +85,8 @@ fn valid_metric_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-fn valid_label_name(name: &str) -> bool {
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with the reserved `__`.
+pub(crate) fn valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -43,15 +43,6 @@ fn invalid(message: impl Into<String>) -> ApiError {
     }
 }
 
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
-}
-
 /// `%2F`-style escapes of a path segment; `None` when malformed or not UTF-8.
 fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
@@ -88,7 +79,7 @@ impl Group {
                 Some(name) => (name, true),
                 None => (pair[0], false),
             };
-            if !valid_label_name(name) {
+            if !crate::exposition::valid_label_name(name) {
                 return Err(invalid(format!("{name:?} is not a label name")));
             }
             let value = if encoded {

@@ -18,6 +18,7 @@ use std::fmt::Write;
 
 use libfuzzer_sys::fuzz_target;
 use tepi_core::exposition::{Family, Kind, MAX_BYTES, MAX_SAMPLES, Sample, parse};
+use tepi_core::aggregate::kind_name;
 use tepi_core::metrics::{header, sample};
 
 /// A label: name and value.
@@ -177,16 +178,6 @@ fn belongs_to(name: &str, family: &Family) -> bool {
     suffixes
         .iter()
         .any(|suffix| name.strip_suffix(suffix) == Some(family.name.as_str()))
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Counter => "counter",
-        Kind::Gauge => "gauge",
-        Kind::Histogram => "histogram",
-        Kind::Summary => "summary",
-        Kind::Untyped => "untyped",
-    }
 }
 
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*`

@@ -317,6 +317,7 @@ fn pushed_series_and_gauges_expire_while_own_counters_stay() {
 fn the_remote_protocol_round_trips_changes_refusals_and_expositions() {
     use bytes::Bytes;
     let sql = SqliteSql::open_in_memory(); // no app migrations: the object's own storage
+    block_on(crate::storage::migrate_metrics(&sql)).unwrap();
     let call = |method: http::Method, path: &str, body: String| {
         let req = http::Request::builder()
             .method(method)

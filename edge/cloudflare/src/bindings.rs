@@ -454,6 +454,8 @@ pub struct MetricsAggregator {
     state: State,
     /// `METRICS_TTL_SECS`, read once per object.
     ttl_secs: u32,
+    /// Whether the aggregate's table exists in this object's storage.
+    migrated: std::cell::Cell<bool>,
 }
 
 /// The name of the one aggregate object.
@@ -471,6 +473,7 @@ impl DurableObject for MetricsAggregator {
         Self {
             state,
             ttl_secs: config.config.metrics.ttl_secs,
+            migrated: std::cell::Cell::new(false),
         }
     }
 
@@ -489,6 +492,12 @@ impl DurableObject for MetricsAggregator {
             .body(tepi_core::Bytes::from(req.bytes().await?))
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
         let sql = crate::d1::DoSql(self.state.storage().sql());
+        if !self.migrated.get() {
+            tepi_core::storage::migrate_metrics(&sql)
+                .await
+                .map_err(|e| worker::Error::RustError(e.0))?;
+            self.migrated.set(true);
+        }
         let answer = tepi_core::aggregate::remote::serve(&sql, self.ttl_secs, &request).await;
         let status = answer.status().as_u16();
         let body = answer.into_body();
