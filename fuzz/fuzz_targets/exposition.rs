@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use libfuzzer_sys::fuzz_target;
-use tepi_core::exposition::{Family, Kind, MAX_BYTES, MAX_SAMPLES, Sample, parse};
 use tepi_core::aggregate::kind_name;
+use tepi_core::exposition::{Family, Kind, MAX_BYTES, MAX_SAMPLES, Sample, parse};
 use tepi_core::metrics::{header, sample};
 
 /// A label: name and value.
