@@ -21,3 +21,4 @@ printf '%-22s %10s %10s   %s\n' artifact raw gzip path
 size_row "cloudflare-workers" "$WORKER_WASM"
 size_row "spin" "$SPIN_WASM"
 echo
+gate_note "gzip: workers $(gzip -9 -c "$WORKER_WASM" | wc -c) B, spin $(gzip -9 -c "$SPIN_WASM" | wc -c) B"

@@ -26,8 +26,10 @@ run_suite() {
   local target=$1 url=$2
   bootstrap "$url"
   log "conformance: $target at $url"
+  local out="$TEPI_RUN_DIR/conformance-$target.txt"
   RUST_BACKTRACE=0 TEPI_BASE_URL=$url TEPI_TARGET=$target \
-    cargo_ test -p tepi-conformance --quiet -- --test-threads=1 --nocapture --format pretty
+    cargo_ test -p tepi-conformance --quiet -- --test-threads=1 --nocapture --format pretty 2>&1 | tee "$out"
+  gate_note "$target: $(grep -Eo '[0-9]+ passed; [0-9]+ failed' "$out" | tail -n1)"
 }
 
 start_workers "$WORKERS_PORT"

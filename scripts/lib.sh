@@ -60,6 +60,13 @@ export PATH="$TEPI_ROOT/node_modules/.bin:$PATH"
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# gate_note TEXT — the figure a gate measured (with its threshold, where it
+# has one): printed, and shown in make test's closing table.
+gate_note() {
+  log "$*"
+  if [[ -n ${TEPI_GATE_NOTES:-} ]]; then echo "$*" >>"$TEPI_GATE_NOTES"; fi
+}
+
 cargo_() { cargo "+$RUST_TOOLCHAIN" "$@"; }
 
 # Debian's `prometheus` package (promtool), installed when missing. Needs
