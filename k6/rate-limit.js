@@ -1,23 +1,28 @@
 // Does the limiter admit the configured rate? One anonymous client asks for
 // GET /version (route class `public`) at twice the configured rate with a
-// constant-arrival-rate executor; 429 is an expected answer here. The
-// admitted rate must be within ±10 % of the configured one (the burst is
-// admitted on top at the start), and every 429 must carry Retry-After and
-// the RateLimit headers.
+// constant-arrival-rate executor; 429 is an expected answer here, and every
+// 429 must carry Retry-After and the RateLimit headers (k6 thresholds).
 //
-// Env: BASE_URL, RATE (configured per second), BURST, DURATION_S, TARGET.
+// What GCRA should admit depends on how long the limiter was asked, not on
+// how long k6 meant to ask: a busy machine answers late, and requests that
+// queue behind a stall reach the limiter together. So the script records
+// when each answer came and writes the span from the first to the last with
+// the counts to SUMMARY_FILE; scripts/rate-limit-check.sh judges
+// (burst + rate × span, ±10 %) and prints the figure beside the threshold.
+//
+// Env: BASE_URL, RATE (configured per second), BURST, DURATION_S, TARGET,
+// SUMMARY_FILE.
 import http from 'k6/http';
 import { check } from 'k6';
-import { Counter } from 'k6/metrics';
+import { Counter, Trend } from 'k6/metrics';
 
 const RATE = Number(__ENV.RATE || 10);
-const BURST = Number(__ENV.BURST || 5);
 const DURATION_S = Number(__ENV.DURATION_S || 20);
-const expected = RATE * DURATION_S + BURST;
-const slack = 0.1 * RATE * DURATION_S;
 
 const admitted = new Counter('admitted');
 const limited = new Counter('limited');
+// Epoch milliseconds of each answer: min and max give the span.
+const answeredAt = new Trend('answered_at');
 
 export const options = {
   scenarios: {
@@ -31,16 +36,17 @@ export const options = {
     },
   },
   thresholds: {
-    admitted: [`count>=${Math.floor(expected - slack)}`, `count<=${Math.ceil(expected + slack)}`],
     limited: ['count>0'],
     checks: ['rate==1'],
   },
+  summaryTrendStats: ['min', 'max', 'p(95)'],
 };
 
 export default function () {
   const res = http.get(`${__ENV.BASE_URL}/version`, {
     responseCallback: http.expectedStatuses(200, 429),
   });
+  answeredAt.add(Date.now());
   if (res.status === 200) admitted.add(1);
   if (res.status === 429) limited.add(1);
   check(res, {
@@ -51,13 +57,15 @@ export default function () {
 }
 
 export function handleSummary(data) {
-  const ok = data.metrics.admitted ? data.metrics.admitted.values.count : 0;
-  const refused = data.metrics.limited ? data.metrics.limited.values.count : 0;
-  const rate = (ok - BURST) / DURATION_S;
-  const deviation = ((rate - RATE) / RATE) * 100;
-  const line =
-    `${(__ENV.TARGET || '').padEnd(20)} offered ${2 * RATE}/s for ${DURATION_S}s: ` +
-    `admitted ${ok} (burst ${BURST} + ${rate.toFixed(2)}/s vs configured ${RATE}/s, ` +
-    `${deviation >= 0 ? '+' : ''}${deviation.toFixed(1)} %), refused ${refused}\n`;
-  return { stdout: line };
+  const count = (name) => (data.metrics[name] ? data.metrics[name].values.count : 0);
+  const at = data.metrics.answered_at ? data.metrics.answered_at.values : { min: 0, max: 0 };
+  const summary = {
+    target: __ENV.TARGET || '',
+    admitted: count('admitted'),
+    limited: count('limited'),
+    span_s: (at.max - at.min) / 1000,
+    p95_ms: data.metrics.http_req_duration.values['p(95)'],
+    dropped: count('dropped_iterations'),
+  };
+  return { [__ENV.SUMMARY_FILE || 'rate-limit-summary.json']: JSON.stringify(summary) };
 }

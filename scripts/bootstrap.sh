@@ -38,7 +38,7 @@ print(json.dumps({k.lower(): os.environ[k] for k in ("TENANT", "NAME", "EMAIL", 
 # The token and body go through stdin/a header file, never the process list.
 response=$(mktemp)
 trap 'rm -f "$response"' EXIT
-status=$(curl -sS -o "$response" -w '%{http_code}' -X POST "$url/v1/bootstrap" \
+status=$(curl -sS --max-time 120 -o "$response" -w '%{http_code}' -X POST "$url/v1/bootstrap" \
   -H 'content-type: application/json' -H @- --data-binary @<(printf '%s' "$body") \
   <<<"authorization: Bearer $token") || die "could not reach $url"
 cat "$response" && echo

@@ -133,12 +133,16 @@ fn a_signed_delivery_is_accepted_once_and_a_bad_signature_refused() {
     );
 }
 
-/// The workflow's runs once the first has finished (or after 30 s): the
-/// meta-events consumer starts the run, the workflows consumer runs it. On
-/// Spin, drain calls stand in for the queues, as a scheduler's would.
+/// The workflow's runs once the first has finished (or after two minutes,
+/// time enough for a busy machine): the meta-events consumer starts the
+/// run, the workflows consumer runs it. On Spin, drain calls stand in for
+/// the queues, as a scheduler's would. Polls back off from 0.5 s to 5 s, so
+/// the caller spends few calls of its rate limit.
 fn runs_once_done(token: &str, workflow_id: &str) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    let mut pause = std::time::Duration::from_millis(500);
     let mut runs = Vec::new();
-    for _ in 0..60 {
+    while std::time::Instant::now() < deadline {
         if crate::TARGET.name == "spin" {
             let drained = with_token("POST", "/v1/jobs/drain", token, &[]);
             assert_eq!(drained.status, 200, "{}", drained.body);
@@ -156,7 +160,8 @@ fn runs_once_done(token: &str, workflow_id: &str) -> Vec<serde_json::Value> {
         if runs.first().is_some_and(|r| r["status"] == "succeeded") {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::thread::sleep(pause);
+        pause = (pause * 3 / 2).min(std::time::Duration::from_secs(5));
     }
     runs
 }
