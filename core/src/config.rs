@@ -4,8 +4,12 @@
 
 use std::net::IpAddr;
 
+pub use crate::auth::AuthConfig;
 use crate::auth::keys::SigningKeys;
+pub use crate::jobs::JobsConfig;
+pub use crate::metrics::MetricsConfig;
 use crate::ratelimit::{Policies, RouteClass, parse_policy};
+pub use crate::secret::Secret;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_UPLOAD_MAX_BYTES: u64 = 1024 * 1024;
@@ -107,33 +111,6 @@ pub mod vars {
     ];
 }
 
-/// A secret value: compared in constant time, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn matches(&self, candidate: &str) -> bool {
-        crate::auth::secret::constant_time_eq(self.0.as_bytes(), candidate.as_bytes())
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthConfig {
-    /// `None` when the secret is missing or malformed: protected routes
-    /// then answer 503 and `/readyz` names the problem.
-    pub signing_keys: Option<SigningKeys>,
-    pub issuer: String,
-    pub audience: String,
-    /// `None` disables `POST /v1/bootstrap`.
-    pub bootstrap_token: Option<Secret>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub allowed_origins: Vec<String>,
@@ -144,79 +121,6 @@ pub struct Config {
     pub uploads: UploadConfig,
     pub jobs: JobsConfig,
     pub metrics: MetricsConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricsConfig {
-    /// Seconds after which a pushed series or a gauge nobody writes expires.
-    pub ttl_secs: u32,
-    /// Seconds between an instance's flushes of its deltas (Workers).
-    pub flush_secs: u32,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            ttl_secs: 600,
-            flush_secs: 5,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobsConfig {
-    pub retry: crate::processing::RetryPolicy,
-    pub timeout_ms: u32,
-    pub concurrency: usize,
-    pub lease_secs: u32,
-    /// `None`: webhook deliveries fail until it is set.
-    pub webhook_secret: Option<Secret>,
-    /// Lowercase `host` or `host:port` entries allowed over `http://`.
-    pub webhook_http_hosts: Vec<String>,
-    /// When not empty, the only hosts webhooks may reach.
-    pub webhook_allowed_hosts: Vec<String>,
-}
-
-impl Default for JobsConfig {
-    fn default() -> Self {
-        Self {
-            retry: crate::processing::RetryPolicy::default(),
-            timeout_ms: 15_000,
-            concurrency: 8,
-            lease_secs: 60,
-            webhook_secret: None,
-            webhook_http_hosts: Vec::new(),
-            webhook_allowed_hosts: Vec::new(),
-        }
-    }
-}
-
-impl JobsConfig {
-    /// Whether a job may deliver to `url`: any `https://` URL, or `http://`
-    /// to a listed host.
-    pub fn webhook_url_allowed(&self, url: &str) -> bool {
-        if url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.len() > 2048 {
-            return false;
-        }
-        let (rest, https) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-            (Some(rest), _) => (rest, true),
-            (None, Some(rest)) => (rest, false),
-            (None, None) => return false,
-        };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let authority = authority.to_ascii_lowercase();
-        let host = authority.split(':').next().unwrap_or("");
-        let listed = |list: &[String]| list.iter().any(|h| *h == authority || *h == host);
-        !host.is_empty()
-            && (https || listed(&self.webhook_http_hosts))
-            && (self.webhook_allowed_hosts.is_empty() || listed(&self.webhook_allowed_hosts))
-    }
-}
-
-impl Secret {
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -430,7 +334,7 @@ fn load_jobs(
     );
     match lookup(vars::WEBHOOK_SIGNING_SECRET).filter(|v| !v.trim().is_empty()) {
         Some(secret) if secret.trim().len() >= 32 => {
-            jobs.webhook_secret = Some(Secret(secret.trim().to_owned()));
+            jobs.webhook_secret = Some(Secret::new(secret.trim().to_owned()));
         }
         Some(_) => problems.push(format!(
             "{}: shorter than 32 characters",
@@ -484,7 +388,7 @@ fn load_auth(
         // `wrangler secret put` must not make it unmatchable.
         let token = token.trim();
         if token.chars().count() >= MIN_BOOTSTRAP_TOKEN_LEN {
-            auth.bootstrap_token = Some(Secret(token.to_owned()));
+            auth.bootstrap_token = Some(Secret::new(token.to_owned()));
         } else {
             problems.push(format!(
                 "{}: shorter than {MIN_BOOTSTRAP_TOKEN_LEN} characters",

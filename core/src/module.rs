@@ -5,10 +5,10 @@
 use bytes::Bytes;
 use http::Request;
 
+use crate::api::context::{RequestContext, TenantId};
+use crate::api::error::ApiError;
 use crate::auth::Role;
 use crate::config::Config;
-use crate::context::{RequestContext, TenantId};
-use crate::error::ApiError;
 use crate::ports::{Blobs, Entropy, Jobs, Rows, Sql, SqlValue};
 use crate::time::Timestamp;
 

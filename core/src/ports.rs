@@ -257,7 +257,7 @@ pub struct Ports<'a> {
     /// A limit across instances (the Workers Rate Limiting binding).
     pub limiter: Option<&'a dyn crate::ratelimit::Limiter>,
     /// The shared HTTP cache (the Workers Cache API).
-    pub cache: Option<&'a dyn crate::caching::Cache>,
+    pub cache: Option<&'a dyn crate::api::caching::Cache>,
     /// Upload bodies (R2). Without it, a stateless app keeps them in `kv`.
     pub blobs: Option<&'a dyn Blobs>,
     /// Job queues (Cloudflare Queues). Without it, a stateless app writes
@@ -270,7 +270,7 @@ pub struct Ports<'a> {
     pub timer: Option<&'a dyn Timer>,
     /// The metrics aggregate (a Durable Object on Workers). Without it,
     /// the aggregate lives in `sql`.
-    pub aggregator: Option<&'a dyn crate::aggregate::Aggregator>,
+    pub aggregator: Option<&'a dyn crate::metrics::aggregate::Aggregator>,
 }
 
 impl std::fmt::Debug for Ports<'_> {

@@ -1,4 +1,4 @@
-//! Feeds arbitrary bytes to `tepi_core::exposition::parse`, the strict
+//! Feeds arbitrary bytes to `tepi_core::metrics::exposition::parse`, the strict
 //! Prometheus text-format parser for pushed metrics. A panic anywhere is a
 //! crash (libFuzzer keeps the input); beyond that, every input checks:
 //!
@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use libfuzzer_sys::fuzz_target;
-use tepi_core::aggregate::kind_name;
-use tepi_core::exposition::{Family, Kind, MAX_BYTES, MAX_SAMPLES, Sample, parse};
+use tepi_core::metrics::aggregate::kind_name;
+use tepi_core::metrics::exposition::{Family, Kind, MAX_BYTES, MAX_SAMPLES, Sample, parse};
 use tepi_core::metrics::{header, sample};
 
 /// A label: name and value.

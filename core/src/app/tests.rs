@@ -6,8 +6,8 @@ use http::{Method, Request, Response};
 use serde_json::Value;
 
 use super::App;
+use crate::api::health::BuildInfo;
 use crate::config::{Config, vars};
-use crate::health::BuildInfo;
 use crate::log::capture;
 use crate::ports::{KeyValue, Sql};
 use crate::ports::{Ports, Probe};
@@ -56,7 +56,8 @@ fn scrape(app: &App, sql: Option<&dyn Sql>) -> String {
         timer: None,
         aggregator: None,
     };
-    let response = block_on(app.metrics_text(&ports, START, crate::aggregate::Scope::Api)).unwrap();
+    let response =
+        block_on(app.metrics_text(&ports, START, crate::metrics::aggregate::Scope::Api)).unwrap();
     assert_eq!(
         header_str(&response, "content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")

@@ -5,11 +5,11 @@ pub mod handlers;
 pub mod keys;
 pub mod password;
 pub mod rbac;
-pub mod secret;
+
 pub mod store;
 
-use crate::context::TenantId;
-use crate::validate::Invalid;
+use crate::api::context::TenantId;
+use crate::api::validate::Invalid;
 
 /// A user's role within their tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +178,18 @@ pub fn tenant_id(raw: &str) -> Result<TenantId, Invalid> {
             "must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
         )
     })
+}
+
+/// How tokens are signed and checked, and the bootstrap credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `None` when the secret is missing or malformed: protected routes
+    /// then answer 503 and `/readyz` names the problem.
+    pub signing_keys: Option<keys::SigningKeys>,
+    pub issuer: String,
+    pub audience: String,
+    /// `None` disables `POST /v1/bootstrap`.
+    pub bootstrap_token: Option<crate::secret::Secret>,
 }
 
 #[cfg(test)]

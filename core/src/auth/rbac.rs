@@ -1,9 +1,9 @@
 //! Who may call which route: the permission matrix, as data, and the one
 //! pure function that applies it.
 
+use crate::api::error::ApiError;
 use crate::app::Route;
 use crate::auth::{Principal, Role, Scope};
-use crate::error::ApiError;
 
 /// What a route asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +163,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::TenantId;
+    use crate::api::context::TenantId;
 
     fn user(role: Role) -> Principal {
         Principal::User {

@@ -171,7 +171,7 @@ mod tests {
             .chain(crate::workflows::HOT_QUERIES)
             .chain(crate::meta_events::HOT_QUERIES)
             .chain(crate::notifications::HOT_QUERIES)
-            .chain(crate::idempotency::HOT_QUERIES);
+            .chain(crate::api::idempotency::HOT_QUERIES);
         for (name, statement) in all {
             let params = vec![SqlValue::Null; parameter_count(statement)];
             let plan = block_on(db.execute(&format!("EXPLAIN QUERY PLAN {statement}"), &params))

@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 
 use super::*;
-use crate::context::TenantId;
+use crate::api::context::TenantId;
 use crate::ports::Sql;
 use crate::storage::migrate;
 use crate::testing::{SeededEntropy, SqliteSql, block_on};

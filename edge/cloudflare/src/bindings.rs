@@ -2,7 +2,7 @@
 //! and the Durable Object class they name.
 
 use async_trait::async_trait;
-use tepi_core::caching::{Cache, Cached};
+use tepi_core::api::caching::{Cache, Cached};
 use tepi_core::ratelimit::{Limiter, RouteClass};
 use tepi_core::{Blob, Blobs, HttpClient, Jobs, KeyValue, PortError, Probe, Queue, Timestamp};
 use worker::{DurableObject, Env, KvStore, Request, Response, State, durable_object};
@@ -236,7 +236,7 @@ pub struct WorkersCache;
 fn cache_url(key: &str) -> String {
     format!(
         "https://shared-cache.tepi.invalid/{}",
-        tepi_core::auth::secret::digest(key)
+        tepi_core::secret::digest(key)
     )
 }
 
@@ -445,7 +445,7 @@ impl Probe for Present<'_> {
 
 /// The Durable Object class behind the `METRICS` binding: the metrics
 /// aggregate of every isolate and pusher, in the object's own SQLite
-/// (`tepi_core::aggregate::remote` is its protocol). One object, named
+/// (`tepi_core::metrics::aggregate::remote` is its protocol). One object, named
 /// [`AGGREGATE`]: each isolate writes at most once per flush interval, so
 /// even thousands of isolates stay far below what one object serves
 /// (docs/ops.md).
@@ -498,7 +498,8 @@ impl DurableObject for MetricsAggregator {
                 .map_err(|e| worker::Error::RustError(e.0))?;
             self.migrated.set(true);
         }
-        let answer = tepi_core::aggregate::remote::serve(&sql, self.ttl_secs, &request).await;
+        let answer =
+            tepi_core::metrics::aggregate::remote::serve(&sql, self.ttl_secs, &request).await;
         let status = answer.status().as_u16();
         let body = answer.into_body();
         Ok(if body.is_empty() {
@@ -536,27 +537,29 @@ impl DurableAggregator<'_> {
 }
 
 #[async_trait(?Send)]
-impl tepi_core::aggregate::Aggregator for DurableAggregator<'_> {
+impl tepi_core::metrics::aggregate::Aggregator for DurableAggregator<'_> {
     async fn apply(
         &self,
-        change: &tepi_core::aggregate::Change,
-    ) -> Result<(), tepi_core::aggregate::Refusal> {
-        let (path, body) = tepi_core::aggregate::remote::apply_request(change);
+        change: &tepi_core::metrics::aggregate::Change,
+    ) -> Result<(), tepi_core::metrics::aggregate::Refusal> {
+        let (path, body) = tepi_core::metrics::aggregate::remote::apply_request(change);
         match self.call(worker::Method::Post, &path, Some(body)).await {
             Ok((204, _)) => Ok(()),
-            Ok((status, body)) => Err(tepi_core::aggregate::remote::refusal(status, &body)),
-            Err(e) => Err(tepi_core::aggregate::Refusal::Storage(PortError(reason(
-                METRICS, &e,
-            )))),
+            Ok((status, body)) => Err(tepi_core::metrics::aggregate::remote::refusal(
+                status, &body,
+            )),
+            Err(e) => Err(tepi_core::metrics::aggregate::Refusal::Storage(PortError(
+                reason(METRICS, &e),
+            ))),
         }
     }
 
     async fn exposition(
         &self,
-        scope: tepi_core::aggregate::Scope,
+        scope: tepi_core::metrics::aggregate::Scope,
         now: Timestamp,
     ) -> Result<String, PortError> {
-        let path = tepi_core::aggregate::remote::exposition_path(scope, now);
+        let path = tepi_core::metrics::aggregate::remote::exposition_path(scope, now);
         match self.call(worker::Method::Get, &path, None).await {
             Ok((200, body)) => Ok(String::from_utf8_lossy(&body).into_owned()),
             Ok((status, body)) => Err(PortError(format!(

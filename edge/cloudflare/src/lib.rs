@@ -131,7 +131,8 @@ async fn handle(
         ctx.wait_until(async move {
             let aggregator = bindings::DurableAggregator(&env);
             for change in changes {
-                if let Err(e) = tepi_core::aggregate::Aggregator::apply(&aggregator, &change).await
+                if let Err(e) =
+                    tepi_core::metrics::aggregate::Aggregator::apply(&aggregator, &change).await
                 {
                     tracing::warn!(target: "tepi::metrics", error = ?e, "metrics flush failed");
                 }

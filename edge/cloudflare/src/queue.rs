@@ -8,8 +8,8 @@
 //! message's `attempts` from the runtime's own message object.
 
 use tepi_core::Queue;
-use tepi_core::consumer::{Delivery, dead_letter_body};
-use tepi_core::processing::Decision;
+use tepi_core::jobs::consumer::{Delivery, dead_letter_body};
+use tepi_core::jobs::retry::Decision;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use worker::js_sys::{JSON, Reflect};

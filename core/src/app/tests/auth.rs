@@ -165,7 +165,7 @@ impl Fixture {
         let clock = SteppingClock::new(self.now.get(), 1_000);
         // A stateful app (as on Workers) gets a blob store from its
         // platform; a stateless one keeps blobs in key-value itself.
-        let blobs = crate::jobs::KvBlobs(&self.kv);
+        let blobs = crate::jobs::outbox::KvBlobs(&self.kv);
         let ports = Ports {
             entropy: &self.entropy,
             clock: &clock,
@@ -261,7 +261,7 @@ pub(super) struct World {
 pub(super) const CONTENT: &[u8] = b"hello, tepi";
 
 pub(super) fn content_sha256() -> String {
-    crate::auth::secret::digest(std::str::from_utf8(CONTENT).unwrap())
+    crate::secret::digest(std::str::from_utf8(CONTENT).unwrap())
 }
 
 pub(super) fn world() -> World {
@@ -463,7 +463,7 @@ fn refresh_tokens_expire_and_are_stored_only_as_digests() {
         !hashes.iter().any(|h| h == &w.user.refresh),
         "no plaintext token"
     );
-    assert!(hashes.contains(&crate::auth::secret::digest(&w.user.refresh)));
+    assert!(hashes.contains(&crate::secret::digest(&w.user.refresh)));
 
     f.advance(30 * 24 * 3600 + 1);
     let late = f

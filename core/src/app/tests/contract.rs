@@ -72,7 +72,7 @@ fn the_spec_lists_every_error_code() {
             .iter()
             .map(|c| c.as_str().unwrap().to_owned())
             .collect();
-    let answered: BTreeSet<String> = crate::error::tests::every_error()
+    let answered: BTreeSet<String> = crate::api::error::tests::every_error()
         .into_iter()
         .map(|(_, _, code)| code.to_owned())
         .collect();

@@ -31,7 +31,7 @@ fn a_push_key_pushes_groups_that_merge_into_the_scrape() {
     let key = push_key(&w);
     for (instance, body) in [
         ("a", BATCH.as_bytes().to_vec()),
-        ("b", crate::gzip::encode(BATCH.as_bytes())),
+        ("b", crate::metrics::gzip::encode(BATCH.as_bytes())),
     ] {
         let path = format!("/metrics/job/nightly/instance/{instance}");
         let mut r = req(Method::PUT, &path)
@@ -54,7 +54,7 @@ fn a_push_key_pushes_groups_that_merge_into_the_scrape() {
         body.contains("http_requests_total{"),
         "the API's own series too"
     );
-    crate::exposition::parse(body.as_bytes()).expect("a valid exposition");
+    crate::metrics::exposition::parse(body.as_bytes()).expect("a valid exposition");
 
     let gone =
         w.f.send(req(Method::DELETE, "/metrics/job/nightly/instance/a").token(&key));

@@ -7,12 +7,13 @@ use super::{
     Call, Handled, admin_tenant, created, exec, json_response, list_body, no_content, non_empty,
     page, rfc3339, storage,
 };
+use crate::api::context::TenantId;
+use crate::api::error::ApiError;
+use crate::api::validate::{Fields, Invalid, json_object, parsed};
 use crate::auth::store::{self, first};
-use crate::auth::{Principal, Scope, secret};
-use crate::context::TenantId;
-use crate::error::ApiError;
+use crate::auth::{Principal, Scope};
 use crate::ports::{PortError, Sql};
-use crate::validate::{Fields, Invalid, json_object, parsed};
+use crate::secret;
 
 fn scopes_field(value: &Value) -> Result<Vec<Scope>, Invalid> {
     let items = value

@@ -16,25 +16,20 @@ pub use tenants::{bootstrap, create_tenant};
 pub use users::{create_user, delete_user, get_user, list_users, update_user};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use serde::Serialize;
-use serde_json::{Value, json};
+use http::Request;
 
+use crate::api::context::TenantId;
+use crate::api::error::ApiError;
+#[allow(unused_imports)]
+pub(crate) use crate::api::response::{
+    DEFAULT_PAGE, Handled, MAX_PAGE, bearer, created, exec, json_response, list_body, no_content,
+    page_of, query_pairs, rfc3339, storage,
+};
+use crate::api::validate::Invalid;
 use crate::auth::keys::SigningKeys;
-use crate::auth::{Principal, Role};
-use crate::config::AuthConfig;
-use crate::context::TenantId;
-use crate::error::ApiError;
-pub(crate) use crate::module::exec;
-use crate::ports::{Entropy, PortError, Sql};
+use crate::auth::{AuthConfig, Principal, Role};
+use crate::ports::{Entropy, Sql};
 use crate::time::Timestamp;
-use crate::validate::{FieldError, Invalid};
-
-/// Page sizes of list endpoints.
-pub const DEFAULT_PAGE: i64 = 50;
-pub const MAX_PAGE: i64 = 100;
-
-type Handled = Result<Response<Bytes>, ApiError>;
 
 /// What an auth handler works with.
 pub struct Call<'a> {
@@ -75,118 +70,9 @@ impl Call<'_> {
     }
 }
 
-/// Logs a storage failure and answers with a problem that reveals nothing.
-pub fn storage(e: &PortError) -> ApiError {
-    tracing::error!(target: "tepi::storage", error = %e, "auth storage failed");
-    ApiError::StorageUnavailable
-}
-
-pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Bytes> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Bytes::from(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// 201 with the resource; `Location` where a route serves it.
-fn created(location: Option<&str>, body: &Value) -> Response<Bytes> {
-    let mut response = json_response(StatusCode::CREATED, body);
-    if let Some(value) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
-}
-
-fn no_content() -> Response<Bytes> {
-    let mut response = Response::new(Bytes::new());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
-}
-
-pub(crate) fn rfc3339(secs: i64) -> String {
-    Timestamp::from_unix_micros(u64::try_from(secs).unwrap_or(0) * 1_000_000).to_rfc3339()
-}
-
-/// The bearer credential of `Authorization`, if any.
-pub fn bearer(req: &Request<Bytes>) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credential) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| credential.trim())
-        .filter(|c| !c.is_empty())
-}
-
 /// `?limit=&cursor=` of list endpoints.
 fn page(call: &Call<'_>) -> Result<(String, i64), ApiError> {
     page_of(call.req)
-}
-
-/// `?limit=&cursor=` of any list endpoint: the cursor (the last id of the
-/// previous page) and a page size of 1 to `MAX_PAGE`.
-pub(crate) fn page_of(req: &Request<Bytes>) -> Result<(String, i64), ApiError> {
-    let mut cursor = String::new();
-    let mut limit = DEFAULT_PAGE;
-    let mut errors = Vec::new();
-    for (name, value) in query_pairs(req.uri().query().unwrap_or("")) {
-        match name.as_str() {
-            "cursor" => cursor = value,
-            "limit" => match value.parse::<i64>() {
-                Ok(n) if (1..=MAX_PAGE).contains(&n) => limit = n,
-                _ => errors.push(FieldError {
-                    field: "limit".into(),
-                    code: "out_of_range",
-                    message: format!("must be a whole number from 1 to {MAX_PAGE}"),
-                }),
-            },
-            _ => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok((cursor, limit))
-    } else {
-        Err(ApiError::Validation { errors })
-    }
-}
-
-/// `a=1&b=x%20y` → pairs, percent-decoded; a malformed escape leaves the
-/// value as sent.
-pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    fn decode(raw: &str) -> String {
-        let bytes = raw.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' => match raw
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => return raw.to_owned(),
-                },
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 fn admin_tenant(principal: &Principal) -> Result<(&TenantId, &str), ApiError> {
@@ -198,20 +84,6 @@ fn admin_tenant(principal: &Principal) -> Result<(&TenantId, &str), ApiError> {
         } => Ok((tenant, user_id)),
         _ => Err(ApiError::Forbidden),
     }
-}
-
-/// A page of a list ordered by `id`: a full page's last id is the cursor
-/// of the next one.
-pub(crate) fn list_body(items: &[Value], limit: i64) -> Value {
-    let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
-    let next = items
-        .last()
-        .filter(|_| full)
-        .and_then(|item| item["id"].as_str());
-    json!({
-        "items": items,
-        "next_cursor": next,
-    })
 }
 
 fn non_empty(raw: &str) -> Result<String, Invalid> {

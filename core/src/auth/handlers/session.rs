@@ -4,13 +4,14 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::{Call, Handled, exec, json_response, no_content, storage};
+use crate::api::context::TenantId;
+use crate::api::error::ApiError;
+use crate::api::validate::{Fields, json_object, parsed, string};
 use crate::auth::keys::{ACCESS_TOKEN_SECONDS, AccessClaims};
 use crate::auth::store::{self, first};
-use crate::auth::{Principal, Role, password, secret, tenant_id};
-use crate::context::TenantId;
-use crate::error::ApiError;
+use crate::auth::{Principal, Role, password, tenant_id};
 use crate::ports::PortError;
-use crate::validate::{Fields, json_object, parsed, string};
+use crate::secret;
 
 use super::users::user_json;
 

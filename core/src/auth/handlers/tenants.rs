@@ -5,12 +5,13 @@ use http::Response;
 use serde_json::{Map, Value, json};
 
 use super::{Call, Handled, bearer, created, exec, non_empty, storage};
+use crate::api::context::TenantId;
+use crate::api::error::ApiError;
+use crate::api::validate::{Fields, json_object, parsed};
 use crate::auth::store::{self, first};
-use crate::auth::{Email, NewPassword, Role, password, secret, tenant_id};
-use crate::context::TenantId;
-use crate::error::ApiError;
+use crate::auth::{Email, NewPassword, Role, password, tenant_id};
 use crate::ports::{PortError, Statement};
-use crate::validate::{Fields, json_object, parsed};
+use crate::secret;
 
 struct NewTenant {
     id: TenantId,

@@ -7,12 +7,13 @@ use super::{
     Call, Handled, admin_tenant, created, exec, json_response, list_body, no_content, page,
     rfc3339, storage,
 };
+use crate::api::context::TenantId;
+use crate::api::error::ApiError;
+use crate::api::validate::{Fields, Invalid, json_object, parsed};
 use crate::auth::store::{self, first, run};
-use crate::auth::{Email, NewPassword, Principal, Role, password, secret};
-use crate::context::TenantId;
-use crate::error::ApiError;
+use crate::auth::{Email, NewPassword, Principal, Role, password};
 use crate::ports::PortError;
-use crate::validate::{Fields, Invalid, json_object, parsed};
+use crate::secret;
 
 pub(super) fn user_json(row: &store::Row<'_>, tenant: &TenantId) -> Result<Value, PortError> {
     Ok(json!({

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use base64ct::{Base64, Encoding};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::secret;
 use crate::ports::{Blob, Blobs, Entropy, Jobs, KeyValue, PortError, Queue, Sql, SqlValue};
+use crate::secret;
 use crate::time::Timestamp;
 
 const INSERT: &str = "INSERT INTO job_outbox (id, queue, envelope, attempts, available_at, enqueued_at) \
@@ -75,10 +75,10 @@ impl Jobs for Counted<'_> {
         self.inner
             .enqueue_after(queue, envelope, delay_secs)
             .await?;
-        let mut delta = crate::worker_metrics::WorkerMetrics::default();
+        let mut delta = crate::jobs::metrics::WorkerMetrics::default();
         delta.record_enqueued(queue);
         // The job is published: a failed count only skews the estimate.
-        if let Err(e) = crate::worker_metrics::flush(self.sql, &delta).await {
+        if let Err(e) = crate::jobs::metrics::flush(self.sql, &delta).await {
             tracing::warn!(target: "tepi::jobs", error = %e, queue = queue.as_str(),
                 "could not count an enqueued job");
         }

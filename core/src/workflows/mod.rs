@@ -10,15 +10,16 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use crate::api::error::ApiError;
+use crate::api::validate::{FieldError, Fields, Invalid, json_object, parsed};
+use crate::auth::Role;
 use crate::auth::handlers::{json_response, list_body, page_of, rfc3339, storage};
 use crate::auth::store::{Row, each, first};
-use crate::auth::{Role, secret};
 use crate::config::JobsConfig;
-use crate::error::ApiError;
-use crate::events::{self, Event, WorkflowRunRequested};
+use crate::jobs::events::{self, Event, WorkflowRunRequested};
 use crate::module::{Call, exec};
 use crate::ports::{PortError, Rows};
-use crate::validate::{FieldError, Fields, Invalid, json_object, parsed};
+use crate::secret;
 
 type Handled = Result<Response<Bytes>, ApiError>;
 

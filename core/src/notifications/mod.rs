@@ -12,15 +12,16 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use crate::api::error::ApiError;
+use crate::api::validate::{Fields, Invalid, json_object, parsed};
+use crate::auth::Role;
 use crate::auth::handlers::{json_response, page_of, rfc3339, storage};
 use crate::auth::store::{Row, each, first};
-use crate::auth::{Role, secret};
 use crate::config::JobsConfig;
-use crate::error::ApiError;
-use crate::events::{self, Event, NotificationWebhookRequested};
+use crate::jobs::events::{self, Event, NotificationWebhookRequested};
 use crate::module::{Call, exec};
 use crate::ports::{PortError, Statement};
-use crate::validate::{Fields, Invalid, json_object, parsed};
+use crate::secret;
 
 type Handled = Result<Response<Bytes>, ApiError>;
 
@@ -97,7 +98,7 @@ pub async fn inbox(call: &Call<'_>) -> Handled {
         (i64::MAX, String::new())
     } else {
         decode_cursor(&cursor).ok_or_else(|| ApiError::Validation {
-            errors: vec![crate::validate::FieldError {
+            errors: vec![crate::api::validate::FieldError {
                 field: "cursor".into(),
                 code: "invalid",
                 message: "must be a next_cursor of this list".into(),
@@ -248,7 +249,7 @@ pub async fn send(call: &Call<'_>) -> Handled {
             .await?;
             if found.rows.is_empty() {
                 return Err(ApiError::Validation {
-                    errors: vec![crate::validate::FieldError {
+                    errors: vec![crate::api::validate::FieldError {
                         field: "to/user_id".into(),
                         code: "not_found",
                         message: "no such user in this tenant".into(),

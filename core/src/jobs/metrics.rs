@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::jobs::retry::{Decision, FailureClass};
 use crate::metrics::{Histogram, header, sample, write_histogram};
 use crate::ports::{PortError, Queue, Sql, SqlValue};
-use crate::processing::{Decision, FailureClass};
 
 /// Upper bounds (seconds) of `tepi_worker_job_duration_seconds`.
 pub const DURATION_BUCKETS_SECS: [f64; 12] = [
@@ -451,7 +451,7 @@ mod tests {
                 assert!(text.contains(&needle), "{needle} missing");
             }
         }
-        crate::exposition::parse(text.as_bytes()).expect("valid exposition");
+        crate::metrics::exposition::parse(text.as_bytes()).expect("valid exposition");
     }
 
     #[test]

@@ -8,9 +8,9 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::auth::secret;
-use crate::context::{RequestContext, TenantId, TraceParent};
+use crate::api::context::{RequestContext, TenantId, TraceParent};
 use crate::ports::{Entropy, Queue};
+use crate::secret;
 use crate::time::Timestamp;
 
 /// The `source` of every event Tepi emits.

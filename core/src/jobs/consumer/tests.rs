@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::context::RequestContext;
+use crate::api::context::RequestContext;
+use crate::jobs::metrics as worker_metrics;
 use crate::ports::{Blobs, Clock, HttpClient, PortError, Timer};
 use crate::storage::migrate;
 use crate::testing::{MemoryKv, SeededEntropy, SqliteSql, SteppingClock, block_on};
-use crate::worker_metrics;
 
 const SECRET: &str = "webhook-secret-for-tests-0123456789"; // pragma: allowlist secret
 const START: u64 = 1_795_582_978_000_000;

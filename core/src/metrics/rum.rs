@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
+use crate::api::validate::FieldError;
 use crate::metrics::{Histogram, header, sample, write_histogram};
-use crate::validate::FieldError;
 
 /// Most beacons one request may carry.
 pub const MAX_BEACONS: usize = 50;
@@ -253,7 +253,7 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
-        crate::exposition::parse(text.as_bytes()).expect("valid exposition");
+        crate::metrics::exposition::parse(text.as_bytes()).expect("valid exposition");
     }
 
     #[test]

@@ -383,7 +383,7 @@ mod tests {
             text.contains("tepi_wasm_memory_limit_ratio 0.25\n"),
             "{text}"
         );
-        crate::exposition::parse(text.as_bytes()).expect("valid exposition");
+        crate::metrics::exposition::parse(text.as_bytes()).expect("valid exposition");
     }
 
     #[test]

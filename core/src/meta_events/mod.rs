@@ -15,18 +15,18 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use crate::api::context::TenantId;
+use crate::api::error::ApiError;
+use crate::api::validate::{Fields, Invalid, json_object, parsed};
 use crate::auth::handlers::{json_response, query_pairs, rfc3339, storage};
-use crate::auth::secret;
 use crate::auth::store::first;
-use crate::context::TenantId;
-use crate::error::ApiError;
-use crate::events::{
+use crate::jobs::events::{
     MetaEvent, MetaItem, MetaMessageRead, MetaMessageReceived, MetaMessageStatus,
     MetaPostbackReceived,
 };
 use crate::module::{Call, exec};
 use crate::ports::{Queue, Sql};
-use crate::validate::{Fields, Invalid, json_object, parsed};
+use crate::secret;
 
 type Handled = Result<Response<Bytes>, ApiError>;
 
@@ -154,7 +154,7 @@ pub async fn handshake(call: &Call<'_>) -> Handled {
         return Err(ApiError::Validation {
             errors: fields
                 .into_iter()
-                .map(|(field, message)| crate::validate::FieldError {
+                .map(|(field, message)| crate::api::validate::FieldError {
                     field: field.to_owned(),
                     code: "invalid",
                     message: message.to_owned(),
@@ -221,7 +221,7 @@ pub async fn receive(call: &Call<'_>) -> Handled {
     }
     let body = json_object(call.req)?;
     let items = normalize(&Value::Object(body)).map_err(|invalid| ApiError::Validation {
-        errors: vec![crate::validate::FieldError {
+        errors: vec![crate::api::validate::FieldError {
             field: "entry".to_owned(),
             code: invalid.code,
             message: invalid.message,

@@ -8,34 +8,35 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde::Serialize;
 
-use crate::aggregate::{Aggregator, Change, Mode, Refusal, Scope, SqlAggregator};
+use crate::api::caching::{self, Cache, CachePolicy, Cached, KvCache};
+use crate::api::context::{RequestContext, TENANT_ID, TRACEPARENT, TenantId};
+use crate::api::cors;
+use crate::api::error::ApiError;
+use crate::api::health::{self, BuildInfo};
+use crate::api::idempotency;
+use crate::api::router::{Match, Router, method_list};
+use crate::api::security;
 use crate::auth::rbac::{self, Requirement};
-use crate::auth::{Principal, Role, handlers, secret};
-use crate::caching::{self, Cache, CachePolicy, Cached, KvCache};
+use crate::auth::{Principal, Role, handlers};
 use crate::config::{Config, LoadedConfig};
-use crate::consumer;
-use crate::context::{RequestContext, TENANT_ID, TRACEPARENT, TenantId};
-use crate::cors;
-use crate::error::ApiError;
-use crate::health::{self, BuildInfo};
-use crate::idempotency;
-use crate::jobs::{Counted, KvBlobs, SqlOutbox};
+use crate::jobs::consumer;
+use crate::jobs::metrics as worker_metrics;
+use crate::jobs::outbox::{Counted, KvBlobs, SqlOutbox};
 use crate::log::AccessLog;
 use crate::meta_events;
+use crate::metrics::aggregate::{Aggregator, Change, Mode, Refusal, Scope, SqlAggregator};
+use crate::metrics::push;
+use crate::metrics::rum::{self, WebVitals};
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
 use crate::module;
 use crate::notifications;
 use crate::ports::Blobs;
 use crate::ports::{KeyValue, Ports, Sql};
-use crate::push;
 use crate::ratelimit::{self, LocalTable, PeerAddr, RouteClass, SqlStore, Verdict};
-use crate::router::{Match, Router, method_list};
-use crate::rum::{self, WebVitals};
-use crate::security;
+use crate::secret;
 use crate::storage;
 use crate::time::Timestamp;
 use crate::uploads;
-use crate::worker_metrics;
 use crate::workflows;
 
 /// Most outbox jobs one drain call leases (`POST /v1/jobs/drain?limit=`).
@@ -50,7 +51,7 @@ fn drain_limit(req: &Request<Bytes>) -> Result<u32, ApiError> {
     match raw.parse::<u32>() {
         Ok(n) if (1..=MAX_DRAIN).contains(&n) => Ok(n),
         _ => Err(ApiError::Validation {
-            errors: vec![crate::validate::FieldError {
+            errors: vec![crate::api::validate::FieldError {
                 field: "limit".into(),
                 code: "out_of_range",
                 message: format!("must be 1 to {MAX_DRAIN}"),
@@ -286,7 +287,7 @@ impl App {
         queue: crate::ports::Queue,
         deliveries: &[consumer::Delivery],
         ports: &Ports<'_>,
-    ) -> Vec<crate::processing::Decision> {
+    ) -> Vec<crate::jobs::retry::Decision> {
         if let Some(sql) = ports.sql {
             self.ensure_migrated(sql).await;
         }
@@ -299,7 +300,7 @@ impl App {
         queue: crate::ports::Queue,
         delivery: &consumer::Delivery,
         ports: &Ports<'_>,
-    ) -> crate::processing::Decision {
+    ) -> crate::jobs::retry::Decision {
         if let Some(sql) = ports.sql {
             self.ensure_migrated(sql).await;
         }

@@ -23,17 +23,17 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::auth::secret;
+use crate::api::context::{RequestId, TenantId, TraceParent};
 use crate::config::Config;
-use crate::context::{RequestId, TenantId, TraceParent};
-use crate::events::{
+use crate::jobs::events::{
     self, Event, NotificationWebhookRequested, UploadReceived, WorkflowRunRequested,
 };
-use crate::jobs::{Counted, KvBlobs, SqlOutbox};
+use crate::jobs::metrics::{self as worker_metrics, WorkerMetrics};
+use crate::jobs::outbox::{Counted, KvBlobs, SqlOutbox};
+use crate::jobs::retry::{Decision, Failure, FailureClass, decide};
 use crate::ports::{Blobs, Jobs, Ports, Queue, Sql, SqlValue, Statement};
-use crate::processing::{Decision, Failure, FailureClass, decide};
+use crate::secret;
 use crate::time::Timestamp;
-use crate::worker_metrics::{self, WorkerMetrics};
 
 /// One message as the platform delivered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,7 +369,7 @@ pub async fn dead_letters(
     sql: &dyn Sql,
     tenant: &TenantId,
     req: &http::Request<Bytes>,
-) -> Result<Value, crate::error::ApiError> {
+) -> Result<Value, crate::api::error::ApiError> {
     use crate::auth::handlers::{list_body, page_of, rfc3339, storage};
     let (cursor, limit) = page_of(req)?;
     let rows = sql
@@ -674,12 +674,12 @@ impl Job<'_> {
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::USER_AGENT, "tepi-webhooks/1")
             .header(crate::notifications::SIGNATURE_HEADER, signature)
-            .header(crate::context::TRACEPARENT, self.trace.to_string())
+            .header(crate::api::context::TRACEPARENT, self.trace.to_string())
             .header(
-                crate::context::REQUEST_ID,
+                crate::api::context::REQUEST_ID,
                 self.envelope.request_id.as_str(),
             )
-            .header(crate::context::TENANT_ID, self.tenant())
+            .header(crate::api::context::TENANT_ID, self.tenant())
             .header("tepi-event-id", delivery)
             .body(Bytes::from(bytes))
             .map_err(|_| Failure::Invalid)?;

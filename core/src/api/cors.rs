@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
-use crate::router::method_list;
+use crate::api::router::method_list;
 
 /// Request headers a browser may send cross-origin.
 pub const ALLOWED_HEADERS: [&str; 9] = [

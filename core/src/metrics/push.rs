@@ -18,9 +18,9 @@ use base64ct::{Base64Url, Base64UrlUnpadded, Encoding};
 use bytes::Bytes;
 use http::{Method, Request, header};
 
-use crate::aggregate::{Change, Mode, Scope};
-use crate::error::ApiError;
-use crate::exposition::MAX_BYTES;
+use crate::api::error::ApiError;
+use crate::metrics::aggregate::{Change, Mode, Scope};
+use crate::metrics::exposition::MAX_BYTES;
 use crate::time::Timestamp;
 
 /// Most grouping labels a path may carry.
@@ -79,7 +79,7 @@ impl Group {
                 Some(name) => (name, true),
                 None => (pair[0], false),
             };
-            if !crate::exposition::valid_label_name(name) {
+            if !crate::metrics::exposition::valid_label_name(name) {
                 return Err(invalid(format!("{name:?} is not a label name")));
             }
             let value = if encoded {
@@ -169,12 +169,14 @@ pub fn body_text(req: &Request<Bytes>) -> Result<String, ApiError> {
         .unwrap_or_default();
     let bytes = match encoding.as_str() {
         "" | "identity" => req.body().to_vec(),
-        "gzip" | "x-gzip" => crate::gzip::decode(req.body(), MAX_BYTES).map_err(|message| {
-            ApiError::InvalidExposition {
-                line: 0,
-                message: message.to_owned(),
-            }
-        })?,
+        "gzip" | "x-gzip" => {
+            crate::metrics::gzip::decode(req.body(), MAX_BYTES).map_err(|message| {
+                ApiError::InvalidExposition {
+                    line: 0,
+                    message: message.to_owned(),
+                }
+            })?
+        }
         other => {
             return Err(ApiError::UnsupportedContentEncoding {
                 encoding: other.to_owned(),
@@ -212,11 +214,11 @@ pub fn change(req: &Request<Bytes>, grouping: &str, now: Timestamp) -> Result<Ch
     } else {
         let text = body_text(req)?;
         // Refused here with the offending line, before anything is stored.
-        let to_error = |e: crate::exposition::ParseError| ApiError::InvalidExposition {
+        let to_error = |e: crate::metrics::exposition::ParseError| ApiError::InvalidExposition {
             line: e.line,
             message: e.message,
         };
-        let families = crate::exposition::parse(text.as_bytes()).map_err(to_error)?;
+        let families = crate::metrics::exposition::parse(text.as_bytes()).map_err(to_error)?;
         if let Some(family) = families.iter().find(|f| reserved(&f.name)) {
             return Err(ApiError::InvalidExposition {
                 line: 0,
@@ -226,7 +228,8 @@ pub fn change(req: &Request<Bytes>, grouping: &str, now: Timestamp) -> Result<Ch
                 ),
             });
         }
-        crate::aggregate::check_series(&families, &group.exposed_labels()).map_err(to_error)?;
+        crate::metrics::aggregate::check_series(&families, &group.exposed_labels())
+            .map_err(to_error)?;
         text
     };
     Ok(Change {
@@ -313,7 +316,7 @@ mod tests {
         let gz = push(
             Method::POST,
             Some("gzip"),
-            crate::gzip::encode(text.as_bytes()),
+            crate::metrics::gzip::encode(text.as_bytes()),
         )
         .unwrap();
         assert_eq!((gz.mode, gz.body.as_str()), (Mode::ReplaceFamilies, text));
@@ -364,7 +367,7 @@ mod tests {
             push(Method::PUT, Some("gzip"), b"not gzip".to_vec()),
             Err(ApiError::InvalidExposition { line: 0, .. })
         ));
-        let bomb = crate::gzip::encode(&vec![b'#'; MAX_BYTES + 10]);
+        let bomb = crate::metrics::gzip::encode(&vec![b'#'; MAX_BYTES + 10]);
         assert!(
             matches!(
                 push(Method::PUT, Some("gzip"), bomb),

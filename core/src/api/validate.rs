@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{Request, header};
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 
 /// One problem with one field of a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,12 +5,12 @@
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
-use crate::auth::secret;
-use crate::context::TenantId;
-use crate::error::ApiError;
+use crate::api::context::TenantId;
+use crate::api::error::ApiError;
+use crate::api::validate::FieldError;
 use crate::ports::{Sql, SqlValue};
+use crate::secret;
 use crate::time::Timestamp;
-use crate::validate::FieldError;
 
 pub const HEADER: &str = "idempotency-key";
 /// Sent on replayed answers.

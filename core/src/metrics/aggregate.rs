@@ -22,7 +22,7 @@ use std::fmt::Write;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::exposition::{self, Family, Kind, ParseError};
+use crate::metrics::exposition::{self, Family, Kind, ParseError};
 use crate::metrics::{escape_label_value, format_value, header};
 use crate::ports::{PortError, Sql, SqlValue, Statement};
 use crate::time::Timestamp;
@@ -449,7 +449,7 @@ pub mod remote {
     use serde_json::json;
 
     use super::{Aggregator, Change, Refusal, Scope, SqlAggregator};
-    use crate::exposition::ParseError;
+    use crate::metrics::exposition::ParseError;
     use crate::ports::{PortError, Sql};
     use crate::time::Timestamp;
 

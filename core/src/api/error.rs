@@ -5,8 +5,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
-use crate::router::method_list;
-use crate::validate::FieldError;
+use crate::api::router::method_list;
+use crate::api::validate::FieldError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 

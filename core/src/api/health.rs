@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::error::{ApiError, Check};
+use crate::api::error::{ApiError, Check};
 use crate::ports::Probe;
 
 /// What was built and for which platform.

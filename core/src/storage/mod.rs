@@ -19,7 +19,7 @@ macro_rules! migrations {
     ($($name:literal),* $(,)?) => {
         &[$(Migration {
             name: $name,
-            sql: include_str!(concat!("../../migrations/", $name)),
+            sql: include_str!(concat!("../../../migrations/", $name)),
         }),*]
     };
 }

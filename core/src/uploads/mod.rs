@@ -9,16 +9,17 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::api::context::TenantId;
+use crate::api::error::ApiError;
+use crate::api::validate::{Fields, Invalid, json_object, parsed};
+use crate::auth::Role;
 use crate::auth::handlers::{json_response, storage};
 use crate::auth::store::{Row, first};
-use crate::auth::{Role, secret};
-use crate::context::TenantId;
-use crate::error::ApiError;
-use crate::events::{self, Event, UploadReceived};
+use crate::jobs::events::{self, Event, UploadReceived};
 use crate::module::{Call, exec};
 use crate::ports::{PortError, SqlValue};
+use crate::secret;
 use crate::time::Timestamp;
-use crate::validate::{Fields, Invalid, json_object, parsed};
 
 type Handled = Result<Response<Bytes>, ApiError>;
 
