@@ -67,6 +67,12 @@ pub mod vars {
     pub const JOB_TIMEOUT_MS: &str = "JOB_TIMEOUT_MS";
     pub const JOB_CONCURRENCY: &str = "JOB_CONCURRENCY";
     pub const OUTBOX_LEASE_SECS: &str = "OUTBOX_LEASE_SECS";
+    /// Seconds before a queue message that could not be settled (parked,
+    /// or forwarded to its dead-letter queue) is offered again.
+    pub const JOB_SETTLE_RETRY_SECS: &str = "JOB_SETTLE_RETRY_SECS";
+    /// Prefix of the Cloudflare queue names (`<prefix><queue>`,
+    /// `<prefix><queue>-dlq`), as in wrangler.toml.
+    pub const QUEUE_PREFIX: &str = "QUEUE_PREFIX";
     /// Secret, at least 32 characters. Signs outbound webhooks
     /// (`Tepi-Signature`); without it webhook jobs fail and retry.
     pub const WEBHOOK_SIGNING_SECRET: &str = "WEBHOOK_SIGNING_SECRET";
@@ -82,7 +88,9 @@ pub mod vars {
     pub const METRICS_TTL_SECS: &str = "METRICS_TTL_SECS";
     pub const METRICS_FLUSH_SECS: &str = "METRICS_FLUSH_SECS";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 27] = [
+        JOB_SETTLE_RETRY_SECS,
+        QUEUE_PREFIX,
         WEBHOOK_ALLOWED_HOSTS,
         METRICS_TTL_SECS,
         METRICS_FLUSH_SECS,
@@ -332,6 +340,29 @@ fn load_jobs(
         &mut jobs.lease_secs,
         problems,
     );
+    number(
+        lookup,
+        vars::JOB_SETTLE_RETRY_SECS,
+        1..=43_200,
+        &mut jobs.settle_retry_secs,
+        problems,
+    );
+    if let Some(prefix) = lookup(vars::QUEUE_PREFIX) {
+        let prefix = prefix.trim();
+        // Cloudflare queue names: lowercase letters, digits and dashes.
+        if prefix.len() <= 40
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            prefix.clone_into(&mut jobs.queue_prefix);
+        } else {
+            problems.push(format!(
+                "{}: lowercase letters, digits and dashes only, at most 40",
+                vars::QUEUE_PREFIX
+            ));
+        }
+    }
     match lookup(vars::WEBHOOK_SIGNING_SECRET).filter(|v| !v.trim().is_empty()) {
         Some(secret) if secret.trim().len() >= 32 => {
             jobs.webhook_secret = Some(Secret::new(secret.trim().to_owned()));
@@ -618,6 +649,29 @@ mod tests {
         assert_eq!(
             ok.config.uploads.content_types,
             ["image/png", "application/pdf"]
+        );
+    }
+
+    #[test]
+    fn queue_names_and_settle_delay_come_from_configuration() {
+        let loaded = load(&[
+            (vars::QUEUE_PREFIX, "stage-"),
+            (vars::JOB_SETTLE_RETRY_SECS, "45"),
+        ]);
+        assert_eq!(loaded.config.jobs.queue_prefix, "stage-");
+        assert_eq!(loaded.config.jobs.settle_retry_secs, 45);
+        let loaded = load(&[(vars::QUEUE_PREFIX, "Stage_!")]);
+        assert_eq!(
+            loaded.config.jobs.queue_prefix, "tepi-",
+            "refused, default kept"
+        );
+        assert!(
+            loaded
+                .problems
+                .iter()
+                .any(|p| p.starts_with("QUEUE_PREFIX")),
+            "{:?}",
+            loaded.problems
         );
     }
 }

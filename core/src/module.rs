@@ -9,7 +9,7 @@ use crate::api::context::{RequestContext, TenantId};
 use crate::api::error::ApiError;
 use crate::auth::Role;
 use crate::config::Config;
-use crate::ports::{Blobs, Entropy, Jobs, Rows, Sql, SqlValue};
+use crate::ports::{Blobs, Entropy, Jobs, Rows, Sql};
 use crate::time::Timestamp;
 
 /// A verified user of a tenant.
@@ -58,16 +58,17 @@ impl<'a> Call<'a> {
     pub fn blobs(&self) -> Result<&'a dyn Blobs, ApiError> {
         self.blobs.ok_or(ApiError::StorageUnavailable)
     }
+
+    /// Runs `statement` with the caller's tenant and the path's `{id}`
+    /// as its two parameters.
+    pub async fn by_id(&self, statement: &'static str) -> Result<Rows, ApiError> {
+        exec(
+            self.sql,
+            statement,
+            vec![self.tenant().as_str().into(), self.param("id").into()],
+        )
+        .await
+    }
 }
 
-/// Runs one statement; a storage failure is logged and becomes a 503 that
-/// reveals nothing.
-pub(crate) async fn exec(
-    sql: &dyn Sql,
-    statement: &'static str,
-    params: Vec<SqlValue>,
-) -> Result<Rows, ApiError> {
-    sql.execute(statement, &params)
-        .await
-        .map_err(|e| crate::auth::handlers::storage(&e))
-}
+pub use crate::api::response::exec;

@@ -198,8 +198,8 @@ impl Queue {
         Self::Uploads,
     ];
 
-    /// The queue's name (`queue_name` in metrics; the Cloudflare queue is
-    /// `tepi-<name>`).
+    /// The queue's name (`queue_name` in metrics; the platform's queue is
+    /// `JobsConfig::queue_name`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Workflows => "workflows",
@@ -245,6 +245,36 @@ pub trait Timer {
     async fn sleep(&self, millis: u32);
 }
 
+/// A limit that holds across instances (the Workers Rate Limiting binding):
+/// asked after the local decision admitted a request.
+#[async_trait(?Send)]
+pub trait Limiter {
+    /// Whether `key` of the limit class `class` (`login`, `api`, …) may
+    /// pass. Errors are logged and admit.
+    async fn allow(&self, class: &str, key: &str) -> Result<bool, PortError>;
+}
+
+/// A response as the shared cache keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cached {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A shared cache with per-entry time to live.
+#[async_trait(?Send)]
+pub trait Cache {
+    async fn get(&self, key: &str, now: Timestamp) -> Result<Option<Cached>, PortError>;
+    async fn put(
+        &self,
+        key: &str,
+        value: &Cached,
+        ttl_secs: u32,
+        now: Timestamp,
+    ) -> Result<(), PortError>;
+}
+
 /// Everything a request may touch outside the core. Storage ports are
 /// optional: a platform wires the ones it has.
 #[derive(Clone, Copy)]
@@ -255,9 +285,9 @@ pub struct Ports<'a> {
     pub sql: Option<&'a dyn Sql>,
     pub kv: Option<&'a dyn KeyValue>,
     /// A limit across instances (the Workers Rate Limiting binding).
-    pub limiter: Option<&'a dyn crate::ratelimit::Limiter>,
+    pub limiter: Option<&'a dyn Limiter>,
     /// The shared HTTP cache (the Workers Cache API).
-    pub cache: Option<&'a dyn crate::api::caching::Cache>,
+    pub cache: Option<&'a dyn Cache>,
     /// Upload bodies (R2). Without it, a stateless app keeps them in `kv`.
     pub blobs: Option<&'a dyn Blobs>,
     /// Job queues (Cloudflare Queues). Without it, a stateless app writes
@@ -268,9 +298,10 @@ pub struct Ports<'a> {
     /// Timers for job time budgets. Without one, a job's budget is only
     /// checked between its steps.
     pub timer: Option<&'a dyn Timer>,
-    /// The metrics aggregate (a Durable Object on Workers). Without it,
-    /// the aggregate lives in `sql`.
-    pub aggregator: Option<&'a dyn crate::metrics::aggregate::Aggregator>,
+    /// The service that holds the metrics aggregate (a Durable Object on
+    /// Workers), spoken to in `metrics::aggregate::remote`'s protocol.
+    /// Without it, the aggregate lives in `sql`.
+    pub aggregator: Option<&'a dyn HttpClient>,
 }
 
 impl std::fmt::Debug for Ports<'_> {

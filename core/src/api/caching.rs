@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::app::Route;
+pub use crate::ports::{Cache, Cached};
 use crate::ports::{KeyValue, PortError};
 use crate::time::Timestamp;
 
@@ -43,59 +43,6 @@ impl CachePolicy {
     }
 }
 
-/// The policy of each route (for `GET`; other methods are `no-store`).
-pub fn policy(route: Route) -> CachePolicy {
-    match route {
-        Route::Healthz
-        | Route::Readyz
-        | Route::Metrics
-        | Route::MetricsWorkers
-        | Route::WebMetrics
-        | Route::PushReplace
-        | Route::PushAdd
-        | Route::PushDelete
-        | Route::Rum
-        | Route::DrainJobs
-        | Route::Bootstrap
-        | Route::Login
-        | Route::Refresh
-        | Route::Logout
-        | Route::CreateUser
-        | Route::UpdateUser
-        | Route::DeleteUser
-        | Route::CreateApiKey
-        | Route::DeleteApiKey
-        | Route::CreateTenant
-        | Route::CreateUpload
-        | Route::PutUploadContent
-        | Route::DeleteUpload
-        | Route::CreateWorkflow
-        | Route::UpdateWorkflow
-        | Route::DeleteWorkflow
-        | Route::StartWorkflowRun
-        | Route::MetaHandshake
-        | Route::MetaReceive
-        | Route::PutMetaConfig
-        | Route::SendNotification
-        | Route::MarkNotificationRead => CachePolicy::NoStore,
-        Route::Me
-        | Route::ListUsers
-        | Route::GetUser
-        | Route::ListApiKeys
-        | Route::GetUpload
-        | Route::GetUploadContent
-        | Route::ListWorkflows
-        | Route::GetWorkflow
-        | Route::ListWorkflowRuns
-        | Route::GetWorkflowRun
-        | Route::GetMetaConfig
-        | Route::ListDeadLetters
-        | Route::ListNotifications => CachePolicy::Private,
-        Route::Version => CachePolicy::Shared { max_age: 60 },
-        Route::Jwks => CachePolicy::Shared { max_age: 3600 },
-    }
-}
-
 /// A strong validator: the SHA-256 of the body, base64url, quoted.
 pub fn etag(body: &[u8]) -> HeaderValue {
     let digest = Sha256::digest(body);
@@ -115,14 +62,6 @@ pub fn not_modified(request: &HeaderMap, tag: &HeaderValue) -> bool {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == bare)
-}
-
-/// A response as the shared cache keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cached {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
 }
 
 impl Cached {
@@ -151,19 +90,6 @@ impl Cached {
         }
         response
     }
-}
-
-/// A shared cache with per-entry time to live.
-#[async_trait(?Send)]
-pub trait Cache {
-    async fn get(&self, key: &str, now: Timestamp) -> Result<Option<Cached>, PortError>;
-    async fn put(
-        &self,
-        key: &str,
-        value: &Cached,
-        ttl_secs: u32,
-        now: Timestamp,
-    ) -> Result<(), PortError>;
 }
 
 /// The shared cache on a key-value store (Spin): entries carry their expiry
@@ -260,29 +186,5 @@ mod tests {
         assert_eq!(block_on(cache.get("k", at(59))).unwrap(), Some(value));
         assert_eq!(block_on(cache.get("k", at(60))).unwrap(), None, "expired");
         assert_eq!(block_on(cache.get("absent", t0)).unwrap(), None);
-    }
-
-    #[test]
-    fn tenant_scoped_routes_are_never_shared() {
-        for route in [
-            Route::Me,
-            Route::ListUsers,
-            Route::GetUser,
-            Route::ListApiKeys,
-        ] {
-            assert_eq!(policy(route), CachePolicy::Private, "{route:?}");
-        }
-        for route in [
-            Route::Login,
-            Route::Refresh,
-            Route::CreateApiKey,
-            Route::Metrics,
-        ] {
-            assert_eq!(
-                policy(route),
-                CachePolicy::NoStore,
-                "{route:?}: carries secrets"
-            );
-        }
     }
 }

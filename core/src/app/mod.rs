@@ -1,194 +1,44 @@
-//! The one entry point: `App::handle`. Every request passes the same
-//! pipeline — context, routing, CORS, body limit, handler, headers,
-//! metrics, access log — whichever platform delivered it.
+//! The request pipeline: `App::handle` runs every request through the same
+//! steps — context, routing, body limit, CORS, authentication, rate limit,
+//! permission, cache, idempotency, the route's handler, headers, metrics,
+//! access log — whichever platform delivered it. Which routes exist and
+//! what each asks is the route table (`routes.rs`); which job runs for
+//! which event is the job table (`jobs.rs`).
+
+mod jobs;
+pub mod routes;
+mod system;
 
 use std::cell::{Cell, OnceCell, RefCell};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use serde::Serialize;
 
 use crate::api::caching::{self, Cache, CachePolicy, Cached, KvCache};
-use crate::api::context::{RequestContext, TENANT_ID, TRACEPARENT, TenantId};
+use crate::api::context::{RequestContext, TRACEPARENT, TenantId};
 use crate::api::cors;
 use crate::api::error::ApiError;
-use crate::api::health::{self, BuildInfo};
+use crate::api::health::BuildInfo;
 use crate::api::idempotency;
+use crate::api::response::Handled;
 use crate::api::router::{Match, Router, method_list};
 use crate::api::security;
-use crate::auth::rbac::{self, Requirement};
-use crate::auth::{Principal, Role, handlers};
+use crate::auth::Principal;
+use crate::auth::middleware;
 use crate::config::{Config, LoadedConfig};
-use crate::jobs::consumer;
-use crate::jobs::metrics as worker_metrics;
-use crate::jobs::outbox::{Counted, KvBlobs, SqlOutbox};
+use crate::jobs::outbox::Fallbacks;
 use crate::log::AccessLog;
-use crate::meta_events;
-use crate::metrics::aggregate::{Aggregator, Change, Mode, Refusal, Scope, SqlAggregator};
-use crate::metrics::push;
-use crate::metrics::rum::{self, WebVitals};
+use crate::metrics::aggregate::{self, Change, Mode, Scope, Store};
+use crate::metrics::rum::WebVitals;
 use crate::metrics::{self, HttpMetrics, UNMATCHED_ROUTE};
-use crate::module;
-use crate::notifications;
-use crate::ports::Blobs;
 use crate::ports::{KeyValue, Ports, Sql};
 use crate::ratelimit::{self, LocalTable, PeerAddr, RouteClass, SqlStore, Verdict};
 use crate::secret;
 use crate::storage;
 use crate::time::Timestamp;
-use crate::uploads;
-use crate::workflows;
 
-/// Most outbox jobs one drain call leases (`POST /v1/jobs/drain?limit=`).
-pub const MAX_DRAIN: u32 = 500;
-
-/// `?limit=` of a drain: 1 to `MAX_DRAIN`, default 100.
-fn drain_limit(req: &Request<Bytes>) -> Result<u32, ApiError> {
-    let pairs = handlers::query_pairs(req.uri().query().unwrap_or(""));
-    let Some((_, raw)) = pairs.iter().find(|(k, _)| k == "limit") else {
-        return Ok(100);
-    };
-    match raw.parse::<u32>() {
-        Ok(n) if (1..=MAX_DRAIN).contains(&n) => Ok(n),
-        _ => Err(ApiError::Validation {
-            errors: vec![crate::api::validate::FieldError {
-                field: "limit".into(),
-                code: "out_of_range",
-                message: format!("must be 1 to {MAX_DRAIN}"),
-            }],
-        }),
-    }
-}
-
-/// Every route the API serves. Each one has an entry in the permission
-/// matrix (`auth::rbac::MATRIX`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Healthz,
-    Readyz,
-    Version,
-    Jwks,
-    Metrics,
-    MetricsWorkers,
-    PushReplace,
-    PushAdd,
-    PushDelete,
-    Rum,
-    WebMetrics,
-    Bootstrap,
-    Login,
-    Refresh,
-    Logout,
-    Me,
-    ListUsers,
-    CreateUser,
-    GetUser,
-    UpdateUser,
-    DeleteUser,
-    ListApiKeys,
-    CreateApiKey,
-    DeleteApiKey,
-    CreateTenant,
-    CreateUpload,
-    PutUploadContent,
-    GetUpload,
-    GetUploadContent,
-    DeleteUpload,
-    ListWorkflows,
-    CreateWorkflow,
-    GetWorkflow,
-    UpdateWorkflow,
-    DeleteWorkflow,
-    StartWorkflowRun,
-    ListWorkflowRuns,
-    GetWorkflowRun,
-    MetaHandshake,
-    MetaReceive,
-    GetMetaConfig,
-    PutMetaConfig,
-    ListNotifications,
-    SendNotification,
-    MarkNotificationRead,
-    ListDeadLetters,
-    DrainJobs,
-}
-
-fn router() -> Router<Route> {
-    Router::default()
-        .route(Method::GET, "/healthz", Route::Healthz)
-        .route(Method::GET, "/readyz", Route::Readyz)
-        .route(Method::GET, "/version", Route::Version)
-        .route(Method::GET, "/.well-known/jwks.json", Route::Jwks)
-        .route(Method::GET, "/metrics", Route::Metrics)
-        .route(Method::GET, "/metrics/workers", Route::MetricsWorkers)
-        .route_rest(Method::PUT, "/metrics/{grouping}", Route::PushReplace)
-        .route_rest(Method::POST, "/metrics/{grouping}", Route::PushAdd)
-        .route_rest(Method::DELETE, "/metrics/{grouping}", Route::PushDelete)
-        .route(Method::POST, "/api/rum", Route::Rum)
-        .route(Method::GET, "/api/metrics/prometheus", Route::WebMetrics)
-        .route(Method::POST, "/v1/bootstrap", Route::Bootstrap)
-        .route(Method::POST, "/v1/auth/login", Route::Login)
-        .route(Method::POST, "/v1/auth/refresh", Route::Refresh)
-        .route(Method::POST, "/v1/auth/logout", Route::Logout)
-        .route(Method::GET, "/v1/auth/me", Route::Me)
-        .route(Method::GET, "/v1/users", Route::ListUsers)
-        .route(Method::POST, "/v1/users", Route::CreateUser)
-        .route(Method::GET, "/v1/users/{id}", Route::GetUser)
-        .route(Method::PATCH, "/v1/users/{id}", Route::UpdateUser)
-        .route(Method::DELETE, "/v1/users/{id}", Route::DeleteUser)
-        .route(Method::GET, "/v1/api-keys", Route::ListApiKeys)
-        .route(Method::POST, "/v1/api-keys", Route::CreateApiKey)
-        .route(Method::DELETE, "/v1/api-keys/{id}", Route::DeleteApiKey)
-        .route(Method::POST, "/v1/tenants", Route::CreateTenant)
-        .route(Method::POST, "/v1/uploads", Route::CreateUpload)
-        .route(Method::GET, "/v1/uploads/{id}", Route::GetUpload)
-        .route(Method::DELETE, "/v1/uploads/{id}", Route::DeleteUpload)
-        .route(
-            Method::PUT,
-            "/v1/uploads/{id}/content",
-            Route::PutUploadContent,
-        )
-        .route(
-            Method::GET,
-            "/v1/uploads/{id}/content",
-            Route::GetUploadContent,
-        )
-        .route(Method::GET, "/v1/workflows", Route::ListWorkflows)
-        .route(Method::POST, "/v1/workflows", Route::CreateWorkflow)
-        .route(Method::GET, "/v1/workflows/{id}", Route::GetWorkflow)
-        .route(Method::PATCH, "/v1/workflows/{id}", Route::UpdateWorkflow)
-        .route(Method::DELETE, "/v1/workflows/{id}", Route::DeleteWorkflow)
-        .route(
-            Method::POST,
-            "/v1/workflows/{id}/runs",
-            Route::StartWorkflowRun,
-        )
-        .route(
-            Method::GET,
-            "/v1/workflows/{id}/runs",
-            Route::ListWorkflowRuns,
-        )
-        .route(
-            Method::GET,
-            "/v1/workflows/{id}/runs/{run_id}",
-            Route::GetWorkflowRun,
-        )
-        .route(Method::GET, "/v1/meta/webhook", Route::MetaHandshake)
-        .route(Method::POST, "/v1/meta/webhook", Route::MetaReceive)
-        .route(Method::GET, "/v1/meta/config", Route::GetMetaConfig)
-        .route(Method::PUT, "/v1/meta/config", Route::PutMetaConfig)
-        .route(Method::GET, "/v1/notifications", Route::ListNotifications)
-        .route(Method::POST, "/v1/notifications", Route::SendNotification)
-        .route(
-            Method::POST,
-            "/v1/notifications/{id}/read",
-            Route::MarkNotificationRead,
-        )
-        .route(Method::GET, "/v1/jobs/dead-letters", Route::ListDeadLetters)
-        .route(Method::POST, "/v1/jobs/drain", Route::DrainJobs)
-}
-
-type Handled = Result<Response<Bytes>, ApiError>;
+pub use jobs::job_table;
+pub use routes::{Ctx, Route};
 
 /// What the pipeline learnt about a request besides its response.
 #[derive(Debug, Default)]
@@ -209,13 +59,16 @@ pub struct App {
     config: Config,
     config_problems: Vec<String>,
     build: BuildInfo,
-    router: Router<Route>,
+    routes: Vec<Route>,
+    /// Patterns to indexes of `routes`.
+    router: Router<usize>,
     metrics: RefCell<HttpMetrics>,
     /// Request metrics go to SQL (summed across instances), not memory.
     metrics_in_sql: bool,
     /// Rate-limit state goes to SQL, not this instance's table.
     limits_in_sql: bool,
-    /// The shared cache is the key-value store (when no `Cache` port).
+    /// The shared cache and blobs are in the key-value store (when no
+    /// `Cache` or `Blobs` port).
     cache_in_kv: bool,
     local_limits: RefCell<LocalTable>,
     /// Fingerprint of the public signing keys, part of every shared-cache
@@ -230,24 +83,27 @@ pub struct App {
     instance: OnceCell<String>,
 }
 
-/// The body of `GET /version`.
-#[derive(Debug, Serialize)]
-struct Version<'a> {
-    #[serde(flatten)]
-    build: &'a BuildInfo,
-    /// When this build first answered here, as recorded in the key-value
-    /// store; `null` where the platform wires no store.
-    serving_since: Option<String>,
-}
-
 impl App {
     pub fn new(loaded: LoadedConfig, build: BuildInfo) -> Self {
+        let table = routes::table();
+        let router = table
+            .iter()
+            .enumerate()
+            .fold(Router::default(), |router, (i, route)| {
+                let method = route.method.clone();
+                if route.rest {
+                    router.route_rest(method, route.pattern, i)
+                } else {
+                    router.route(method, route.pattern, i)
+                }
+            });
         Self {
             keys_fingerprint: OnceCell::new(),
             config: loaded.config,
             config_problems: loaded.problems,
             build,
-            router: router(),
+            routes: table,
+            router,
             metrics: RefCell::new(HttpMetrics::default()),
             metrics_in_sql: false,
             limits_in_sql: false,
@@ -280,36 +136,18 @@ impl App {
         self
     }
 
-    /// Processes a batch of queue messages (`consumer::process_batch`),
-    /// migrating first like a request would. One decision per delivery.
-    pub async fn process_jobs(
-        &self,
-        queue: crate::ports::Queue,
-        deliveries: &[consumer::Delivery],
-        ports: &Ports<'_>,
-    ) -> Vec<crate::jobs::retry::Decision> {
-        if let Some(sql) = ports.sql {
-            self.ensure_migrated(sql).await;
-        }
-        consumer::process_batch(&self.config, ports, queue, deliveries).await
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
-    /// Parks a message of a dead-letter queue (`consumer::park`).
-    pub async fn park_dead_letter(
-        &self,
-        queue: crate::ports::Queue,
-        delivery: &consumer::Delivery,
-        ports: &Ports<'_>,
-    ) -> crate::jobs::retry::Decision {
-        if let Some(sql) = ports.sql {
-            self.ensure_migrated(sql).await;
-        }
-        consumer::park(ports, queue, delivery).await
+    /// The route table, in the order the router was built.
+    pub fn route_table(&self) -> &[Route] {
+        &self.routes
     }
 
     /// Every (method, pattern) the API serves.
     pub fn routes(&self) -> impl Iterator<Item = (&Method, &'static str)> {
-        self.router.routes().map(|(m, p, _)| (m, p))
+        self.routes.iter().map(|r| (r.method, r.pattern))
     }
 
     /// Handles one request. `now` is when the platform received it; the
@@ -392,16 +230,19 @@ impl App {
             }
             Match::MethodNotAllowed { allow, .. } => Err(ApiError::MethodNotAllowed { allow }),
             Match::Found { value, params, .. } => {
-                self.serve(*value, req, cx, &params, ports, now, out).await
+                let route = &self.routes[*value];
+                self.serve(route, req, cx, &params, ports, now, out).await
             }
         };
         (route, handled)
     }
 
+    /// Runs a matched route: authentication, rate limit, permission,
+    /// cache, idempotency, then its handler.
     #[allow(clippy::too_many_arguments)]
     async fn serve(
         &self,
-        route: Route,
+        route: &Route,
         req: &Request<Bytes>,
         cx: &RequestContext,
         params: &[(&'static str, String)],
@@ -409,17 +250,15 @@ impl App {
         now: Timestamp,
         out: &mut Outcome,
     ) -> Handled {
-        // Fail closed: a route without a matrix entry is refused.
-        let requirement = rbac::requirement(route).ok_or(ApiError::Forbidden)?;
-        let authenticated = if requirement.needs_credentials() {
-            Some(self.authenticate(req, ports, now).await)
+        let authenticated = if route.access.needs_credentials() {
+            Some(middleware::authenticate(&self.config.auth, req, ports.sql, now).await)
         } else {
             None
         };
         // Limited right after authentication, before permissions and the
         // handler: by tenant and subject when the credentials held (even if
         // the caller is then refused), by client address when not.
-        if let Some(class) = ratelimit::class_of(route) {
+        if let Some(class) = route.limit {
             let principal = authenticated.as_ref().and_then(|a| a.as_ref().ok());
             let verdict = self.rate_limit(class, principal, req, ports, now).await;
             let refused = (!verdict.decision.allowed).then(|| verdict.retry_after_secs());
@@ -430,94 +269,78 @@ impl App {
         }
         let principal = authenticated.transpose()?;
         if let Some(principal) = &principal {
-            self.permit(req, requirement, principal, ports).await?;
+            middleware::permit(req, route.access, principal, ports.sql).await?;
         }
         out.tenant = principal.as_ref().map(|p| p.tenant().clone());
         let policy = if matches!(*req.method(), Method::GET | Method::HEAD) {
-            caching::policy(route)
+            route.cache
         } else {
             CachePolicy::NoStore
         };
         out.cache_policy = Some(policy);
+        let fallbacks = Fallbacks::new(ports, now, self.cache_in_kv);
+        let ctx = Ctx {
+            app: self,
+            req,
+            cx,
+            params,
+            ports,
+            fallbacks: &fallbacks,
+            now,
+            principal: principal.as_ref(),
+        };
         if let CachePolicy::Shared { max_age } = policy {
-            return self
-                .serve_shared(route, req, cx, params, ports, now, max_age, out)
-                .await;
+            return self.serve_shared(route, &ctx, max_age, out).await;
         }
-        // Creating POSTs of the modules; not API keys or users, whose
-        // answers must not be stored (a key's secret, a password's effect).
-        let idempotent = matches!(
-            route,
-            Route::CreateUpload
-                | Route::CreateWorkflow
-                | Route::StartWorkflowRun
-                | Route::SendNotification
-        );
-        let key = if idempotent {
+        let key = if route.idempotent {
             idempotency::key_of(req)?
         } else {
             None
         };
-        match (key, principal.as_ref()) {
-            (Some(key), Some(principal)) => {
-                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
-                let pattern = self.router.pattern_of(&route).unwrap_or("?");
-                // Keys are the caller's own: scoped by tenant, route and
-                // subject.
-                let subject = match principal {
-                    Principal::User { user_id, .. } => user_id.as_str(),
-                    Principal::ApiKey { key_id, .. } => key_id.as_str(),
+        let (Some(key), Some(principal)) = (key, principal.as_ref()) else {
+            return (route.handler)(&ctx).await;
+        };
+        let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
+        // Keys are the caller's own: scoped by tenant, route and subject.
+        let subject = match principal {
+            Principal::User { user_id, .. } => user_id.as_str(),
+            Principal::ApiKey { key_id, .. } => key_id.as_str(),
+        };
+        let scope = format!("{}#{subject}", route.pattern);
+        match idempotency::begin(sql, principal.tenant(), &scope, key, req, now).await? {
+            idempotency::Begin::Replay(response) => Ok(response),
+            idempotency::Begin::Proceed(claim) => {
+                let handled = (route.handler)(&ctx).await;
+                let response = match &handled {
+                    Ok(response) => response.clone(),
+                    Err(e) => e.to_response(req.uri().path(), cx.request_id.as_str()),
                 };
-                let scope = format!("{pattern}#{subject}");
-                match idempotency::begin(sql, principal.tenant(), &scope, key, req, now).await? {
-                    idempotency::Begin::Replay(response) => Ok(response),
-                    idempotency::Begin::Proceed(claim) => {
-                        let handled = self
-                            .serve_route(route, req, cx, params, ports, now, Some(principal))
-                            .await;
-                        let response = match &handled {
-                            Ok(response) => response.clone(),
-                            Err(e) => e.to_response(req.uri().path(), cx.request_id.as_str()),
-                        };
-                        idempotency::finish(sql, claim, &response).await;
-                        handled
-                    }
-                }
-            }
-            _ => {
-                self.serve_route(route, req, cx, params, ports, now, principal.as_ref())
-                    .await
+                idempotency::finish(sql, claim, &response).await;
+                handled
             }
         }
     }
 
     /// A route whose answer is the same for everyone: from the shared cache
     /// when it holds a fresh copy, else computed and stored.
-    #[allow(clippy::too_many_arguments)]
     async fn serve_shared(
         &self,
-        route: Route,
-        req: &Request<Bytes>,
-        cx: &RequestContext,
-        params: &[(&'static str, String)],
-        ports: &Ports<'_>,
-        now: Timestamp,
+        route: &Route,
+        ctx: &Ctx<'_>,
         max_age: u32,
         out: &mut Outcome,
     ) -> Handled {
-        let kv_cache = ports.kv.filter(|_| self.cache_in_kv).map(KvCache);
-        let cache: Option<&dyn Cache> = match (ports.cache, kv_cache.as_ref()) {
+        let kv_cache = ctx.ports.kv.filter(|_| self.cache_in_kv).map(KvCache);
+        let cache: Option<&dyn Cache> = match (ctx.ports.cache, kv_cache.as_ref()) {
             (Some(cache), _) => Some(cache),
             (None, Some(kv)) => Some(kv),
             (None, None) => None,
         };
         let Some(cache) = cache else {
-            return self
-                .serve_route(route, req, cx, params, ports, now, None)
-                .await;
+            return (route.handler)(ctx).await;
         };
-        let key = self.shared_cache_key(req);
-        match cache.get(&key, now).await {
+        let key = self.shared_cache_key(ctx.req);
+        match cache.get(&key, ctx.now).await {
             Ok(Some(cached)) => {
                 out.cache_result = Some("hit");
                 return Ok(cached.into_response());
@@ -526,12 +349,10 @@ impl App {
             Err(e) => tracing::warn!(target: "tepi::cache", error = %e, "shared cache read failed"),
         }
         out.cache_result = Some("miss");
-        let response = self
-            .serve_route(route, req, cx, params, ports, now, None)
-            .await?;
+        let response = (route.handler)(ctx).await?;
         if response.status() == StatusCode::OK {
             let cached = Cached::from_response(&response);
-            if let Err(e) = cache.put(&key, &cached, max_age, now).await {
+            if let Err(e) = cache.put(&key, &cached, max_age, ctx.now).await {
                 tracing::warn!(target: "tepi::cache", error = %e, "shared cache write failed");
             }
         }
@@ -585,7 +406,7 @@ impl App {
         if decision.allowed
             && let Some(limiter) = ports.limiter
         {
-            match limiter.allow(class, &key).await {
+            match limiter.allow(class.as_str(), &key).await {
                 Ok(true) => {}
                 Ok(false) => {
                     // The binding counts per window of the policy's period.
@@ -602,358 +423,6 @@ impl App {
             class,
             policy,
             decision,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn serve_route(
-        &self,
-        route: Route,
-        req: &Request<Bytes>,
-        cx: &RequestContext,
-        params: &[(&'static str, String)],
-        ports: &Ports<'_>,
-        now: Timestamp,
-        principal: Option<&Principal>,
-    ) -> Handled {
-        match route {
-            Route::Healthz => Ok(json(StatusCode::OK, &health::healthz())),
-            Route::Readyz => {
-                let ready = health::readyz(&self.config_problems, ports.probes).await?;
-                Ok(json(StatusCode::OK, &ready))
-            }
-            Route::Version => {
-                let serving_since = match ports.kv {
-                    Some(kv) => self.serving_since(kv, now).await,
-                    None => None,
-                };
-                let body = Version {
-                    build: &self.build,
-                    serving_since,
-                };
-                Ok(json(StatusCode::OK, &body))
-            }
-            Route::Jwks => {
-                let keys = self
-                    .config
-                    .auth
-                    .signing_keys
-                    .as_ref()
-                    .ok_or(ApiError::AuthUnavailable)?;
-                Ok(json(StatusCode::OK, &keys.jwks()))
-            }
-            Route::Metrics => self.metrics_text(ports, now, Scope::Api).await,
-            Route::WebMetrics => self.metrics_text(ports, now, Scope::Web).await,
-            Route::PushReplace | Route::PushAdd | Route::PushDelete => {
-                self.serve_push(route, req, params, ports, now).await
-            }
-            Route::Rum => self.serve_rum(req),
-            Route::MetricsWorkers => {
-                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
-                let text = worker_metrics::load(sql)
-                    .await
-                    .map_err(|e| storage_unavailable("worker metrics load", &e))?
-                    .encode();
-                let mut response = Response::new(Bytes::from(text));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(metrics::CONTENT_TYPE),
-                );
-                Ok(response)
-            }
-            Route::ListDeadLetters => {
-                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
-                let tenant = principal.ok_or(ApiError::Forbidden)?.tenant();
-                let body = consumer::dead_letters(sql, tenant, req).await?;
-                Ok(json(StatusCode::OK, &body))
-            }
-            Route::DrainJobs => {
-                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
-                let limit = drain_limit(req)?;
-                let drained = consumer::drain(&self.config, ports, sql, limit)
-                    .await
-                    .map_err(|e| storage_unavailable("outbox drain", &e))?;
-                Ok(json(StatusCode::OK, &drained))
-            }
-            Route::CreateUpload
-            | Route::PutUploadContent
-            | Route::GetUpload
-            | Route::GetUploadContent
-            | Route::DeleteUpload
-            | Route::ListWorkflows
-            | Route::CreateWorkflow
-            | Route::GetWorkflow
-            | Route::UpdateWorkflow
-            | Route::DeleteWorkflow
-            | Route::StartWorkflowRun
-            | Route::ListWorkflowRuns
-            | Route::GetWorkflowRun
-            | Route::MetaHandshake
-            | Route::MetaReceive
-            | Route::GetMetaConfig
-            | Route::PutMetaConfig
-            | Route::ListNotifications
-            | Route::SendNotification
-            | Route::MarkNotificationRead => {
-                self.serve_module(route, req, cx, params, ports, now, principal)
-                    .await
-            }
-            _ => {
-                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
-                let call = handlers::Call {
-                    req,
-                    params,
-                    sql,
-                    entropy: ports.entropy,
-                    now,
-                    auth: &self.config.auth,
-                };
-                self.serve_auth(route, &call, principal).await
-            }
-        }
-    }
-
-    /// The product modules' routes: built on one `module::Call`.
-    #[allow(clippy::too_many_arguments)]
-    async fn serve_module(
-        &self,
-        route: Route,
-        req: &Request<Bytes>,
-        cx: &RequestContext,
-        params: &[(&'static str, String)],
-        ports: &Ports<'_>,
-        now: Timestamp,
-        principal: Option<&Principal>,
-    ) -> Handled {
-        // Meta's webhook calls carry no credentials: the tenant is named in
-        // the query and proven by the verify token or the signature.
-        let webhook_tenant;
-        let (tenant, user_id, role) = match (route, principal) {
-            (Route::MetaHandshake | Route::MetaReceive, _) => {
-                webhook_tenant =
-                    meta_events::tenant_of(req).ok_or(if route == Route::MetaHandshake {
-                        ApiError::VerifyTokenMismatch
-                    } else {
-                        ApiError::InvalidSignature
-                    })?;
-                (&webhook_tenant, "", Role::User)
-            }
-            (
-                _,
-                Some(Principal::User {
-                    tenant,
-                    user_id,
-                    role,
-                }),
-            ) => (tenant, user_id.as_str(), *role),
-            _ => return Err(ApiError::Forbidden),
-        };
-        let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
-        // Where the platform has no queue service or object store (Spin),
-        // the core provides them over SQL and key-value.
-        let outbox = SqlOutbox {
-            sql,
-            entropy: ports.entropy,
-            now,
-        };
-        let counted = Counted {
-            inner: ports.jobs.unwrap_or(&outbox),
-            sql,
-        };
-        let kv_blobs = ports.kv.filter(|_| self.cache_in_kv).map(KvBlobs);
-        let call = module::Call {
-            req,
-            params,
-            caller: module::Caller {
-                tenant,
-                user_id,
-                role,
-            },
-            sql,
-            jobs: &counted,
-            blobs: ports.blobs.or(kv_blobs.as_ref().map(|b| b as &dyn Blobs)),
-            entropy: ports.entropy,
-            now,
-            cx,
-            config: &self.config,
-        };
-        match route {
-            Route::CreateUpload => uploads::create(&call).await,
-            Route::PutUploadContent => uploads::put_content(&call).await,
-            Route::GetUpload => uploads::get(&call).await,
-            Route::GetUploadContent => uploads::content(&call).await,
-            Route::DeleteUpload => uploads::delete(&call).await,
-            Route::ListWorkflows => workflows::list(&call).await,
-            Route::CreateWorkflow => workflows::create(&call).await,
-            Route::GetWorkflow => workflows::get(&call).await,
-            Route::UpdateWorkflow => workflows::update(&call).await,
-            Route::DeleteWorkflow => workflows::delete(&call).await,
-            Route::StartWorkflowRun => workflows::run(&call).await,
-            Route::ListWorkflowRuns => workflows::runs(&call).await,
-            Route::GetWorkflowRun => workflows::get_run(&call).await,
-            Route::MetaHandshake => meta_events::handshake(&call).await,
-            Route::MetaReceive => meta_events::receive(&call).await,
-            Route::GetMetaConfig => meta_events::get_config(&call).await,
-            Route::PutMetaConfig => meta_events::put_config(&call).await,
-            Route::ListNotifications => notifications::inbox(&call).await,
-            Route::SendNotification => notifications::send(&call).await,
-            Route::MarkNotificationRead => notifications::mark_read(&call).await,
-            _ => Err(ApiError::NotFound),
-        }
-    }
-
-    async fn serve_auth(
-        &self,
-        route: Route,
-        call: &handlers::Call<'_>,
-        principal: Option<&Principal>,
-    ) -> Handled {
-        let principal = || principal.ok_or(ApiError::Unauthenticated);
-        match route {
-            Route::Bootstrap => handlers::bootstrap(call).await,
-            Route::Login => handlers::login(call).await,
-            Route::Refresh => handlers::refresh(call).await,
-            Route::Logout => handlers::logout(call).await,
-            Route::Me => handlers::me(call, principal()?).await,
-            Route::ListUsers => handlers::list_users(call, principal()?).await,
-            Route::CreateUser => handlers::create_user(call, principal()?).await,
-            Route::GetUser => handlers::get_user(call, principal()?).await,
-            Route::UpdateUser => handlers::update_user(call, principal()?).await,
-            Route::DeleteUser => handlers::delete_user(call, principal()?).await,
-            Route::ListApiKeys => handlers::list_api_keys(call, principal()?).await,
-            Route::CreateApiKey => handlers::create_api_key(call, principal()?).await,
-            Route::DeleteApiKey => handlers::delete_api_key(call, principal()?).await,
-            Route::CreateTenant => handlers::create_tenant(call).await,
-            // `serve_route` sends only the auth routes here.
-            _ => Err(ApiError::NotFound),
-        }
-    }
-
-    /// Authenticates the caller: an API key or an access token.
-    async fn authenticate(
-        &self,
-        req: &Request<Bytes>,
-        ports: &Ports<'_>,
-        now: Timestamp,
-    ) -> Result<Principal, ApiError> {
-        let auth = &self.config.auth;
-        let keys = auth
-            .signing_keys
-            .as_ref()
-            .ok_or(ApiError::AuthUnavailable)?;
-        let credential = handlers::bearer(req).ok_or(ApiError::Unauthenticated)?;
-        let principal = if credential.starts_with(secret::API_KEY_PREFIX) {
-            let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
-            handlers::authenticate_api_key(sql, credential).await?
-        } else {
-            let claims = keys
-                .verify(credential, now, &auth.issuer, &auth.audience)
-                .map_err(|e| ApiError::InvalidToken {
-                    reason: e.description(),
-                })?;
-            let tenant = TenantId::parse(&claims.tenant).ok_or(ApiError::InvalidToken {
-                reason: "the token's tenant is malformed",
-            })?;
-            let role = Role::parse(&claims.role).map_err(|_| ApiError::InvalidToken {
-                reason: "the token's role is unknown",
-            })?;
-            Principal::User {
-                tenant,
-                user_id: claims.sub,
-                role,
-            }
-        };
-        Ok(principal)
-    }
-
-    /// Checks that `X-Tenant-ID`, when sent, names the caller's tenant, and
-    /// applies the permission matrix.
-    async fn permit(
-        &self,
-        req: &Request<Bytes>,
-        requirement: Requirement,
-        principal: &Principal,
-        ports: &Ports<'_>,
-    ) -> Result<(), ApiError> {
-        // Any X-Tenant-ID that is not exactly the caller's tenant, malformed
-        // ones included, is refused.
-        for value in req.headers().get_all(TENANT_ID) {
-            if value.as_bytes() != principal.tenant().as_str().as_bytes() {
-                return Err(ApiError::TenantMismatch);
-            }
-        }
-        let operator =
-            if requirement.needs_operator_flag() && matches!(principal, Principal::User { .. }) {
-                let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
-                handlers::is_operator(sql, principal.tenant()).await?
-            } else {
-                false
-            };
-        rbac::decide(requirement, principal, operator)
-    }
-
-    /// `PUT|POST|DELETE /metrics/job/…`: one change to the aggregate.
-    async fn serve_push(
-        &self,
-        route: Route,
-        req: &Request<Bytes>,
-        params: &[(&'static str, String)],
-        ports: &Ports<'_>,
-        now: Timestamp,
-    ) -> Handled {
-        let change = push::change(req, params.first().map_or("", |(_, v)| v), now)?;
-        let in_sql = ports.sql.map(|sql| self.sql_aggregator(sql));
-        let aggregator = ports
-            .aggregator
-            .or(in_sql.as_ref().map(|a| a as &dyn Aggregator))
-            .ok_or(ApiError::StorageUnavailable)?;
-        aggregator
-            .apply(&change)
-            .await
-            .map_err(|refusal| match refusal {
-                Refusal::Invalid(e) => ApiError::InvalidExposition {
-                    line: e.line,
-                    message: e.message,
-                },
-                Refusal::TypeConflict { family, stored } => {
-                    ApiError::MetricTypeConflict { family, stored }
-                }
-                Refusal::Storage(e) => storage_unavailable("metrics push", &e),
-            })?;
-        let mut response = Response::new(Bytes::new());
-        if route == Route::PushDelete {
-            *response.status_mut() = StatusCode::ACCEPTED;
-        }
-        Ok(response)
-    }
-
-    /// `POST /api/rum`: Web Vitals beacons, counted with this instance's
-    /// other metrics.
-    fn serve_rum(&self, req: &Request<Bytes>) -> Handled {
-        if let Some(media) = req.headers().get(header::CONTENT_TYPE) {
-            let media = media.to_str().unwrap_or("").to_ascii_lowercase();
-            let essence = media.split(';').next().unwrap_or("").trim().to_owned();
-            // sendBeacon posts strings as text/plain.
-            if essence != "application/json" && essence != "text/plain" {
-                return Err(ApiError::UnsupportedMediaType {
-                    expected: "application/json",
-                });
-            }
-        }
-        let beacons = rum::parse(req.body())?;
-        let mut web = self.web.borrow_mut();
-        for (vital, value) in beacons {
-            web.record(vital, value);
-        }
-        let mut response = Response::new(Bytes::new());
-        *response.status_mut() = StatusCode::NO_CONTENT;
-        Ok(response)
-    }
-
-    fn sql_aggregator<'s>(&self, sql: &'s dyn Sql) -> SqlAggregator<'s> {
-        SqlAggregator {
-            sql,
-            ttl_secs: self.config.metrics.ttl_secs,
         }
     }
 
@@ -994,8 +463,9 @@ impl App {
     }
 
     /// For adapters that send deltas themselves (Workers, with
-    /// `ctx.wait_until`): the changes due now — at most one flush every
-    /// `METRICS_FLUSH_SECS` per instance — or none.
+    /// `ctx.wait_until` and [`aggregate::apply_all`]): the changes due
+    /// now — at most one flush every `METRICS_FLUSH_SECS` per instance —
+    /// or none.
     pub fn due_changes(&self, now: Timestamp) -> Vec<Change> {
         let due = self.last_flush.get().is_none_or(|last| {
             now.millis_since(last) >= f64::from(self.config.metrics.flush_secs) * 1000.0
@@ -1007,30 +477,15 @@ impl App {
         }
     }
 
-    /// Sends this instance's pending deltas through `aggregator`; a
-    /// failure is logged (the delta is lost, the aggregate stays valid).
-    async fn flush_to(&self, aggregator: &dyn Aggregator, now: Timestamp) {
-        for change in self.take_changes(now) {
-            if let Err(e) = aggregator.apply(&change).await {
-                tracing::warn!(target: "tepi::metrics", error = ?e, "metrics flush failed");
-            }
-        }
-    }
-
     /// `GET /metrics` and `GET /api/metrics/prometheus`: this instance's
     /// pending deltas first, then the aggregate of every instance.
     async fn metrics_text(&self, ports: &Ports<'_>, now: Timestamp, scope: Scope) -> Handled {
-        let in_sql = ports.sql.map(|sql| self.sql_aggregator(sql));
-        let aggregator = ports
-            .aggregator
-            .or(in_sql.as_ref().map(|a| a as &dyn Aggregator));
-        let text = match aggregator {
+        let text = match Store::of(ports, self.config.metrics.ttl_secs) {
             Some(aggregator) => {
-                self.flush_to(aggregator, now).await;
-                aggregator
-                    .exposition(scope, now)
+                aggregate::apply_all(&aggregator, self.take_changes(now)).await;
+                aggregate::Aggregator::exposition(&aggregator, scope, now)
                     .await
-                    .map_err(|e| storage_unavailable("metrics load", &e))?
+                    .map_err(|e| system::storage_unavailable("metrics load", &e))?
             }
             // No storage at all: this instance's own counts.
             None if scope == Scope::Api => {
@@ -1039,12 +494,7 @@ impl App {
             }
             None => self.web.borrow().encode(),
         };
-        let mut response = Response::new(Bytes::from(text));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(metrics::CONTENT_TYPE),
-        );
-        Ok(response)
+        Ok(system::exposition(text))
     }
 
     /// Applies pending migrations once per instance. A failure is logged and
@@ -1084,9 +534,11 @@ impl App {
                 .get_or_init(|| secret::id(ports.entropy, "isolate_"));
         }
         // Instances that live for one request (Spin) flush at once.
-        if let (true, None, Some(sql)) = (self.metrics_in_sql, ports.aggregator, ports.sql) {
-            self.flush_to(&self.sql_aggregator(sql), ports.clock.now())
-                .await;
+        if self.metrics_in_sql
+            && ports.aggregator.is_none()
+            && let Some(aggregator) = Store::of(ports, self.config.metrics.ttl_secs)
+        {
+            aggregate::apply_all(&aggregator, self.take_changes(ports.clock.now())).await;
         }
     }
 
@@ -1192,12 +644,6 @@ impl App {
     }
 }
 
-/// Logs the cause and answers with a problem that reveals nothing of it.
-fn storage_unavailable(what: &str, e: &crate::ports::PortError) -> ApiError {
-    tracing::error!(target: "tepi::storage", error = %e, "{what} failed");
-    ApiError::StorageUnavailable
-}
-
 /// Known methods by name; anything else is `OTHER`, so that made-up methods
 /// cannot grow the metric label set.
 fn method_label(method: &Method) -> &'static str {
@@ -1212,8 +658,6 @@ fn method_label(method: &Method) -> &'static str {
         _ => "OTHER",
     }
 }
-
-use handlers::json_response as json;
 
 /// Sets `Cache-Control` and a strong `ETag` on a successful `GET` of JSON,
 /// and answers `304 Not Modified` when `If-None-Match` names that tag.

@@ -583,6 +583,42 @@ fn route_table_lists_every_route_once() {
 }
 
 #[test]
+fn route_rows_keep_tenant_data_out_of_shared_caches_and_replays() {
+    use crate::api::caching::CachePolicy;
+    let app = app();
+    let mut seen = std::collections::BTreeSet::new();
+    for route in app.route_table() {
+        assert!(
+            seen.insert((route.method.as_str(), route.pattern)),
+            "{route:?} has two rows"
+        );
+        if route.access.needs_credentials() {
+            assert!(
+                !matches!(route.cache, CachePolicy::Shared { .. }),
+                "{route:?} answers per caller: it must never be in the shared cache"
+            );
+        }
+        if route.idempotent {
+            assert_eq!(
+                route.method,
+                &Method::POST,
+                "{route:?}: only creating POSTs replay"
+            );
+            assert!(
+                route.access.needs_credentials(),
+                "{route:?}: replays are scoped by the caller"
+            );
+        }
+        if route.limit.is_none() {
+            assert!(
+                ["/healthz", "/readyz"].contains(&route.pattern),
+                "{route:?}: only probes go unlimited"
+            );
+        }
+    }
+}
+
+#[test]
 fn metrics_in_sql_are_summed_across_instances() {
     let db = SqliteSql::open_in_memory();
     // Every request gets a fresh App, as on Spin.
@@ -648,5 +684,6 @@ mod limits;
 mod meta;
 mod metrics;
 mod notifications;
+mod snapshots;
 mod uploads;
 mod workflows;

@@ -3,9 +3,9 @@
 
 pub mod handlers;
 pub mod keys;
+pub mod middleware;
 pub mod password;
 pub mod rbac;
-
 pub mod store;
 
 use crate::api::context::TenantId;

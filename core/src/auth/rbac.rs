@@ -1,8 +1,8 @@
-//! Who may call which route: the permission matrix, as data, and the one
-//! pure function that applies it.
+//! What a route may ask of its caller, and the one pure function that
+//! decides it. Each route's requirement is a column of the route table
+//! (`app/routes.rs`).
 
 use crate::api::error::ApiError;
-use crate::app::Route;
 use crate::auth::{Principal, Role, Scope};
 
 /// What a route asks of its caller.
@@ -31,97 +31,6 @@ impl Requirement {
     pub fn needs_credentials(self) -> bool {
         !matches!(self, Self::Public | Self::BootstrapToken)
     }
-}
-
-/// The permission matrix. Every route has exactly one entry; a test checks
-/// this against the router, and a route missing here is refused (403).
-pub const MATRIX: &[(Route, Requirement)] = &[
-    (Route::Healthz, Requirement::Public),
-    (Route::Readyz, Requirement::Public),
-    (Route::Version, Requirement::Public),
-    (Route::Jwks, Requirement::Public),
-    (
-        Route::Metrics,
-        Requirement::ScopeOrOperatorAdmin(Scope::MetricsRead),
-    ),
-    (
-        Route::MetricsWorkers,
-        Requirement::ScopeOrOperatorAdmin(Scope::MetricsRead),
-    ),
-    (
-        Route::WebMetrics,
-        Requirement::ScopeOrOperatorAdmin(Scope::MetricsRead),
-    ),
-    // Pushes: a `metrics:push` key (batch jobs, the web frontend's server).
-    (
-        Route::PushReplace,
-        Requirement::ScopeOrOperatorAdmin(Scope::MetricsPush),
-    ),
-    (
-        Route::PushAdd,
-        Requirement::ScopeOrOperatorAdmin(Scope::MetricsPush),
-    ),
-    (
-        Route::PushDelete,
-        Requirement::ScopeOrOperatorAdmin(Scope::MetricsPush),
-    ),
-    // Browsers' Web Vitals beacons carry no credentials.
-    (Route::Rum, Requirement::Public),
-    (Route::Bootstrap, Requirement::BootstrapToken),
-    (Route::Login, Requirement::Public),
-    (Route::Refresh, Requirement::Public),
-    (Route::Logout, Requirement::Public),
-    (Route::Me, Requirement::User),
-    (Route::ListUsers, Requirement::Admin),
-    (Route::CreateUser, Requirement::Admin),
-    (Route::GetUser, Requirement::Admin),
-    (Route::UpdateUser, Requirement::Admin),
-    (Route::DeleteUser, Requirement::Admin),
-    (Route::ListApiKeys, Requirement::Admin),
-    (Route::CreateApiKey, Requirement::Admin),
-    (Route::DeleteApiKey, Requirement::Admin),
-    (Route::CreateTenant, Requirement::OperatorAdmin),
-    // Uploads: any user of the tenant reads; the uploader or an admin
-    // changes (checked by the handler).
-    (Route::CreateUpload, Requirement::User),
-    (Route::PutUploadContent, Requirement::User),
-    (Route::GetUpload, Requirement::User),
-    (Route::GetUploadContent, Requirement::User),
-    (Route::DeleteUpload, Requirement::User),
-    // Workflows: users read and start runs; admins define them.
-    (Route::ListWorkflows, Requirement::User),
-    (Route::CreateWorkflow, Requirement::Admin),
-    (Route::GetWorkflow, Requirement::User),
-    (Route::UpdateWorkflow, Requirement::Admin),
-    (Route::DeleteWorkflow, Requirement::Admin),
-    (Route::StartWorkflowRun, Requirement::User),
-    (Route::ListWorkflowRuns, Requirement::User),
-    (Route::GetWorkflowRun, Requirement::User),
-    // Meta webhooks: Meta calls without credentials (the verify token and
-    // the body signature prove it); admins configure them.
-    (Route::MetaHandshake, Requirement::Public),
-    (Route::MetaReceive, Requirement::Public),
-    (Route::GetMetaConfig, Requirement::Admin),
-    (Route::PutMetaConfig, Requirement::Admin),
-    // Notifications: everyone reads their own inbox; admins send.
-    (Route::ListNotifications, Requirement::User),
-    (Route::SendNotification, Requirement::Admin),
-    (Route::MarkNotificationRead, Requirement::User),
-    // Jobs: admins see their tenant's dead letters; the outbox drain
-    // (Spin) is for a scheduler with a `jobs:drain` key.
-    (Route::ListDeadLetters, Requirement::Admin),
-    (
-        Route::DrainJobs,
-        Requirement::ScopeOrOperatorAdmin(Scope::JobsDrain),
-    ),
-];
-
-/// The route's entry in the matrix, if it has one.
-pub fn requirement(route: Route) -> Option<Requirement> {
-    MATRIX
-        .iter()
-        .find(|(r, _)| *r == route)
-        .map(|(_, req)| *req)
 }
 
 /// Whether `principal` may call a route that asks `requirement`.

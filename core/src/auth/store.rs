@@ -5,8 +5,6 @@
 //! which identifies exactly one row of one tenant. `HOT_QUERIES` lists the
 //! statements requests run, and a test checks each has an index.
 
-use crate::ports::{PortError, Rows, Sql, SqlValue, Statement};
-
 pub const TENANT_COUNT: &str = "SELECT COUNT(*) AS n FROM tenants";
 pub const TENANT_OPERATOR: &str = "SELECT operator FROM tenants WHERE id = ?1";
 pub const INSERT_TENANT: &str =
@@ -79,69 +77,12 @@ pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("delete_api_key", DELETE_API_KEY),
 ];
 
-/// A row read by column name; a missing or mistyped column is a storage
-/// error (schema drift), never a panic.
-#[derive(Debug)]
-pub struct Row<'a> {
-    rows: &'a Rows,
-    index: usize,
-}
-
-impl Row<'_> {
-    pub fn text(&self, column: &str) -> Result<String, PortError> {
-        match self.rows.get(self.index, column) {
-            Some(SqlValue::Text(t)) => Ok(t.clone()),
-            other => Err(drift(column, other)),
-        }
-    }
-
-    pub fn integer(&self, column: &str) -> Result<i64, PortError> {
-        match self.rows.get(self.index, column) {
-            Some(SqlValue::Integer(i)) => Ok(*i),
-            other => Err(drift(column, other)),
-        }
-    }
-
-    pub fn optional_integer(&self, column: &str) -> Result<Option<i64>, PortError> {
-        match self.rows.get(self.index, column) {
-            Some(SqlValue::Null) => Ok(None),
-            Some(SqlValue::Integer(i)) => Ok(Some(*i)),
-            other => Err(drift(column, other)),
-        }
-    }
-}
-
-fn drift(column: &str, found: Option<&SqlValue>) -> PortError {
-    PortError(format!("column {column}: unexpected value {found:?}"))
-}
-
-/// Every row of `rows`.
-pub fn each(rows: &Rows) -> impl Iterator<Item = Row<'_>> {
-    (0..rows.rows.len()).map(move |index| Row { rows, index })
-}
-
-/// The first row of `rows`, if any.
-pub fn first(rows: &Rows) -> Option<Row<'_>> {
-    each(rows).next()
-}
-
-/// Runs one statement.
-pub async fn run(
-    sql: &dyn Sql,
-    statement: &'static str,
-    params: Vec<SqlValue>,
-) -> Result<Rows, PortError> {
-    sql.execute(statement, &params).await
-}
-
-/// Runs statements atomically.
-pub async fn atomically(sql: &dyn Sql, statements: Vec<Statement>) -> Result<(), PortError> {
-    sql.batch(&statements).await
-}
+pub use crate::storage::rows::{Row, atomically, each, first, run};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::{Sql, SqlValue};
     use crate::storage::migrate;
     use crate::testing::{SqliteSql, block_on};
 

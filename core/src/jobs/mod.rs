@@ -6,11 +6,15 @@
 //! `app/jobs.rs` routes event types to them.
 
 pub mod consumer;
+pub mod dead_letters;
+pub mod drain;
 pub mod events;
 pub mod metrics;
 pub mod outbox;
 pub mod retry;
+pub mod webhook;
 
+use crate::ports::Queue;
 use crate::secret::Secret;
 
 /// How jobs run: retries, time budget, concurrency, the outbox lease and
@@ -21,6 +25,12 @@ pub struct JobsConfig {
     pub timeout_ms: u32,
     pub concurrency: usize,
     pub lease_secs: u32,
+    /// Seconds before a message that could not be settled (parked, or
+    /// forwarded to its dead-letter queue) is offered again.
+    pub settle_retry_secs: u32,
+    /// Cloudflare queue names are `<prefix><queue>` and, for dead letters,
+    /// `<prefix><queue>-dlq` (`QUEUE_PREFIX`, as in wrangler.toml).
+    pub queue_prefix: String,
     /// `None`: webhook deliveries fail until it is set.
     pub webhook_secret: Option<Secret>,
     /// Lowercase `host` or `host:port` entries allowed over `http://`.
@@ -36,6 +46,8 @@ impl Default for JobsConfig {
             timeout_ms: 15_000,
             concurrency: 8,
             lease_secs: 60,
+            settle_retry_secs: 30,
+            queue_prefix: "tepi-".to_owned(),
             webhook_secret: None,
             webhook_http_hosts: Vec::new(),
             webhook_allowed_hosts: Vec::new(),
@@ -43,7 +55,43 @@ impl Default for JobsConfig {
     }
 }
 
+/// What a platform queue carries, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueRole {
+    /// `<prefix><queue>`: jobs to run.
+    Jobs(Queue),
+    /// `<prefix><queue>-dlq`: dead letters to park.
+    DeadLetters(Queue),
+}
+
+/// The suffix of a dead-letter queue's name.
+const DEAD_LETTER_SUFFIX: &str = "-dlq";
+
 impl JobsConfig {
+    /// The platform queue of `queue`'s jobs: `<prefix><queue>`.
+    pub fn queue_name(&self, queue: Queue) -> String {
+        format!("{}{}", self.queue_prefix, queue.as_str())
+    }
+
+    /// The platform queue of `queue`'s dead letters: `<prefix><queue>-dlq`.
+    pub fn dead_letter_queue_name(&self, queue: Queue) -> String {
+        self.queue_name(queue) + DEAD_LETTER_SUFFIX
+    }
+
+    /// What the platform queue `name` carries; `None` for a queue that is
+    /// not Tepi's.
+    pub fn queue_role(&self, name: &str) -> Option<QueueRole> {
+        Queue::ALL.into_iter().find_map(|queue| {
+            if name == self.queue_name(queue) {
+                Some(QueueRole::Jobs(queue))
+            } else if name == self.dead_letter_queue_name(queue) {
+                Some(QueueRole::DeadLetters(queue))
+            } else {
+                None
+            }
+        })
+    }
+
     /// Whether a job may deliver to `url`: any `https://` URL, or `http://`
     /// to a listed host.
     pub fn webhook_url_allowed(&self, url: &str) -> bool {
@@ -62,5 +110,39 @@ impl JobsConfig {
         !host.is_empty()
             && (https || listed(&self.webhook_http_hosts))
             && (self.webhook_allowed_hosts.is_empty() || listed(&self.webhook_allowed_hosts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_follow_the_prefix_and_read_back() {
+        let mut config = JobsConfig::default();
+        assert_eq!(config.queue_name(Queue::MetaEvents), "tepi-meta-events");
+        assert_eq!(
+            config.dead_letter_queue_name(Queue::MetaEvents),
+            "tepi-meta-events-dlq"
+        );
+        config.queue_prefix = "stage-".into();
+        for queue in Queue::ALL {
+            assert_eq!(
+                config.queue_role(&config.queue_name(queue)),
+                Some(QueueRole::Jobs(queue))
+            );
+            assert_eq!(
+                config.queue_role(&config.dead_letter_queue_name(queue)),
+                Some(QueueRole::DeadLetters(queue))
+            );
+        }
+        for foreign in [
+            "tepi-workflows",
+            "stage-",
+            "stage-workflows-dlq-dlq",
+            "stage-other",
+        ] {
+            assert_eq!(config.queue_role(foreign), None, "{foreign}");
+        }
     }
 }

@@ -54,8 +54,21 @@ impl Jobs for SqlOutbox<'_> {
 /// A queue or outbox that also counts what it publishes
 /// (`tepi_worker_jobs_enqueued_total`, the basis of the depth estimate).
 pub struct Counted<'a> {
-    pub inner: &'a dyn Jobs,
+    pub inner: Publisher<'a>,
     pub sql: &'a dyn Sql,
+}
+
+/// Where jobs go: the platform's queues, or the SQL outbox.
+#[derive(Debug)]
+pub enum Publisher<'a> {
+    Queues(&'a dyn Jobs),
+    Outbox(SqlOutbox<'a>),
+}
+
+impl std::fmt::Debug for dyn Jobs + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Jobs")
+    }
 }
 
 impl std::fmt::Debug for Counted<'_> {
@@ -72,9 +85,11 @@ impl Jobs for Counted<'_> {
         envelope: &str,
         delay_secs: u32,
     ) -> Result<(), PortError> {
-        self.inner
-            .enqueue_after(queue, envelope, delay_secs)
-            .await?;
+        let inner: &dyn Jobs = match &self.inner {
+            Publisher::Queues(queues) => *queues,
+            Publisher::Outbox(outbox) => outbox,
+        };
+        inner.enqueue_after(queue, envelope, delay_secs).await?;
         let mut delta = crate::jobs::metrics::WorkerMetrics::default();
         delta.record_enqueued(queue);
         // The job is published: a failed count only skews the estimate.
@@ -134,6 +149,66 @@ impl Blobs for KvBlobs<'_> {
 
     async fn delete(&self, key: &str) -> Result<(), PortError> {
         self.0.delete(&blob_key(key)).await
+    }
+}
+
+/// Where blobs go: the platform's object store, or key-value entries.
+#[derive(Debug, Clone, Copy)]
+pub enum BlobStore<'a> {
+    Objects(&'a dyn Blobs),
+    Kv(KvBlobs<'a>),
+}
+
+impl std::fmt::Debug for dyn Blobs + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Blobs")
+    }
+}
+
+/// The ports a handler or a job publishes and stores through, with the
+/// core's stand-ins where the platform has no such service (Spin): the
+/// SQL outbox for queues, key-value entries for an object store. The one
+/// place both the request path and the job path get them from.
+#[derive(Debug)]
+pub struct Fallbacks<'a> {
+    jobs: Option<Counted<'a>>,
+    blobs: Option<BlobStore<'a>>,
+}
+
+impl<'a> Fallbacks<'a> {
+    /// `blobs_in_kv`: keep blobs in key-value when the platform wires no
+    /// object store (instances that live for one request).
+    pub fn new(ports: &crate::ports::Ports<'a>, now: Timestamp, blobs_in_kv: bool) -> Self {
+        let jobs = ports.sql.map(|sql| Counted {
+            inner: match ports.jobs {
+                Some(queues) => Publisher::Queues(queues),
+                None => Publisher::Outbox(SqlOutbox {
+                    sql,
+                    entropy: ports.entropy,
+                    now,
+                }),
+            },
+            sql,
+        });
+        let blobs = match (ports.blobs, ports.kv) {
+            (Some(objects), _) => Some(BlobStore::Objects(objects)),
+            (None, Some(kv)) if blobs_in_kv => Some(BlobStore::Kv(KvBlobs(kv))),
+            _ => None,
+        };
+        Self { jobs, blobs }
+    }
+
+    /// Publishing, counted; `None` without SQL.
+    pub fn jobs(&self) -> Option<&dyn Jobs> {
+        self.jobs.as_ref().map(|j| j as &dyn Jobs)
+    }
+
+    pub fn blobs(&self) -> Option<&dyn Blobs> {
+        match &self.blobs {
+            Some(BlobStore::Objects(objects)) => Some(*objects),
+            Some(BlobStore::Kv(kv)) => Some(kv),
+            None => None,
+        }
     }
 }
 

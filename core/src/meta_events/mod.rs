@@ -17,8 +17,8 @@ use sha2::Sha256;
 
 use crate::api::context::TenantId;
 use crate::api::error::ApiError;
+use crate::api::response::{json_response, query_pairs, rfc3339, storage};
 use crate::api::validate::{Fields, Invalid, json_object, parsed};
-use crate::auth::handlers::{json_response, query_pairs, rfc3339, storage};
 use crate::auth::store::first;
 use crate::jobs::events::{
     MetaEvent, MetaItem, MetaMessageRead, MetaMessageReceived, MetaMessageStatus,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::exposition::{self, Family, Kind, ParseError};
 use crate::metrics::{escape_label_value, format_value, header};
-use crate::ports::{PortError, Sql, SqlValue, Statement};
+use crate::ports::{PortError, Ports, Sql, SqlValue, Statement};
 use crate::time::Timestamp;
 
 /// Which exposition a series belongs to.
@@ -439,19 +439,108 @@ fn encode(families: &BTreeMap<String, FamilyOut>) -> String {
     out
 }
 
-/// The aggregate behind HTTP: how the Workers adapter talks to the
-/// Durable Object that holds it. The object answers [`remote::serve`]; the
-/// adapter's client builds requests with [`remote::apply_request`] and
-/// [`remote::exposition_path`] and reads refusals with [`remote::refusal`].
+/// The aggregate a request or job writes to: the platform's service when
+/// it wires one (`Ports::aggregator`), else the SQL store.
+#[derive(Debug)]
+pub enum Store<'a> {
+    Remote(remote::Client<'a>),
+    Sql(SqlAggregator<'a>),
+}
+
+impl<'a> Store<'a> {
+    pub fn of(ports: &Ports<'a>, ttl_secs: u32) -> Option<Self> {
+        match (ports.aggregator, ports.sql) {
+            (Some(service), _) => Some(Self::Remote(remote::Client(service))),
+            (None, Some(sql)) => Some(Self::Sql(SqlAggregator { sql, ttl_secs })),
+            (None, None) => None,
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Aggregator for Store<'_> {
+    async fn apply(&self, change: &Change) -> Result<(), Refusal> {
+        match self {
+            Self::Remote(client) => client.apply(change).await,
+            Self::Sql(sql) => sql.apply(change).await,
+        }
+    }
+
+    async fn exposition(&self, scope: Scope, now: Timestamp) -> Result<String, PortError> {
+        match self {
+            Self::Remote(client) => client.exposition(scope, now).await,
+            Self::Sql(sql) => sql.exposition(scope, now).await,
+        }
+    }
+}
+
+/// Sends an instance's deltas; a failure is logged (that delta is lost,
+/// the aggregate stays valid).
+pub async fn apply_all(aggregator: &dyn Aggregator, changes: Vec<Change>) {
+    for change in changes {
+        if let Err(e) = aggregator.apply(&change).await {
+            tracing::warn!(target: "tepi::metrics", error = ?e, "metrics flush failed");
+        }
+    }
+}
+
+/// The aggregate behind HTTP: the Durable Object that holds it on Workers
+/// answers [`remote::serve`]; [`remote::Client`] speaks to it through the
+/// `aggregator` port (the object's stub).
 pub mod remote {
     use bytes::Bytes;
     use http::{Method, Request, Response, StatusCode};
     use serde_json::json;
 
+    use async_trait::async_trait;
+
     use super::{Aggregator, Change, Refusal, Scope, SqlAggregator};
     use crate::metrics::exposition::ParseError;
-    use crate::ports::{PortError, Sql};
+    use crate::ports::{HttpClient, PortError, Sql};
     use crate::time::Timestamp;
+
+    /// The origin requests to the service are addressed to.
+    pub const ORIGIN: &str = "https://aggregate.internal";
+
+    /// The aggregate in a service reached over HTTP.
+    pub struct Client<'a>(pub &'a dyn HttpClient);
+
+    impl std::fmt::Debug for Client<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("remote::Client")
+        }
+    }
+
+    #[async_trait(?Send)]
+    impl Aggregator for Client<'_> {
+        async fn apply(&self, change: &Change) -> Result<(), Refusal> {
+            let (path, body) = apply_request(change);
+            let request = Request::post(format!("{ORIGIN}{path}"))
+                .body(Bytes::from(body))
+                .map_err(|e| Refusal::Storage(PortError(e.to_string())))?;
+            match self.0.send(request).await {
+                Ok(answer) if answer.status() == StatusCode::NO_CONTENT => Ok(()),
+                Ok(answer) => Err(refusal(answer.status().as_u16(), answer.body())),
+                Err(e) => Err(Refusal::Storage(e)),
+            }
+        }
+
+        async fn exposition(&self, scope: Scope, now: Timestamp) -> Result<String, PortError> {
+            let request = Request::get(format!("{ORIGIN}{}", exposition_path(scope, now)))
+                .body(Bytes::new())
+                .map_err(|e| PortError(e.to_string()))?;
+            let answer = self.0.send(request).await?;
+            let text = String::from_utf8_lossy(answer.body()).into_owned();
+            if answer.status() == StatusCode::OK {
+                Ok(text)
+            } else {
+                Err(PortError(format!(
+                    "aggregator answered {}: {text}",
+                    answer.status()
+                )))
+            }
+        }
+    }
 
     pub const APPLY_PATH: &str = "/apply";
     pub const EXPOSITION_PATH: &str = "/exposition";
@@ -534,7 +623,7 @@ pub mod remote {
             }
             (&Method::GET, EXPOSITION_PATH) => {
                 let query = req.uri().query().unwrap_or("");
-                let pairs = crate::auth::handlers::query_pairs(query);
+                let pairs = crate::api::response::query_pairs(query);
                 let get = |name: &str| {
                     pairs
                         .iter()

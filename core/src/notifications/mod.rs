@@ -5,32 +5,30 @@
 //! HMAC-SHA256 over a timestamp and the body) with the envelope's
 //! `traceparent`.
 
+pub mod job;
+
 use base64ct::{Base64UrlUnpadded, Encoding};
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use crate::api::error::ApiError;
+use crate::api::response::{json_response, page_of, rfc3339, storage};
 use crate::api::validate::{Fields, Invalid, json_object, parsed};
 use crate::auth::Role;
-use crate::auth::handlers::{json_response, page_of, rfc3339, storage};
-use crate::auth::store::{Row, each, first};
 use crate::config::JobsConfig;
 use crate::jobs::events::{self, Event, NotificationWebhookRequested};
 use crate::module::{Call, exec};
-use crate::ports::{PortError, Statement};
+use crate::ports::{PortError, Sql, SqlValue, Statement};
 use crate::secret;
+use crate::storage::rows::{Row, each, first};
 
 type Handled = Result<Response<Bytes>, ApiError>;
 
-/// The header webhook deliveries carry: `t=<unix seconds>,v1=<hex>`.
-pub const SIGNATURE_HEADER: &str = "tepi-signature";
 /// Most recipients one role-wide notification may have.
 pub const MAX_ROLE_RECIPIENTS: usize = 500;
 
-const INSERT: &str = "INSERT INTO notifications \
+const INSERT: &str = "INSERT OR IGNORE INTO notifications \
      (id, tenant_id, user_id, subject, body, sent_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INBOX: &str = "SELECT id, subject, body, sent_by, created_at, read_at FROM notifications \
      WHERE tenant_id = ?1 AND user_id = ?2 AND (created_at < ?3 OR (created_at = ?3 AND id < ?4)) \
@@ -49,23 +47,47 @@ pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("users_with_role", USERS_WITH_ROLE),
 ];
 
-/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`: receivers
-/// recompute it with the shared secret and refuse old timestamps.
-pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let hex = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .fold(String::new(), |mut out, b| {
-            use std::fmt::Write;
-            let _ = write!(out, "{b:02x}");
-            out
-        });
-    format!("t={timestamp},v1={hex}")
+/// One inbox entry to write.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    pub id: &'a str,
+    pub tenant: &'a str,
+    pub user: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+    /// The sending user; `None` for entries a workflow wrote.
+    pub sent_by: Option<&'a str>,
+    pub secs: i64,
+}
+
+/// The statement that writes `entry` (once: a repeated id is ignored).
+pub fn inbox_entry(entry: &Entry<'_>) -> Statement {
+    Statement::new(
+        INSERT,
+        vec![
+            entry.id.into(),
+            entry.tenant.into(),
+            entry.user.into(),
+            entry.subject.into(),
+            entry.body.into(),
+            entry.sent_by.map_or(SqlValue::Null, SqlValue::from),
+            entry.secs.into(),
+        ],
+    )
+}
+
+/// The ids of the tenant's users with `role`, at most
+/// `MAX_ROLE_RECIPIENTS`.
+pub async fn role_members(
+    sql: &dyn Sql,
+    tenant: &str,
+    role: &str,
+) -> Result<Vec<String>, PortError> {
+    let limit = i64::try_from(MAX_ROLE_RECIPIENTS).unwrap_or(i64::MAX);
+    let rows = sql
+        .execute(USERS_WITH_ROLE, &[tenant.into(), role.into(), limit.into()])
+        .await?;
+    Ok(each(&rows).filter_map(|r| r.text("id").ok()).collect())
 }
 
 fn entry_json(row: &Row<'_>) -> Result<Value, PortError> {
@@ -258,16 +280,9 @@ pub async fn send(call: &Call<'_>) -> Handled {
             }
             vec![user]
         }
-        Recipient::Role(role) => {
-            let limit = i64::try_from(MAX_ROLE_RECIPIENTS).unwrap_or(i64::MAX);
-            let rows = exec(
-                call.sql,
-                USERS_WITH_ROLE,
-                vec![tenant.into(), role.as_str().into(), limit.into()],
-            )
-            .await?;
-            each(&rows).filter_map(|r| r.text("id").ok()).collect()
-        }
+        Recipient::Role(role) => role_members(call.sql, tenant, role.as_str())
+            .await
+            .map_err(|e| storage(&e))?,
     };
     let secs = call.now.as_unix_secs();
     let mut ids = Vec::with_capacity(recipients.len());
@@ -276,18 +291,15 @@ pub async fn send(call: &Call<'_>) -> Handled {
         .map(|user| {
             let id = secret::id(call.entropy, "ntf_");
             ids.push(id.clone());
-            Statement::new(
-                INSERT,
-                vec![
-                    id.into(),
-                    tenant.into(),
-                    user.clone().into(),
-                    subject.clone().into(),
-                    text.clone().into(),
-                    call.caller.user_id.into(),
-                    secs.into(),
-                ],
-            )
+            inbox_entry(&Entry {
+                id: &id,
+                tenant,
+                user,
+                subject: &subject,
+                body: &text,
+                sent_by: Some(call.caller.user_id),
+                secs,
+            })
         })
         .collect();
     if !statements.is_empty() {
@@ -302,28 +314,6 @@ pub async fn send(call: &Call<'_>) -> Handled {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn webhook_signatures_cover_the_timestamp_and_the_body() {
-        let a = signature(b"secret", 1_795_582_978, b"{\"x\":1}");
-        assert!(a.starts_with("t=1795582978,v1="), "{a}");
-        assert_eq!(a.len(), "t=1795582978,v1=".len() + 64);
-        assert_ne!(
-            a,
-            signature(b"secret", 1_795_582_979, b"{\"x\":1}"),
-            "timestamp signed"
-        );
-        assert_ne!(
-            a,
-            signature(b"secret", 1_795_582_978, b"{\"x\":2}"),
-            "body signed"
-        );
-        assert_ne!(
-            a,
-            signature(b"other", 1_795_582_978, b"{\"x\":1}"),
-            "key matters"
-        );
-    }
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {

@@ -13,15 +13,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use async_trait::async_trait;
 use http::{HeaderMap, HeaderValue};
 
 pub use gcra::{Decision, Policy, decide};
 pub use store::SqlStore;
 
-use crate::app::Route;
 use crate::auth::Principal;
-use crate::ports::PortError;
+pub use crate::ports::Limiter;
 
 /// Routes share limits by class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,52 +81,6 @@ impl RouteClass {
             period_secs,
             burst,
         }
-    }
-}
-
-/// The class of each route; `None` is never limited (liveness and readiness
-/// probes must answer whatever the load).
-pub fn class_of(route: Route) -> Option<RouteClass> {
-    match route {
-        Route::Healthz | Route::Readyz => None,
-        Route::Version | Route::Jwks | Route::MetaHandshake | Route::MetaReceive | Route::Rum => {
-            Some(RouteClass::Public)
-        }
-        Route::Bootstrap | Route::Login | Route::Refresh | Route::Logout => Some(RouteClass::Login),
-        Route::Metrics
-        | Route::MetricsWorkers
-        | Route::WebMetrics
-        | Route::Me
-        | Route::CreateUpload
-        | Route::PutUploadContent
-        | Route::GetUpload
-        | Route::GetUploadContent
-        | Route::DeleteUpload
-        | Route::ListWorkflows
-        | Route::GetWorkflow
-        | Route::StartWorkflowRun
-        | Route::ListWorkflowRuns
-        | Route::GetWorkflowRun
-        | Route::ListNotifications
-        | Route::MarkNotificationRead => Some(RouteClass::Api),
-        Route::ListUsers
-        | Route::CreateUser
-        | Route::GetUser
-        | Route::UpdateUser
-        | Route::DeleteUser
-        | Route::ListApiKeys
-        | Route::CreateApiKey
-        | Route::DeleteApiKey
-        | Route::CreateTenant
-        | Route::CreateWorkflow
-        | Route::UpdateWorkflow
-        | Route::DeleteWorkflow
-        | Route::GetMetaConfig
-        | Route::ListDeadLetters
-        | Route::DrainJobs
-        | Route::PutMetaConfig
-        | Route::SendNotification => Some(RouteClass::Admin),
-        Route::PushReplace | Route::PushAdd | Route::PushDelete => Some(RouteClass::Push),
     }
 }
 
@@ -298,14 +250,6 @@ impl Verdict {
             ),
         ]
     }
-}
-
-/// A limit that holds across instances (the Workers Rate Limiting binding):
-/// asked after the local decision admitted a request.
-#[async_trait(?Send)]
-pub trait Limiter {
-    /// Whether `key` of `class` may pass. Errors are logged and admit.
-    async fn allow(&self, class: RouteClass, key: &str) -> Result<bool, PortError>;
 }
 
 /// The isolate-local table: bounded, forgetting fully refilled keys first

@@ -6,6 +6,8 @@
 //! uses, so both ways of migrating agree. Every statement must be idempotent
 //! (`IF NOT EXISTS`): instances may migrate concurrently.
 
+pub mod rows;
+
 use crate::ports::{PortError, Sql, SqlValue};
 
 #[derive(Debug, Clone, Copy)]

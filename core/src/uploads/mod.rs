@@ -4,6 +4,8 @@
 //! published. Every upload belongs to a tenant; any user of the tenant may
 //! read it, its uploader or an admin may send its content or delete it.
 
+pub mod job;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
@@ -11,14 +13,14 @@ use sha2::{Digest, Sha256};
 
 use crate::api::context::TenantId;
 use crate::api::error::ApiError;
+use crate::api::response::{json_response, storage};
 use crate::api::validate::{Fields, Invalid, json_object, parsed};
 use crate::auth::Role;
-use crate::auth::handlers::{json_response, storage};
-use crate::auth::store::{Row, first};
 use crate::jobs::events::{self, Event, UploadReceived};
 use crate::module::{Call, exec};
 use crate::ports::{PortError, SqlValue};
 use crate::secret;
+use crate::storage::rows::{Row, first};
 use crate::time::Timestamp;
 
 type Handled = Result<Response<Bytes>, ApiError>;
@@ -39,6 +41,7 @@ pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("upload_by_id", BY_ID),
     ("upload_mark_stored", MARK_STORED),
     ("upload_delete", DELETE),
+    ("upload_for_job", job::FOR_JOB),
 ];
 
 struct Upload {
@@ -100,12 +103,7 @@ pub(crate) fn blob_key(tenant: &TenantId, id: &str) -> String {
 }
 
 async fn find(call: &Call<'_>) -> Result<Upload, ApiError> {
-    let rows = exec(
-        call.sql,
-        BY_ID,
-        vec![call.tenant().as_str().into(), call.param("id").into()],
-    )
-    .await?;
+    let rows = call.by_id(BY_ID).await?;
     let row = first(&rows).ok_or(ApiError::NotFound)?;
     Upload::read(&row).map_err(|e| storage(&e))
 }

@@ -6,20 +6,22 @@
 //!
 //! Users of the tenant read workflows and start runs; admins define them.
 
+pub mod job;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use crate::api::error::ApiError;
+use crate::api::response::{json_response, list_body, page_of, rfc3339, storage};
 use crate::api::validate::{FieldError, Fields, Invalid, json_object, parsed};
 use crate::auth::Role;
-use crate::auth::handlers::{json_response, list_body, page_of, rfc3339, storage};
-use crate::auth::store::{Row, each, first};
 use crate::config::JobsConfig;
 use crate::jobs::events::{self, Event, WorkflowRunRequested};
 use crate::module::{Call, exec};
 use crate::ports::{PortError, Rows};
 use crate::secret;
+use crate::storage::rows::{Row, each, first};
 
 type Handled = Result<Response<Bytes>, ApiError>;
 
@@ -60,6 +62,7 @@ pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("workflows_event_triggered", EVENT_TRIGGERED),
     ("run_by_id", RUN_BY_ID),
     ("runs_page", RUNS_PAGE),
+    ("run_for_job", job::FOR_JOB),
 ];
 
 /// Whether an event type matches a trigger pattern: equal, or a prefix of
@@ -250,12 +253,7 @@ fn run_json(row: &Row<'_>) -> Result<Value, PortError> {
 
 /// The workflow named by the path, as a row (404 when the tenant has none).
 async fn find(call: &Call<'_>) -> Result<Rows, ApiError> {
-    let rows = exec(
-        call.sql,
-        BY_ID,
-        vec![call.tenant().as_str().into(), call.param("id").into()],
-    )
-    .await?;
+    let rows = call.by_id(BY_ID).await?;
     if rows.rows.is_empty() {
         return Err(ApiError::NotFound);
     }
@@ -417,12 +415,7 @@ pub async fn update(call: &Call<'_>) -> Handled {
 /// `DELETE /v1/workflows/{id}` (admin). Its runs stay readable by id.
 pub async fn delete(call: &Call<'_>) -> Handled {
     admin(call)?;
-    let rows = exec(
-        call.sql,
-        DELETE,
-        vec![call.tenant().as_str().into(), call.param("id").into()],
-    )
-    .await?;
+    let rows = call.by_id(DELETE).await?;
     if rows.rows.is_empty() {
         return Err(ApiError::NotFound);
     }

@@ -3,6 +3,8 @@
 //! Converts a `worker::Request` into the core's `http::Request<Bytes>` (one
 //! buffered body, headers copied once), calls `App::handle`, and converts the
 //! response back. Bindings become ports. Nothing here decides anything.
+//! Queue batches go to the Cloudflare Queues adapter (`tepi-queue-consumer`)
+//! through this Worker's one `queue` export (docs/adr/0007).
 //!
 //! The `http-feature-seam` cargo feature swaps that conversion for
 //! workers-rs's own `http` feature. It exists only so `scripts/bench-seam.sh`
@@ -10,7 +12,8 @@
 
 mod bindings;
 mod d1;
-mod queue;
+mod metrics_object;
+mod probes;
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -20,12 +23,14 @@ use tepi_core::PeerAddr;
 use tepi_core::http;
 #[cfg(not(feature = "http-feature-seam"))]
 use tepi_core::http::{HeaderName, HeaderValue};
+use tepi_core::metrics::aggregate::{apply_all, remote};
 use tepi_core::{App, BuildInfo, Bytes, Config, Ports, Timestamp};
+use wasm_bindgen::prelude::*;
 use worker::{Context, Env, event};
 #[cfg(not(feature = "http-feature-seam"))]
 use worker::{Request, Response, ResponseBuilder};
 
-pub use bindings::MetricsAggregator;
+pub use metrics_object::MetricsAggregator;
 
 thread_local! {
     /// One `App` per isolate: its metrics live as long as the isolate.
@@ -72,25 +77,25 @@ fn start() {
 
 /// The bindings of one invocation, as the core's ports.
 struct Platform<'e> {
-    probes: bindings::Probes<'e>,
+    probes: probes::Probes<'e>,
     kv: Option<bindings::WorkersKv>,
     sql: Option<d1::D1Sql>,
     limiter: bindings::RateLimiters<'e>,
     blobs: bindings::R2Blobs<'e>,
     jobs: bindings::QueueJobs<'e>,
-    aggregator: bindings::DurableAggregator<'e>,
+    aggregator: metrics_object::MetricsStub<'e>,
 }
 
 impl<'e> Platform<'e> {
     fn new(env: &'e Env) -> Self {
         Self {
-            probes: bindings::Probes::new(env),
+            probes: probes::Probes::new(env),
             kv: bindings::WorkersKv::new(env),
             sql: d1::D1Sql::new(env),
             limiter: bindings::RateLimiters(env),
             blobs: bindings::R2Blobs(env),
             jobs: bindings::QueueJobs(env),
-            aggregator: bindings::DurableAggregator(env),
+            aggregator: metrics_object::MetricsStub(env),
         }
     }
 
@@ -129,17 +134,27 @@ async fn handle(
     if !changes.is_empty() {
         let env = env.clone();
         ctx.wait_until(async move {
-            let aggregator = bindings::DurableAggregator(&env);
-            for change in changes {
-                if let Err(e) =
-                    tepi_core::metrics::aggregate::Aggregator::apply(&aggregator, &change).await
-                {
-                    tracing::warn!(target: "tepi::metrics", error = ?e, "metrics flush failed");
-                }
-            }
+            apply_all(&remote::Client(&metrics_object::MetricsStub(&env)), changes).await;
         });
     }
     response
+}
+
+/// The Queues consumer (worker-build wires the export named `queue`):
+/// the batch goes to `tepi-queue-consumer` with this isolate's `App` and
+/// the bindings as ports. Exported by hand because workers-rs 0.8.7's
+/// `#[event(queue)]` hides each message's `attempts`.
+#[wasm_bindgen(
+    js_name = queue,
+    wasm_bindgen_futures = worker::wasm_bindgen_futures,
+    js_sys = worker::js_sys
+)]
+pub async fn queue(batch: JsValue, env: Env, _ctx: JsValue) -> Result<JsValue, JsValue> {
+    let app = app(&env);
+    let platform = Platform::new(&env);
+    let probes = platform.probes.all();
+    tepi_queue_consumer::consume(&batch, &env, &app, &platform.ports(&probes)).await?;
+    Ok(JsValue::UNDEFINED)
 }
 
 #[cfg(not(feature = "http-feature-seam"))]

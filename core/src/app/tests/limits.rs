@@ -148,8 +148,8 @@ struct Deny;
 
 #[async_trait::async_trait(?Send)]
 impl Limiter for Deny {
-    async fn allow(&self, class: RouteClass, key: &str) -> Result<bool, PortError> {
-        Ok(!(class == RouteClass::Api && key.starts_with("api:t:acme:")))
+    async fn allow(&self, class: &str, key: &str) -> Result<bool, PortError> {
+        Ok(!(class == RouteClass::Api.as_str() && key.starts_with("api:t:acme:")))
     }
 }
 

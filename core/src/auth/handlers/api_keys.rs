@@ -7,12 +7,12 @@ use super::{
     Call, Handled, admin_tenant, created, exec, json_response, list_body, no_content, non_empty,
     page, rfc3339, storage,
 };
-use crate::api::context::TenantId;
 use crate::api::error::ApiError;
 use crate::api::validate::{Fields, Invalid, json_object, parsed};
-use crate::auth::store::{self, first};
+use crate::auth::middleware::is_operator;
+use crate::auth::store;
 use crate::auth::{Principal, Scope};
-use crate::ports::{PortError, Sql};
+use crate::ports::PortError;
 use crate::secret;
 
 fn scopes_field(value: &Value) -> Result<Vec<Scope>, Invalid> {
@@ -45,12 +45,6 @@ fn scopes_text(scopes: &[Scope]) -> String {
 
 fn scopes_list(text: &str) -> Vec<&str> {
     text.split_whitespace().collect()
-}
-
-/// Whether `tenant` is the operator tenant.
-pub async fn is_operator(sql: &dyn Sql, tenant: &TenantId) -> Result<bool, ApiError> {
-    let rows = exec(sql, store::TENANT_OPERATOR, vec![tenant.as_str().into()]).await?;
-    Ok(first(&rows).is_some_and(|r| r.integer("operator").is_ok_and(|o| o == 1)))
 }
 
 /// `GET /v1/api-keys`: the tenant's keys, without their secrets.
@@ -140,27 +134,4 @@ pub async fn delete_api_key(call: &Call<'_>, principal: &Principal) -> Handled {
         return Err(ApiError::NotFound);
     }
     Ok(no_content())
-}
-
-/// The principal an API key stands for; `InvalidApiKey` when unknown.
-pub async fn authenticate_api_key(sql: &dyn Sql, key: &str) -> Result<Principal, ApiError> {
-    let rows = exec(
-        sql,
-        store::API_KEY_BY_HASH,
-        vec![secret::digest(key).into()],
-    )
-    .await?;
-    let row = first(&rows).ok_or(ApiError::InvalidApiKey)?;
-    let read = || -> Result<(String, String, String), PortError> {
-        Ok((row.text("id")?, row.text("tenant_id")?, row.text("scopes")?))
-    };
-    let (key_id, tenant, scopes) = read().map_err(|e| storage(&e))?;
-    Ok(Principal::ApiKey {
-        tenant: TenantId::parse(&tenant).ok_or(ApiError::InvalidApiKey)?,
-        key_id,
-        scopes: scopes_list(&scopes)
-            .into_iter()
-            .filter_map(|s| Scope::parse(s).ok())
-            .collect(),
-    })
 }

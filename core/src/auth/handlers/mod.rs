@@ -8,9 +8,7 @@ mod session;
 mod tenants;
 mod users;
 
-pub use api_keys::{
-    authenticate_api_key, create_api_key, delete_api_key, is_operator, list_api_keys,
-};
+pub use api_keys::{create_api_key, delete_api_key, list_api_keys};
 pub use session::{login, logout, me, refresh};
 pub use tenants::{bootstrap, create_tenant};
 pub use users::{create_user, delete_user, get_user, list_users, update_user};

@@ -12,7 +12,12 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::api::context::RequestContext;
+use crate::config::Config;
+use crate::jobs::dead_letters::{DEAD_ATTEMPTS, DEAD_CLASS, DEAD_REASON, dead_letter_body, park};
+use crate::jobs::drain::{Drained, LEASE, drain};
+use crate::jobs::events::{NotificationWebhookRequested, UploadReceived, WorkflowRunRequested};
 use crate::jobs::metrics as worker_metrics;
+use crate::jobs::outbox::{KvBlobs, SqlOutbox};
 use crate::ports::{Blobs, Clock, HttpClient, PortError, Timer};
 use crate::storage::migrate;
 use crate::testing::{MemoryKv, SeededEntropy, SqliteSql, SteppingClock, block_on};
@@ -79,6 +84,7 @@ struct World {
     entropy: SeededEntropy,
     clock: SteppingClock,
     config: Config,
+    table: Vec<JobRoute>,
 }
 
 fn world() -> World {
@@ -95,10 +101,20 @@ fn world() -> World {
         entropy: SeededEntropy::new(3),
         clock: SteppingClock::new(Timestamp::from_unix_micros(START), 1000),
         config,
+        table: crate::app::job_table(),
     }
 }
 
 impl World {
+    fn runner<'a>(&'a self, ports: &'a Ports<'a>) -> Runner<'a> {
+        Runner {
+            config: &self.config.jobs,
+            table: &self.table,
+            ports,
+            blobs_in_kv: true,
+        }
+    }
+
     fn ports<'a>(&'a self, http: &'a dyn HttpClient, timer: Option<&'a dyn Timer>) -> Ports<'a> {
         Ports {
             entropy: &self.entropy,
@@ -122,7 +138,7 @@ impl World {
             body: body.to_owned(),
             attempt,
         };
-        block_on(process_batch(&self.config, &ports, queue, &[delivery]))
+        block_on(process_batch(self.runner(&ports), queue, &[delivery]))
             .pop()
             .unwrap()
     }
@@ -217,7 +233,7 @@ fn a_webhook_is_delivered_signed_in_the_trace_and_applied_once() {
     let t: i64 = signature[2..signature.find(',').unwrap()].parse().unwrap();
     assert_eq!(
         signature,
-        crate::notifications::signature(SECRET.as_bytes(), t, request.body()),
+        crate::jobs::webhook::signature(SECRET.as_bytes(), t, request.body()),
         "signed over timestamp and body"
     );
     assert_eq!(w.count("SELECT COUNT(*) FROM processed_jobs"), 1);
@@ -280,8 +296,7 @@ fn a_job_over_its_time_budget_times_out_and_is_retried() {
         attempt: 1,
     };
     let decisions = block_on(process_batch(
-        &w.config,
-        &ports,
+        w.runner(&ports),
         Queue::Notifications,
         &[delivery],
     ));
@@ -376,7 +391,7 @@ fn parking_records_each_dead_letter_once_and_counts_only_platform_moves() {
     };
     for delivery in [&decided, &decided, &moved] {
         assert_eq!(
-            block_on(park(&ports, Queue::Notifications, delivery)),
+            block_on(park(&ports, &w.config.jobs, Queue::Notifications, delivery)),
             Decision::Ack
         );
     }
@@ -391,7 +406,7 @@ fn parking_records_each_dead_letter_once_and_counts_only_platform_moves() {
         "only the platform's move is counted here; the core counted its own"
     );
     let tenant = TenantId::parse("acme").unwrap();
-    let listed = block_on(dead_letters(
+    let listed = block_on(crate::jobs::dead_letters::list(
         &w.db,
         &tenant,
         &http::Request::new(Bytes::new()),
@@ -680,6 +695,68 @@ fn an_upload_job_marks_matching_content_ready_and_other_content_invalid() {
 }
 
 #[test]
+fn only_a_verified_upload_starts_the_workflows_it_triggers() {
+    let w = world();
+    workflow(
+        &w,
+        "wf_upload",
+        "upload.received",
+        &json!([{"type": "wait", "seconds": 0}]),
+    );
+    let body = b"hello, world".to_vec();
+    let sha = crate::uploads::hex(&Sha256::digest(&body));
+    let tenant = TenantId::parse("acme").unwrap();
+    for (id, stored) in [
+        ("upl_good", body.clone()),
+        ("upl_bad", b"tampered!!!!".to_vec()),
+    ] {
+        w.exec(
+            "INSERT INTO uploads (id, tenant_id, filename, content_type, size, sha256, status, created_by, created_at, updated_at) \
+             VALUES (?1, 'acme', 'a.txt', 'text/plain', ?2, ?3, 'stored', 'usr_a', 0, 0)",
+            &[id.into(), i64::try_from(body.len()).unwrap().into(), sha.clone().into()],
+        );
+        block_on(KvBlobs(&w.kv).put(
+            &crate::uploads::blob_key(&tenant, id),
+            &stored,
+            "text/plain",
+        ))
+        .unwrap();
+    }
+    let job = |id: &str| {
+        envelope_of(&UploadReceived {
+            upload_id: id.into(),
+            filename: "a.txt".into(),
+            content_type: "text/plain".into(),
+            size: body.len() as u64,
+            sha256: sha.clone(),
+            uploaded_by: "usr_a".into(),
+        })
+    };
+    let receiver = Receiver::default();
+    let runs = || w.count("SELECT COUNT(*) FROM workflow_runs WHERE workflow_id = 'wf_upload'");
+    // Deleted before its check: nothing to verify, nothing to start.
+    assert_eq!(
+        w.process(&receiver, Queue::Uploads, &job("upl_gone"), 1),
+        Decision::Ack
+    );
+    assert_eq!(runs(), 0, "a deleted upload starts no workflow");
+    assert!(matches!(
+        w.process(&receiver, Queue::Uploads, &job("upl_bad"), 1),
+        Decision::DeadLetter { .. }
+    ));
+    assert_eq!(runs(), 0, "content that does not match starts no workflow");
+    assert_eq!(
+        w.process(&receiver, Queue::Uploads, &job("upl_good"), 1),
+        Decision::Ack
+    );
+    assert_eq!(
+        runs(),
+        1,
+        "a verified upload starts the workflow it triggers"
+    );
+}
+
+#[test]
 fn the_drain_leases_processes_and_settles_outbox_jobs() {
     // Answers by URL, whatever the order of processing.
     struct ByUrl<'a>(&'a Receiver);
@@ -718,7 +795,7 @@ fn the_drain_leases_processes_and_settles_outbox_jobs() {
     let receiver = Receiver::default();
     let client = ByUrl(&receiver);
     let ports = w.ports(&client, None);
-    let first = block_on(drain(&w.config, &ports, &w.db, 10)).unwrap();
+    let first = block_on(drain(w.runner(&ports), &w.db, 10)).unwrap();
     assert_eq!(
         first,
         Drained {
@@ -738,7 +815,7 @@ fn the_drain_leases_processes_and_settles_outbox_jobs() {
         w.count("SELECT COUNT(*) FROM dead_letters WHERE class = '4xx'"),
         1
     );
-    let again = block_on(drain(&w.config, &ports, &w.db, 10)).unwrap();
+    let again = block_on(drain(w.runner(&ports), &w.db, 10)).unwrap();
     assert!(
         again.leased <= 1,
         "only the retry, and only once due: {again:?}"
