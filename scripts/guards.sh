@@ -5,7 +5,9 @@
 #  3. the Workers Wasm (which contains the core) imports nothing from "env":
 #     every import goes through wasm-bindgen, so nothing expects a C runtime;
 #  4. the Spin WIT that tools/spin-test-host implements is byte-for-byte the
-#     WIT shipped by the spin-sdk crate the Spin adapter is built with.
+#     WIT shipped by the spin-sdk crate the Spin adapter is built with;
+#  5. no import cycle between tepi-core's top-level modules
+#     (scripts/modgraph.py), after proving the check fails on a planted one.
 source "$(dirname "$0")/lib.sh"
 
 RUNTIME_CRATES='worker|worker-sys|worker-macros|spin-sdk|spin-executor|spin-macro|wasm-bindgen|js-sys|web-sys|tokio|async-std|wit-bindgen|wit-bindgen-rt|wasi|wasip2|getrandom'
@@ -25,6 +27,12 @@ if clocks=$(grep -rnE 'SystemTime::now|Instant::now|Date::now' "$TEPI_ROOT/core/
   failed=1
 else
   echo "ok: tepi-core reads no clock"
+fi
+
+if python3 "$TEPI_ROOT/scripts/modgraph.py" --self-test && python3 "$TEPI_ROOT/scripts/modgraph.py"; then
+  gate_note "core: $(python3 "$TEPI_ROOT/scripts/modgraph.py" | sed -n 's/.*core.s \([0-9]*\) top-level modules (\([0-9]*\) arrows).*/\1 modules, \2 arrows, no cycle/p')"
+else
+  failed=1
 fi
 
 [[ -f $WORKER_WASM ]] || die "no Workers build at $WORKER_WASM (run make build)"

@@ -42,13 +42,28 @@ def top_level_modules(src):
 
 
 def strip_comments_and_tests(text):
-    marker = re.search(r"^\s*#\[cfg\(test\)\]", text, re.M)
-    if marker:
-        text = text[: marker.start()]
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     text = re.sub(r"//[^\n]*", "", text)
     text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
-    return text
+    # Each item marked #[cfg(test)]: up to its `;` or its closing brace.
+    while True:
+        marker = re.search(r"#\[cfg\(test\)\]", text)
+        if not marker:
+            return text
+        depth, end = 0, len(text)
+        for i in range(marker.end(), len(text)):
+            ch = text[i]
+            if ch in "{([":
+                depth += 1
+            elif ch in "})]":
+                depth -= 1
+                if depth == 0 and ch == "}":
+                    end = i + 1
+                    break
+            elif ch == ";" and depth == 0:
+                end = i + 1
+                break
+        text = text[: marker.start()] + text[end:]
 
 
 def group_heads(text, start):
@@ -184,8 +199,11 @@ def self_test(src):
         target = os.path.join(copy, low + ".rs")
         if not os.path.exists(target):
             target = os.path.join(copy, low, "mod.rs")
-        with open(target, "a", encoding="utf-8") as f:
-            f.write(f"\n#[allow(unused_imports)]\nuse crate::{{{high} as _planted}};\n")
+        with open(target, encoding="utf-8") as f:
+            text = f.read()
+        # At the top, before any test module (test code does not count).
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(f"use crate::{{{high} as _planted}};\n" + text)
         devnull = open(os.devnull, "w")
         saved, sys.stdout = sys.stdout, devnull
         try:
