@@ -39,8 +39,18 @@ run_suite cloudflare-workers "http://127.0.0.1:$WORKERS_PORT"
 # The Workers build migrates D1 itself through the Sql port on its first
 # request; wrangler must then find nothing left to apply in the same ledger.
 log "D1: migrations applied by the Worker match wrangler's ledger"
-pending=$(wrangler d1 migrations list DB --local --persist-to "$TEPI_RUN_DIR/wrangler-state" 2>&1) ||
-  { echo "$pending"; die "wrangler d1 migrations list failed"; }
+# The Worker is still running: its queue consumer may be settling the
+# suite's jobs in D1 right now, and SQLite then refuses a second writer's
+# lock (SQLITE_BUSY). That is a wait, not an answer: ask again.
+for attempt in $(seq 1 30); do
+  if pending=$(wrangler d1 migrations list DB --local --persist-to "$TEPI_RUN_DIR/wrangler-state" 2>&1); then
+    break
+  fi
+  grep -qE 'SQLITE_BUSY|database is locked' <<<"$pending" && ((attempt < 30)) ||
+    { echo "$pending"; die "wrangler d1 migrations list failed"; }
+  log "D1 is busy (the Worker is writing); asking again in 1 s"
+  sleep 1
+done
 grep -q "No migrations to apply" <<<"$pending" ||
   { echo "$pending"; die "D1 has migrations the Worker did not apply"; }
 echo "ok: D1 is fully migrated (wrangler d1 migrations list: nothing to apply)"

@@ -347,7 +347,7 @@ fn load_jobs(
         &mut jobs.settle_retry_secs,
         problems,
     );
-    if let Some(prefix) = lookup(vars::QUEUE_PREFIX) {
+    if let Some(prefix) = lookup(vars::QUEUE_PREFIX).filter(|v| !v.trim().is_empty()) {
         let prefix = prefix.trim();
         // Cloudflare queue names: lowercase letters, digits and dashes.
         if prefix.len() <= 40
@@ -660,6 +660,16 @@ mod tests {
         ]);
         assert_eq!(loaded.config.jobs.queue_prefix, "stage-");
         assert_eq!(loaded.config.jobs.settle_retry_secs, 45);
+        let loaded = load(&[(vars::QUEUE_PREFIX, "  ")]);
+        assert_eq!(loaded.config.jobs.queue_prefix, "tepi-", "blank is unset");
+        assert!(
+            !loaded
+                .problems
+                .iter()
+                .any(|p| p.starts_with("QUEUE_PREFIX")),
+            "{:?}",
+            loaded.problems
+        );
         let loaded = load(&[(vars::QUEUE_PREFIX, "Stage_!")]);
         assert_eq!(
             loaded.config.jobs.queue_prefix, "tepi-",

@@ -298,7 +298,7 @@ impl App {
             None
         };
         let (Some(key), Some(principal)) = (key, principal.as_ref()) else {
-            return (route.handler)(&ctx).await;
+            return (route.handler.run)(&ctx).await;
         };
         let sql = ports.sql.ok_or(ApiError::StorageUnavailable)?;
         // Keys are the caller's own: scoped by tenant, route and subject.
@@ -310,7 +310,7 @@ impl App {
         match idempotency::begin(sql, principal.tenant(), &scope, key, req, now).await? {
             idempotency::Begin::Replay(response) => Ok(response),
             idempotency::Begin::Proceed(claim) => {
-                let handled = (route.handler)(&ctx).await;
+                let handled = (route.handler.run)(&ctx).await;
                 let response = match &handled {
                     Ok(response) => response.clone(),
                     Err(e) => e.to_response(req.uri().path(), cx.request_id.as_str()),
@@ -337,7 +337,7 @@ impl App {
             (None, None) => None,
         };
         let Some(cache) = cache else {
-            return (route.handler)(ctx).await;
+            return (route.handler.run)(ctx).await;
         };
         let key = self.shared_cache_key(ctx.req);
         match cache.get(&key, ctx.now).await {
@@ -349,7 +349,7 @@ impl App {
             Err(e) => tracing::warn!(target: "tepi::cache", error = %e, "shared cache read failed"),
         }
         out.cache_result = Some("miss");
-        let response = (route.handler)(ctx).await?;
+        let response = (route.handler.run)(ctx).await?;
         if response.status() == StatusCode::OK {
             let cached = Cached::from_response(&response);
             if let Err(e) = cache.put(&key, &cached, max_age, ctx.now).await {

@@ -35,8 +35,18 @@ use super::system;
 /// What a handler answers, borrowing the request's context while it runs.
 pub type Reply<'a> = Pin<Box<dyn Future<Output = Handled> + 'a>>;
 
-/// A route's handler.
-pub type Handler = for<'a> fn(&'a Ctx<'a>) -> Reply<'a>;
+/// A route's handler, and its name (for the route-table snapshot).
+#[derive(Clone, Copy)]
+pub struct Handler {
+    pub name: &'static str,
+    pub run: for<'a> fn(&'a Ctx<'a>) -> Reply<'a>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
 
 /// One row of the route table.
 #[derive(Clone, Copy)]
@@ -153,28 +163,40 @@ macro_rules! handler {
         fn handle<'a>(c: &'a Ctx<'a>) -> Reply<'a> {
             Box::pin($f(c))
         }
-        handle as Handler
+        Handler {
+            name: stringify!($f),
+            run: handle,
+        }
     }};
     // Auth endpoints without a caller (login, bootstrap, …).
     (auth $f:path) => {{
         fn handle<'a>(c: &'a Ctx<'a>) -> Reply<'a> {
             Box::pin(async move { $f(&c.auth()?).await })
         }
-        handle as Handler
+        Handler {
+            name: stringify!($f),
+            run: handle,
+        }
     }};
     // Auth endpoints of a verified caller.
     (caller $f:path) => {{
         fn handle<'a>(c: &'a Ctx<'a>) -> Reply<'a> {
             Box::pin(async move { $f(&c.auth()?, c.principal()?).await })
         }
-        handle as Handler
+        Handler {
+            name: stringify!($f),
+            run: handle,
+        }
     }};
     // Product modules, for a verified user.
     (module $f:path) => {{
         fn handle<'a>(c: &'a Ctx<'a>) -> Reply<'a> {
             Box::pin(async move { $f(&c.module()?).await })
         }
-        handle as Handler
+        Handler {
+            name: stringify!($f),
+            run: handle,
+        }
     }};
     // Meta's webhook calls: the tenant is named in the query and proven by
     // the verify token or the signature; `$refused` when it is not named.
@@ -185,7 +207,10 @@ macro_rules! handler {
                 $f(&c.module_as(&tenant, "", Role::User)?).await
             })
         }
-        handle as Handler
+        Handler {
+            name: stringify!($f),
+            run: handle,
+        }
     }};
 }
 

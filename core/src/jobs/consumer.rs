@@ -145,11 +145,10 @@ impl std::fmt::Debug for JobRoute {
 
 impl JobRoute {
     pub fn handles(&self, event_type: &str) -> bool {
-        match self.event.strip_suffix('.') {
-            Some(family) => event_type
-                .strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with('.') && rest.len() > 1),
-            None => event_type == self.event,
+        if self.event.ends_with('.') {
+            event_type.starts_with(self.event)
+        } else {
+            event_type == self.event
         }
     }
 }
@@ -322,6 +321,16 @@ async fn run_job(
     last_attempt: bool,
 ) -> Result<(), Failure> {
     let (config, ports) = (runner.config, runner.ports);
+    let sql = ports.sql.ok_or(Failure::Unreachable)?;
+    let done = sql
+        .execute(ALREADY_PROCESSED, &[envelope.id.clone().into()])
+        .await
+        .map_err(|_| Failure::Unreachable)?;
+    if !done.rows.is_empty() {
+        tracing::info!(target: "tepi::jobs", event_id = %envelope.id, "already applied: redelivery ignored");
+        return Ok(());
+    }
+    // Which module's job, only once it is known not to be done already.
     let Some(route) = runner
         .table
         .iter()
@@ -334,15 +343,6 @@ async fn run_job(
         tracing::error!(target: "tepi::jobs", event_type = %envelope.event_type,
             queue = queue.as_str(), "job on the wrong queue");
         return Err(Failure::Invalid);
-    }
-    let sql = ports.sql.ok_or(Failure::Unreachable)?;
-    let done = sql
-        .execute(ALREADY_PROCESSED, &[envelope.id.clone().into()])
-        .await
-        .map_err(|_| Failure::Unreachable)?;
-    if !done.rows.is_empty() {
-        tracing::info!(target: "tepi::jobs", event_id = %envelope.id, "already applied: redelivery ignored");
-        return Ok(());
     }
     let now = started;
     let fallbacks = Fallbacks::new(ports, now, runner.blobs_in_kv);

@@ -65,7 +65,7 @@ impl Event for WorkflowRunRequested {
 
 /// A notification is to be delivered to a webhook endpoint. The
 /// notifications consumer POSTs `{subject, body, notification_id}` to `url`
-/// with `Tepi-Signature` (see `notifications::signature`) and the
+/// with `Tepi-Signature` (see `jobs::webhook::signature`) and the
 /// envelope's `traceparent`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NotificationWebhookRequested {

@@ -28,7 +28,11 @@ type Handled = Result<Response<Bytes>, ApiError>;
 /// Most recipients one role-wide notification may have.
 pub const MAX_ROLE_RECIPIENTS: usize = 500;
 
-const INSERT: &str = "INSERT OR IGNORE INTO notifications \
+const INSERT: &str = "INSERT INTO notifications \
+     (id, tenant_id, user_id, subject, body, sent_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// For entries whose id is derived (a retried workflow step writes each
+/// once).
+const INSERT_ONCE: &str = "INSERT OR IGNORE INTO notifications \
      (id, tenant_id, user_id, subject, body, sent_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INBOX: &str = "SELECT id, subject, body, sent_by, created_at, read_at FROM notifications \
      WHERE tenant_id = ?1 AND user_id = ?2 AND (created_at < ?3 OR (created_at = ?3 AND id < ?4)) \
@@ -60,10 +64,20 @@ pub struct Entry<'a> {
     pub secs: i64,
 }
 
-/// The statement that writes `entry` (once: a repeated id is ignored).
+/// The statement that writes `entry`.
 pub fn inbox_entry(entry: &Entry<'_>) -> Statement {
+    entry_statement(INSERT, entry)
+}
+
+/// The statement that writes `entry` unless an entry with its id exists:
+/// for ids derived from what caused it, so a retry writes it once.
+pub fn inbox_entry_once(entry: &Entry<'_>) -> Statement {
+    entry_statement(INSERT_ONCE, entry)
+}
+
+fn entry_statement(statement: &'static str, entry: &Entry<'_>) -> Statement {
     Statement::new(
-        INSERT,
+        statement,
         vec![
             entry.id.into(),
             entry.tenant.into(),

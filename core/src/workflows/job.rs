@@ -242,7 +242,7 @@ async fn notify_step(
     let step_key = index.to_string();
     let subject = format!("Workflow {workflow_id}");
     for user in &recipients {
-        writes.push(notifications::inbox_entry(&notifications::Entry {
+        writes.push(notifications::inbox_entry_once(&notifications::Entry {
             id: &derived_id("ntf_", &[run_id, &step_key, user]),
             tenant: job.tenant(),
             user,

@@ -113,7 +113,10 @@ impl Probe for DurableObjectProbe<'_> {
                 .id_from_name("readyz")?
                 .get_stub()?;
             let response = stub
-                .fetch_with_str(&format!("https://metrics.internal{PING}"))
+                .fetch_with_str(&format!(
+                    "{}{PING}",
+                    tepi_core::metrics::aggregate::remote::ORIGIN
+                ))
                 .await?;
             Ok::<u16, worker::Error>(response.status_code())
         };

@@ -66,13 +66,14 @@ fn route_table() {
         let replay = if r.idempotent { "idempotent" } else { "" };
         let rest = if r.rest { "…" } else { "" };
         let line = format!(
-            "{:<7}{:<36}{:<34}{:<7}{:<12}{}",
+            "{:<7}{:<36}{:<34}{:<7}{:<14}{:<11}{}",
             r.method.as_str(),
             format!("{}{rest}", r.pattern),
             format!("{:?}", r.access),
             limit,
             cache,
-            replay
+            replay,
+            r.handler.name
         );
         let _ = writeln!(text, "{}", line.trim_end());
     }
@@ -281,6 +282,15 @@ fn cloudevents_envelopes() {
     ];
     let mut text = String::new();
     for envelope in envelopes {
+        // What redaction hides from the snapshot, checked here.
+        assert_eq!(envelope["time"], "2026-11-20T10:22:58.000Z");
+        assert_eq!(envelope["requestid"], cx.request_id.as_str());
+        let trace = envelope["traceparent"].as_str().unwrap();
+        assert!(
+            trace.contains(&cx.trace.trace_id_hex()),
+            "{trace} continues the request's trace"
+        );
+        assert!(envelope["id"].as_str().unwrap().starts_with("evt_"));
         let pretty = serde_json::to_string_pretty(&envelope).unwrap();
         let _ = writeln!(text, "{}", redact(&pretty));
     }
