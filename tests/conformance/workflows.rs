@@ -97,3 +97,47 @@ fn define_run_and_read_a_workflow() {
         404
     );
 }
+
+/// A tenant admin names webhook URLs: every notation of an internal
+/// address, internal names and URLs hiding their host behind credentials
+/// are refused, by both builds, with the reason.
+#[test]
+fn webhook_urls_that_reach_inside_are_refused() {
+    let admin = root();
+    let cases = [
+        ("https://127.1/", "loopback"),
+        ("https://0x7f000001/", "loopback"),
+        ("https://2130706433/", "loopback"),
+        ("https://[::1]/", "loopback"),
+        ("https://[::ffff:127.0.0.1]/", "loopback"),
+        ("https://169.254.169.254/latest/meta-data/", "loopback"),
+        ("https://192.168.0.1/", "loopback"),
+        ("https://localhost/", "public host"),
+        ("https://metadata.google.internal/", "public host"),
+        (
+            "https://hooks.example.com:443@169.254.169.254/",
+            "credentials",
+        ),
+        ("http://127.0.0.1:1@localhost:8080/", "credentials"),
+    ];
+    for (url, why) in cases {
+        let workflow = post_json(
+            "/v1/workflows",
+            Some(&admin.access),
+            &json!({"name": "probe", "trigger": {"type": "manual"}, "steps": [{"type": "webhook", "url": url}]}),
+        );
+        assert_problem(&workflow, 422, "validation_failed", url);
+        let error = &workflow.json()["errors"][0];
+        assert_eq!(error["field"], "steps/0/url", "{url}");
+        assert!(
+            error["message"].as_str().unwrap().contains(why),
+            "{url}: {error}"
+        );
+        let notification = post_json(
+            "/v1/notifications",
+            Some(&admin.access),
+            &json!({"to": {"webhook_url": url}, "subject": "s", "body": "b"}),
+        );
+        assert_problem(&notification, 422, "validation_failed", url);
+    }
+}

@@ -12,6 +12,7 @@ pub mod events;
 pub mod metrics;
 pub mod outbox;
 pub mod retry;
+pub mod targets;
 pub mod webhook;
 
 use crate::ports::Queue;
@@ -92,24 +93,9 @@ impl JobsConfig {
         })
     }
 
-    /// Whether a job may deliver to `url`: any `https://` URL, or `http://`
-    /// to a listed host.
+    /// Whether a job may deliver to `url` (`targets::check`).
     pub fn webhook_url_allowed(&self, url: &str) -> bool {
-        if url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.len() > 2048 {
-            return false;
-        }
-        let (rest, https) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-            (Some(rest), _) => (rest, true),
-            (None, Some(rest)) => (rest, false),
-            (None, None) => return false,
-        };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let authority = authority.to_ascii_lowercase();
-        let host = authority.split(':').next().unwrap_or("");
-        let listed = |list: &[String]| list.iter().any(|h| *h == authority || *h == host);
-        !host.is_empty()
-            && (https || listed(&self.webhook_http_hosts))
-            && (self.webhook_allowed_hosts.is_empty() || listed(&self.webhook_allowed_hosts))
+        targets::check(self, url).is_ok()
     }
 }
 

@@ -41,8 +41,10 @@ pub async fn post_webhook(
     body: &Value,
     delivery: &str,
 ) -> Result<u16, Failure> {
-    if !job.config.webhook_url_allowed(url) {
-        tracing::error!(target: "tepi::jobs", url, "webhook URL not allowed");
+    // Checked again at delivery: the rules or the lists may have changed
+    // since the URL was stored.
+    if let Err(refused) = crate::jobs::targets::check(job.config, url) {
+        tracing::error!(target: "tepi::jobs", url, reason = refused.message(), "webhook URL not allowed");
         return Err(Failure::Invalid);
     }
     let Some(secret) = &job.config.webhook_secret else {

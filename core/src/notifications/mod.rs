@@ -216,13 +216,9 @@ fn recipient(value: &Value, jobs: &JobsConfig) -> Result<Recipient, Invalid> {
         return Role::parse(role).map(Recipient::Role);
     }
     if let Some(url) = object.get("webhook_url").and_then(Value::as_str) {
-        return if jobs.webhook_url_allowed(url) {
-            Ok(Recipient::Webhook(url.to_owned()))
-        } else {
-            Err(Invalid::new(
-                "invalid",
-                "webhook_url must be an https:// URL of at most 2048 characters (http:// only to a host in WEBHOOK_HTTP_HOSTS; only hosts in WEBHOOK_ALLOWED_HOSTS when it is set)",
-            ))
+        return match crate::jobs::targets::check(jobs, url) {
+            Ok(()) => Ok(Recipient::Webhook(url.to_owned())),
+            Err(refused) => Err(Invalid::new("invalid", refused.message())),
         };
     }
     Err(Invalid::new(

@@ -159,7 +159,9 @@ pub async fn run(job: &Job<'_>) -> Result<Step, Failure> {
                 let url = step["url"].as_str().unwrap_or_default();
                 webhook::post_webhook(job, url, &body, &format!("{run_id}.{i}"))
                     .await
-                    .map(|status| json!({"status": status}))
+                    // The class only: a tenant learns nothing more about
+                    // what answered.
+                    .map(|_| json!({"status": "2xx"}))
             }
             Some("wait") => {
                 let seconds = step["seconds"].as_u64().unwrap_or(0);
@@ -255,11 +257,11 @@ async fn notify_step(
     Ok(json!({"recipients": recipients.len()}))
 }
 
+/// What a failed step records: the failure's class (`4xx`, `5xx` —
+/// unreachable included — or `timeout`), never the target's own status.
 fn failure_text(failure: Failure) -> String {
     match failure {
-        Failure::Status(status) => format!("answered {status}"),
-        Failure::Timeout => "timed out".to_owned(),
-        Failure::Unreachable => "unreachable".to_owned(),
         Failure::Invalid => "invalid step".to_owned(),
+        other => other.class().as_str().to_owned(),
     }
 }

@@ -183,12 +183,8 @@ fn parse_steps(
             }
             Some("webhook") => {
                 let url = step.get("url").and_then(Value::as_str).unwrap_or("");
-                if !jobs.webhook_url_allowed(url) {
-                    fail(
-                        at("url"),
-                        "invalid",
-                        "must be an https:// URL of at most 2048 characters (http:// only to a host in WEBHOOK_HTTP_HOSTS; only hosts in WEBHOOK_ALLOWED_HOSTS when it is set)",
-                    );
+                if let Err(refused) = crate::jobs::targets::check(jobs, url) {
+                    fail(at("url"), "invalid", refused.message());
                 }
                 &["type", "url"]
             }

@@ -169,3 +169,22 @@ fn webhook_notifications_become_jobs_with_the_trace() {
         "the delivery continues the caller's trace"
     );
 }
+
+#[test]
+fn webhook_notifications_to_internal_targets_are_refused() {
+    let w = world();
+    for (url, why) in super::workflows::INTERNAL_TARGETS {
+        let response = w.f.send(
+            req(Method::POST, "/v1/notifications")
+                .token(&w.root.access)
+                .json(json!({"to": {"webhook_url": url}, "subject": "s", "body": "b"})),
+        );
+        assert_eq!(response.status(), 422, "{url}");
+        let error = &body_json(&response)["errors"][0];
+        assert_eq!(error["field"], "to", "{url}");
+        assert!(
+            error["message"].as_str().unwrap().contains(why),
+            "{url}: {error}"
+        );
+    }
+}

@@ -130,6 +130,54 @@ fn definitions_report_problems_with_field_paths() {
     );
 }
 
+/// Webhook URLs that reach inside a network, in the notations an attacker
+/// would try; each is refused when a workflow or a notification names it.
+pub(super) const INTERNAL_TARGETS: &[(&str, &str)] = &[
+    ("https://127.1/", "loopback"),
+    ("https://0x7f000001/", "loopback"),
+    ("https://2130706433/", "loopback"),
+    ("https://[::1]/", "loopback"),
+    ("https://[::ffff:127.0.0.1]/", "loopback"),
+    ("https://169.254.169.254/latest/meta-data/", "loopback"),
+    ("https://10.0.0.7/", "loopback"),
+    ("https://[fd00::1]/", "loopback"),
+    ("https://localhost/", "public host"),
+    ("https://metadata.google.internal/", "public host"),
+    ("https://intranet/", "public host"),
+    (
+        "https://hooks.example.com:443@169.254.169.254/",
+        "credentials",
+    ),
+    ("http://127.0.0.1:1@localhost:8080/", "credentials"),
+];
+
+#[test]
+fn webhook_steps_to_internal_targets_are_refused() {
+    let w = world();
+    for (url, why) in INTERNAL_TARGETS {
+        let definition = json!({"name": "probe", "trigger": {"type": "manual"}, "steps": [{"type": "webhook", "url": url}]});
+        let response = w.f.send(
+            req(Method::POST, "/v1/workflows")
+                .token(&w.root.access)
+                .json(definition),
+        );
+        assert_eq!(response.status(), 422, "{url}");
+        let error = &body_json(&response)["errors"][0];
+        assert_eq!(error["field"], "steps/0/url", "{url}");
+        assert!(
+            error["message"].as_str().unwrap().contains(why),
+            "{url}: {error}"
+        );
+    }
+    let public = json!({"name": "hook", "trigger": {"type": "manual"}, "steps": [{"type": "webhook", "url": "https://hooks.example.com/in"}]});
+    let created = w.f.send(
+        req(Method::POST, "/v1/workflows")
+            .token(&w.root.access)
+            .json(public),
+    );
+    assert_eq!(created.status(), 201, "a public receiver is fine");
+}
+
 #[test]
 fn the_same_idempotency_key_starts_one_run() {
     let w = world();
