@@ -278,6 +278,7 @@ mod tests {
             ("https://metadata.google.internal/", Refused::InternalName),
             ("https://printer.local/", Refused::InternalName),
             ("https://intranet/", Refused::InternalName),
+            // pragma: allowlist nextline secret
             ("https://user:pw@hooks.example.com/", Refused::Credentials),
             (
                 "https://hooks.example.com:443@169.254.169.254/latest/",

@@ -1250,3 +1250,61 @@ fn a_successor_stored_after_its_family_was_revoked_does_not_survive() {
         "no live token is left in the raced family"
     );
 }
+
+/// A demoted or deleted admin's access token stays valid for reads until it
+/// expires, but changes nothing: authority to change is read live, and a
+/// demotion or deletion ends the account's sessions.
+#[test]
+fn a_demoted_or_deleted_admin_changes_nothing_with_an_old_token() {
+    let w = world();
+    let f = &w.f;
+    let second_id = f.create_user(&w.root.access, "sam@acme.test", "sam", "admin");
+    let sam = f.session("acme", "sam@acme.test", "sam");
+    let demote = f.send(
+        req(Method::PATCH, &format!("/v1/users/{second_id}"))
+            .token(&w.root.access)
+            .json(json!({"role": "user"})),
+    );
+    assert_eq!(demote.status(), 200, "{}", body_json(&demote));
+
+    // The old token still says admin.
+    let promote_self = f.send(
+        req(Method::PATCH, &format!("/v1/users/{second_id}"))
+            .token(&sam.access)
+            .json(json!({"role": "admin"})),
+    );
+    assert_eq!(
+        promote_self.status(),
+        403,
+        "re-promoting itself: {}",
+        body_json(&promote_self)
+    );
+    let create = f.send(req(Method::POST, "/v1/users").token(&sam.access).json(
+        json!({"email": "mallory@acme.test", "password": password("mallory"), "role": "admin"}),
+    ));
+    assert_eq!(create.status(), 403, "{}", body_json(&create));
+    let read = f.send(req(Method::GET, "/v1/users").token(&sam.access));
+    assert_eq!(read.status(), 200, "reads trust the token until it expires");
+    let refresh =
+        f.send(req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": sam.refresh})));
+    assert_eq!(
+        refresh.status(),
+        401,
+        "the demotion ended the sessions: {}",
+        body_json(&refresh)
+    );
+
+    // Deleted: its token cannot create anything either.
+    let third_id = f.create_user(&w.root.access, "tia@acme.test", "tia", "admin");
+    let tia = f.session("acme", "tia@acme.test", "tia");
+    let delete =
+        f.send(req(Method::DELETE, &format!("/v1/users/{third_id}")).token(&w.root.access));
+    assert_eq!(delete.status(), 204);
+    let create = f.send(
+        req(Method::POST, "/v1/users")
+            .token(&tia.access)
+            .json(json!({"email": "eve@acme.test", "password": password("eve"), "role": "admin"})),
+    );
+    assert_eq!(create.status(), 401, "{}", body_json(&create));
+    assert_eq!(body_json(&create)["code"], "invalid_token");
+}

@@ -102,8 +102,8 @@ pub async fn get_user(call: &Call<'_>, principal: &Principal) -> Handled {
     ))
 }
 
-/// `PATCH /v1/users/{id}` {email?, password?, role?}. A new password ends
-/// the user's sessions.
+/// `PATCH /v1/users/{id}` {email?, password?, role?}. A new password or a
+/// demotion ends the user's sessions.
 pub async fn update_user(call: &Call<'_>, principal: &Principal) -> Handled {
     let (tenant, _) = admin_tenant(principal)?;
     let body = json_object(call.req)?;
@@ -119,7 +119,8 @@ pub async fn update_user(call: &Call<'_>, principal: &Principal) -> Handled {
     }
     fields.finish()?;
     let id = call.param("id");
-    let new_password = password.is_some();
+    // A new password, or a demotion, ends the user's sessions.
+    let end_sessions = password.is_some() || role == Some(Role::User);
     let hash = password.map(|p| password::hash(p.as_str(), call.entropy));
     let updated = run(
         call.sql,
@@ -142,7 +143,7 @@ pub async fn update_user(call: &Call<'_>, principal: &Principal) -> Handled {
     let Some(user) = first(&rows) else {
         return Err(missing_or_last_admin(call, tenant, id).await?);
     };
-    if new_password {
+    if end_sessions {
         revoke_sessions(call, tenant, id).await?;
     }
     Ok(json_response(
