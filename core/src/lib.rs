@@ -27,6 +27,7 @@ pub mod workflows;
 #[cfg(test)]
 mod testing;
 
+pub use api::context::UnreadableHeaders;
 pub use api::health::BuildInfo;
 pub use app::App;
 pub use config::{Config, LoadedConfig};

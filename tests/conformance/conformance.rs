@@ -457,3 +457,36 @@ fn state_persists_across_requests() {
         );
     }
 }
+
+/// A header value with a control character (DEL) reaches neither build's
+/// handlers as if it were absent: the Workers build refuses it with
+/// `malformed_header` naming it, the Spin host refuses the request itself.
+/// Sent over a raw socket: HTTP clients will not send such a header.
+#[test]
+fn a_header_http_cannot_carry_is_refused_not_dropped() {
+    use std::io::{Read, Write};
+    let authority = TARGET
+        .base_url
+        .strip_prefix("http://")
+        .expect("an http:// base URL");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {authority}\r\nIdempotency-Key: a\x7fb\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.split(' ').nth(1).unwrap_or("");
+    assert_eq!(status, "400", "{answer}");
+    if TARGET.name == "cloudflare-workers" {
+        assert!(answer.contains("\"code\":\"malformed_header\""), "{answer}");
+        assert!(
+            answer.contains("\"header\":\"idempotency-key\""),
+            "{answer}"
+        );
+    }
+}

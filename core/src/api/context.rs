@@ -264,6 +264,13 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Headers the platform delivered that could not be carried into the
+/// core's request (the adapter records their names as a request extension
+/// rather than dropping them); the pipeline refuses such a request with
+/// 400 `malformed_header`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnreadableHeaders(pub Vec<String>);
+
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, HeaderValue};

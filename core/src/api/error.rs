@@ -100,6 +100,9 @@ pub enum ApiError {
     InvalidGroupingKey { message: String },
     /// The body's Content-Encoding is not one this resource reads.
     UnsupportedContentEncoding { encoding: String },
+    /// A header the platform delivered that HTTP cannot carry (control
+    /// characters in its value, say): refused rather than dropped.
+    MalformedHeader { name: String },
 }
 
 /// The `WWW-Authenticate` challenge of 401 and scope-related 403 answers.
@@ -119,7 +122,8 @@ impl ApiError {
             }
             Self::MalformedJson { .. }
             | Self::InvalidExposition { .. }
-            | Self::InvalidGroupingKey { .. } => StatusCode::BAD_REQUEST,
+            | Self::InvalidGroupingKey { .. }
+            | Self::MalformedHeader { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedContentEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated
@@ -193,6 +197,7 @@ impl ApiError {
             Self::MetricTypeConflict { .. } => "metric_type_conflict",
             Self::InvalidGroupingKey { .. } => "invalid_grouping_key",
             Self::UnsupportedContentEncoding { .. } => "unsupported_content_encoding",
+            Self::MalformedHeader { .. } => "malformed_header",
         }
     }
 
@@ -287,6 +292,9 @@ impl ApiError {
             Self::UnsupportedContentEncoding { encoding } => {
                 format!("Content-Encoding {encoding} is not supported; send identity or gzip.")
             }
+            Self::MalformedHeader { name } => {
+                format!("The header {name} holds characters HTTP does not allow in a header.")
+            }
             Self::UploadAlreadyStored => {
                 "The upload's content is stored already; create a new upload.".to_owned()
             }
@@ -373,6 +381,9 @@ impl ApiError {
             | Self::VerifyTokenMismatch
             | Self::InvalidGroupingKey { .. }
             | Self::UnsupportedContentEncoding { .. } => {}
+            Self::MalformedHeader { name } => {
+                body.insert("header".to_owned(), json!(name));
+            }
         }
     }
 
@@ -480,6 +491,13 @@ pub(crate) mod tests {
                 },
                 415,
                 "unsupported_content_encoding",
+            ),
+            (
+                ApiError::MalformedHeader {
+                    name: "idempotency-key".into(),
+                },
+                400,
+                "malformed_header",
             ),
             (
                 ApiError::MethodNotAllowed {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
 use crate::api::caching::{self, Cache, CachePolicy, Cached, KvCache};
-use crate::api::context::{RequestContext, TRACEPARENT, TenantId};
+use crate::api::context::{RequestContext, TRACEPARENT, TenantId, UnreadableHeaders};
 use crate::api::cors;
 use crate::api::error::ApiError;
 use crate::api::health::BuildInfo;
@@ -221,6 +221,13 @@ impl App {
         // The body limit guards every request, routed or not.
         if let Err(e) = self.check_body(req) {
             return (route, Err(e));
+        }
+        // A header the adapter could not carry is refused, never ignored:
+        // an `Idempotency-Key` dropped that way would run a create twice.
+        if let Some(UnreadableHeaders(names)) = req.extensions().get::<UnreadableHeaders>()
+            && let Some(name) = names.first()
+        {
+            return (route, Err(ApiError::MalformedHeader { name: name.clone() }));
         }
         let handled = match found {
             Match::NotFound => Err(ApiError::NotFound),

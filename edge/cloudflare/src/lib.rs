@@ -18,13 +18,13 @@ mod probes;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-#[cfg(not(feature = "http-feature-seam"))]
-use tepi_core::PeerAddr;
 use tepi_core::http;
 #[cfg(not(feature = "http-feature-seam"))]
 use tepi_core::http::{HeaderName, HeaderValue};
 use tepi_core::metrics::aggregate::{apply_all, remote};
 use tepi_core::{App, BuildInfo, Bytes, Config, Ports, Timestamp};
+#[cfg(not(feature = "http-feature-seam"))]
+use tepi_core::{PeerAddr, UnreadableHeaders};
 use wasm_bindgen::prelude::*;
 use worker::{Context, Env, event};
 #[cfg(not(feature = "http-feature-seam"))]
@@ -174,14 +174,20 @@ async fn into_http(mut req: Request) -> worker::Result<http::Request<Bytes>> {
     let mut builder = http::Request::builder()
         .method(req.method().as_ref())
         .uri(origin_form(&url));
+    // A header `http` cannot represent is named for the core, which
+    // refuses the request (400 malformed_header); it is never dropped.
+    let mut unreadable = Vec::new();
     for (name, value) in req.headers() {
-        // Header names and values that `http` cannot represent are dropped.
-        if let (Ok(name), Ok(value)) = (
+        match (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
+            HeaderValue::from_bytes(value.as_bytes()),
         ) {
-            builder = builder.header(name, value);
+            (Ok(name), Ok(value)) => builder = builder.header(name, value),
+            _ => unreadable.push(name),
         }
+    }
+    if !unreadable.is_empty() {
+        builder = builder.extension(UnreadableHeaders(unreadable));
     }
     // Cloudflare sets CF-Connecting-IP to the client it saw; clients
     // cannot set it themselves at the edge.

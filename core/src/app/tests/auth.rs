@@ -41,6 +41,8 @@ pub(super) struct Req<'a> {
     body: Option<Value>,
     headers: Vec<(&'a str, &'a str)>,
     peer: Option<std::net::IpAddr>,
+    /// Headers the adapter could not carry (`UnreadableHeaders`).
+    unreadable: Vec<String>,
     /// A non-JSON body with its media type.
     raw: Option<(&'a str, Vec<u8>)>,
 }
@@ -54,6 +56,7 @@ pub(super) fn req(method: Method, path: &str) -> Req<'_> {
         body: None,
         headers: Vec::new(),
         peer: None,
+        unreadable: Vec::new(),
         raw: None,
     }
 }
@@ -61,6 +64,11 @@ pub(super) fn req(method: Method, path: &str) -> Req<'_> {
 impl<'a> Req<'a> {
     pub(super) fn header(mut self, name: &'a str, value: &'a str) -> Self {
         self.headers.push((name, value));
+        self
+    }
+    /// As the Workers adapter marks a header it could not carry.
+    pub(super) fn unreadable(mut self, name: &str) -> Self {
+        self.unreadable.push(name.to_owned());
         self
     }
     pub(super) fn peer(mut self, ip: &str) -> Self {
@@ -143,6 +151,9 @@ impl Fixture {
         }
         if let Some(ip) = r.peer {
             builder = builder.extension(crate::ratelimit::PeerAddr(ip));
+        }
+        if !r.unreadable.is_empty() {
+            builder = builder.extension(crate::UnreadableHeaders(r.unreadable));
         }
         if let Some(token) = r.token {
             builder = builder.header("authorization", format!("Bearer {token}"));
@@ -1307,4 +1318,40 @@ fn a_demoted_or_deleted_admin_changes_nothing_with_an_old_token() {
     );
     assert_eq!(create.status(), 401, "{}", body_json(&create));
     assert_eq!(body_json(&create)["code"], "invalid_token");
+}
+
+/// A header the adapter could not carry is refused with its name, before
+/// anything runs: an `Idempotency-Key` lost that way must not let a
+/// retried create run twice.
+#[test]
+fn a_header_the_platform_could_not_carry_is_refused_not_dropped() {
+    let w = world();
+    let create = || {
+        w.f.send(
+            req(Method::POST, "/v1/workflows")
+                .token(&w.root.access)
+                .unreadable("idempotency-key")
+                .json(json!({"name": "once", "trigger": {"type": "manual"}, "steps": [{"type": "wait", "seconds": 1}]})),
+        )
+    };
+    for _ in 0..2 {
+        let response = create();
+        assert_eq!(response.status(), 400);
+        let body = body_json(&response);
+        assert_eq!(body["code"], "malformed_header");
+        assert_eq!(body["header"], "idempotency-key");
+    }
+    let listed =
+        w.f.send(req(Method::GET, "/v1/workflows").token(&w.root.access));
+    let listed = body_json(&listed);
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"once"), "nothing was created: {names:?}");
+    let probe =
+        w.f.send(req(Method::GET, "/healthz").unreadable("x-custom"));
+    assert_eq!(probe.status(), 400, "on every route");
 }

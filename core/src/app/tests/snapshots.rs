@@ -7,14 +7,11 @@
 
 use std::fmt::Write as _;
 
-use http::Method;
 use serde_json::{Value, json};
 
 use super::*;
 use crate::api::context::{RequestContext, TenantId};
 use crate::api::error::ApiError;
-use crate::api::error::Check;
-use crate::api::validate::FieldError;
 use crate::jobs::events::{
     self, MetaItem, MetaMessageRead, MetaMessageReceived, MetaMessageStatus, MetaPostbackReceived,
     NotificationWebhookRequested, UploadReceived, WorkflowRunRequested,
@@ -80,99 +77,16 @@ fn route_table() {
     insta::assert_snapshot!(text);
 }
 
-/// One error of every code the API answers with.
-fn every_error() -> Vec<ApiError> {
-    vec![
-        ApiError::NotFound,
-        ApiError::MethodNotAllowed {
-            allow: vec![Method::GET, Method::HEAD],
-        },
-        ApiError::PayloadTooLarge { limit: 1_048_576 },
-        ApiError::CorsOriginRefused,
-        ApiError::NotReady {
-            checks: vec![Check {
-                name: "DB".into(),
-                error: Some("binding DB: unreachable".into()),
-            }],
-        },
-        ApiError::StorageUnavailable,
-        ApiError::UnsupportedMediaType {
-            expected: "application/json",
-        },
-        ApiError::MalformedJson {
-            detail: "expected value at line 1 column 1".into(),
-        },
-        ApiError::Validation {
-            errors: vec![FieldError {
-                field: "email".into(),
-                code: "invalid",
-                message: "must be an email address".into(),
-            }],
-        },
-        ApiError::Unauthenticated,
-        ApiError::InvalidToken {
-            reason: "the token has expired",
-        },
-        ApiError::InvalidApiKey,
-        ApiError::InvalidCredentials,
-        ApiError::InvalidRefreshToken,
-        ApiError::RefreshTokenReused,
-        ApiError::Forbidden,
-        ApiError::InsufficientScope {
-            required: "metrics:read",
-        },
-        ApiError::TenantMismatch,
-        ApiError::BootstrapDisabled,
-        ApiError::ScopeNotGrantable {
-            scope: "jobs:drain".into(),
-        },
-        ApiError::EmailTaken,
-        ApiError::TenantExists,
-        ApiError::AlreadyBootstrapped,
-        ApiError::LastAdmin,
-        ApiError::AuthUnavailable,
-        ApiError::RateLimited {
-            retry_after_secs: 7,
-        },
-        ApiError::IdempotencyKeyReused,
-        ApiError::IdempotencyInProgress,
-        ApiError::ChecksumMismatch,
-        ApiError::SizeMismatch {
-            declared: 10,
-            received: 9,
-        },
-        ApiError::ContentTypeMismatch {
-            declared: "image/png".into(),
-        },
-        ApiError::UploadNotStored,
-        ApiError::UploadAlreadyStored,
-        ApiError::InvalidSignature,
-        ApiError::VerifyTokenMismatch,
-        ApiError::InvalidExposition {
-            line: 3,
-            message: "expected a value".into(),
-        },
-        ApiError::MetricTypeConflict {
-            family: "jobs_total".into(),
-            stored: "counter",
-        },
-        ApiError::InvalidGroupingKey {
-            message: "the grouping key needs a job".into(),
-        },
-        ApiError::UnsupportedContentEncoding {
-            encoding: "br".into(),
-        },
-    ]
-}
-
 #[test]
 fn problem_bodies() {
-    let errors = every_error();
-    let mut codes: Vec<&str> = errors.iter().map(ApiError::code).collect();
-    codes.sort_unstable();
-    let before = codes.len();
-    codes.dedup();
-    assert_eq!(codes.len(), before, "one example per code");
+    // The same examples as the error tests and the OpenAPI contract test,
+    // one per code.
+    let mut errors: Vec<ApiError> = crate::api::error::tests::every_error()
+        .into_iter()
+        .map(|(error, _, _)| error)
+        .collect();
+    errors.sort_by_key(ApiError::code);
+    errors.dedup_by_key(|e| ApiError::code(e));
     let mut text = String::new();
     for error in errors {
         let response = error.to_response("/v1/example", "req-1");
