@@ -21,4 +21,7 @@ if compgen -G "migrations/*.sql" >/dev/null; then
   wrangler d1 migrations apply DB --local
 fi
 log "serving on http://127.0.0.1:$PORT (Ctrl-C stops)"
-exec wrangler dev --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false
+# Locally a client can send CF-Connecting-IP itself; Cloudflare sets it in
+# production. Not believed here: anonymous callers share one budget.
+exec wrangler dev --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \
+  --var TRUST_PLATFORM_PEER:false

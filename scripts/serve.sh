@@ -96,8 +96,10 @@ start_workers() {
   local port=$1 logfile="$TEPI_RUN_DIR/wrangler.log" pair
   port_free "$port" || die "port $port is taken (set TEPI_WORKERS_PORT)"
   [[ -n ${TEPI_TEST_JWT_SIGNING_KEYS:-} ]] || load_test_secrets
+  # Under wrangler dev a client can send CF-Connecting-IP itself: not
+  # believed here (Cloudflare sets it in production).
   local vars=(--var "JWT_SIGNING_KEYS:$TEPI_TEST_JWT_SIGNING_KEYS" --var "BOOTSTRAP_TOKEN:$TEPI_TEST_BOOTSTRAP_TOKEN"
-    --var "WEBHOOK_SIGNING_SECRET:$TEPI_TEST_WEBHOOK_SIGNING_SECRET")
+    --var "WEBHOOK_SIGNING_SECRET:$TEPI_TEST_WEBHOOK_SIGNING_SECRET" --var "TRUST_PLATFORM_PEER:false")
   for pair in $TEPI_TEST_RATE_LIMITS $TEPI_TEST_JOB_VARS; do vars+=(--var "${pair%%=*}:${pair#*=}"); done
   start_service "wrangler dev" "$logfile" env TEPI_SKIP_BUILD=1 \
     "$TEPI_ROOT/node_modules/.bin/wrangler" dev --config "${TEPI_WRANGLER_CONFIG:-$(gates_wrangler_config)}" \

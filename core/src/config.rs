@@ -47,6 +47,10 @@ pub mod vars {
     /// Comma-separated IP addresses of proxies in front of Tepi whose
     /// `X-Forwarded-For` is believed (none by default).
     pub const TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
+    /// `false` ignores the client address the platform reports (Workers:
+    /// `CF-Connecting-IP`), for local runs where a client can set it
+    /// itself (`wrangler dev`); anonymous callers then share one budget.
+    pub const TRUST_PLATFORM_PEER: &str = "TRUST_PLATFORM_PEER";
     /// Rate-limit policies per route class, `<limit>/<period>[;burst=<n>]`:
     /// `RATE_LIMIT_LOGIN`, `RATE_LIMIT_PUBLIC`, `RATE_LIMIT_API`,
     /// `RATE_LIMIT_ADMIN`, `RATE_LIMIT_PUSH` (see `ratelimit::RouteClass`).
@@ -88,7 +92,7 @@ pub mod vars {
     pub const METRICS_TTL_SECS: &str = "METRICS_TTL_SECS";
     pub const METRICS_FLUSH_SECS: &str = "METRICS_FLUSH_SECS";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 28] = [
         JOB_SETTLE_RETRY_SECS,
         QUEUE_PREFIX,
         WEBHOOK_ALLOWED_HOSTS,
@@ -111,6 +115,7 @@ pub mod vars {
         JWT_AUDIENCE,
         BOOTSTRAP_TOKEN,
         TRUSTED_PROXIES,
+        TRUST_PLATFORM_PEER,
         "RATE_LIMIT_LOGIN",
         "RATE_LIMIT_PUBLIC",
         "RATE_LIMIT_API",
@@ -126,6 +131,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limits: Policies,
     pub trusted_proxies: Vec<IpAddr>,
+    /// Whether the platform's peer address (`PeerAddr`) names the client.
+    pub trust_platform_peer: bool,
     pub uploads: UploadConfig,
     pub jobs: JobsConfig,
     pub metrics: MetricsConfig,
@@ -151,6 +158,7 @@ impl Default for Config {
             },
             rate_limits: Policies::default(),
             trusted_proxies: Vec::new(),
+            trust_platform_peer: true,
             jobs: JobsConfig::default(),
             metrics: MetricsConfig::default(),
             uploads: UploadConfig {
@@ -215,6 +223,14 @@ impl Config {
                     )),
                 }
             }
+        }
+        match lookup(vars::TRUST_PLATFORM_PEER).as_deref().map(str::trim) {
+            None | Some("" | "true") => {}
+            Some("false") => config.trust_platform_peer = false,
+            Some(other) => problems.push(format!(
+                "{}: {other:?} is not true or false",
+                vars::TRUST_PLATFORM_PEER
+            )),
         }
         if let Some(raw) = lookup(vars::UPLOAD_MAX_BYTES).filter(|v| !v.trim().is_empty()) {
             match raw.trim().parse::<u64>() {
@@ -619,6 +635,20 @@ mod tests {
             "a bad value keeps the default"
         );
         assert_eq!(loaded.config.trusted_proxies.len(), 2);
+        assert!(loaded.config.trust_platform_peer, "trusted unless told");
+        let local = load(&[(vars::TRUST_PLATFORM_PEER, "false")]);
+        assert!(!local.config.trust_platform_peer);
+        let unclear = load(&[(vars::TRUST_PLATFORM_PEER, "no")]);
+        assert!(
+            unclear.config.trust_platform_peer,
+            "an invalid value keeps the default"
+        );
+        assert!(
+            unclear
+                .problems
+                .iter()
+                .any(|p| p.starts_with("TRUST_PLATFORM_PEER"))
+        );
         let problems = loaded.problems.join("; ");
         assert!(problems.contains("RATE_LIMIT_API: "), "{problems}");
         assert!(

@@ -397,7 +397,13 @@ impl App {
         now: Timestamp,
     ) -> Verdict {
         let policy = self.config.rate_limits.get(class);
-        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
+        // Where a client can set the platform's peer header itself (a local
+        // `wrangler dev`), the configuration says not to believe it.
+        let peer = req
+            .extensions()
+            .get::<PeerAddr>()
+            .filter(|_| self.config.trust_platform_peer)
+            .map(|p| p.0);
         let client = ratelimit::client_ip(req.headers(), peer, &self.config.trusted_proxies);
         let key = ratelimit::key(class, principal, client);
         let at = now.as_unix_micros();

@@ -90,6 +90,44 @@ fn one_tenants_burst_does_not_limit_another() {
     );
 }
 
+/// Locally (`wrangler dev`) a client can send `CF-Connecting-IP` itself;
+/// with `TRUST_PLATFORM_PEER=false` a new address buys no new budget.
+#[test]
+fn an_untrusted_platform_peer_buys_no_budget() {
+    let version = |f: &Fixture, peer: &str| {
+        f.send(req(Method::GET, "/version").peer(peer))
+            .status()
+            .as_u16()
+    };
+    let vars = |trust: &'static str| {
+        Fixture::with_vars(&[
+            (crate::config::vars::JWT_SIGNING_KEYS, super::KEYS),
+            ("RATE_LIMIT_PUBLIC", "1/1m;burst=2"),
+            (crate::config::vars::TRUST_PLATFORM_PEER, trust),
+        ])
+    };
+    let local = vars("false");
+    let statuses: Vec<u16> = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        .iter()
+        .map(|peer| version(&local, peer))
+        .collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "one budget, whatever the header says"
+    );
+    let deployed = vars("true");
+    let statuses: Vec<u16> = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        .iter()
+        .map(|peer| version(&deployed, peer))
+        .collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200],
+        "the platform's address is the client's"
+    );
+}
+
 #[test]
 fn anonymous_callers_are_limited_by_client_address() {
     let f = Fixture::with_vars(&[
