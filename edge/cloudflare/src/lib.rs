@@ -18,6 +18,8 @@ mod probes;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
+#[cfg(not(feature = "http-feature-seam"))]
+use futures::StreamExt;
 use tepi_core::http;
 #[cfg(not(feature = "http-feature-seam"))]
 use tepi_core::http::{HeaderName, HeaderValue};
@@ -161,12 +163,17 @@ pub async fn queue(batch: JsValue, env: Env, _ctx: JsValue) -> Result<JsValue, J
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let now = tepi_core::Clock::now(&Clock);
-    let request = into_http(req).await?;
+    let limit = app(&env).config().max_body_bytes;
+    let request = into_http(req, limit).await?;
     from_http(handle(&env, &ctx, now, request).await)
 }
 
 #[cfg(not(feature = "http-feature-seam"))]
-async fn into_http(mut req: Request) -> worker::Result<http::Request<Bytes>> {
+/// The request as the core takes it. A declared `Content-Length` over
+/// `limit` reads nothing (the core refuses it by that header); otherwise at
+/// most `limit + 1` bytes are read from the body stream, enough for the
+/// core to see it is over, so a large body never fills the isolate.
+async fn into_http(mut req: Request, limit: usize) -> worker::Result<http::Request<Bytes>> {
     // The runtime gives an absolute URL; the core wants the origin form.
     // Slicing the string keeps the `url` crate (and its IDNA tables) out of
     // the Worker (ADR 0003).
@@ -198,7 +205,22 @@ async fn into_http(mut req: Request) -> worker::Result<http::Request<Bytes>> {
     {
         builder = builder.extension(PeerAddr(ip));
     }
-    let body = req.bytes().await?;
+    let declared = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut body = Vec::new();
+    if declared.is_none_or(|n| n <= u64::try_from(limit).unwrap_or(u64::MAX)) {
+        // No body at all (a GET) is an error here, and an empty body.
+        if let Ok(mut stream) = req.stream() {
+            while let Some(chunk) = stream.next().await {
+                body.extend_from_slice(&chunk?);
+                if body.len() > limit {
+                    break;
+                }
+            }
+        }
+    }
     builder
         .body(Bytes::from(body))
         .map_err(|e| worker::Error::RustError(e.to_string()))

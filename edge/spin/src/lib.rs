@@ -1,9 +1,11 @@
 //! Tepi on Fermyon Spin (`wasm32-wasip2`, spin-sdk 5.2).
 //!
-//! Spin hands the component an `http::Request`; the adapter buffers nothing
-//! more, wires ports (Spin SQLite, key-value, variables, outbound HTTP, the
-//! monotonic clock as a timer) and calls
-//! `App::handle`. Spin instantiates the component for every request, so the
+//! Spin hands the component its request as a stream: the adapter converts
+//! it into the core's `http::Request` — reading at most the core's body
+//! limit (and nothing when the declared length is over it), naming headers
+//! it cannot carry — wires ports (Spin SQLite, key-value, variables,
+//! outbound HTTP, the monotonic clock as a timer), calls `App::handle` and
+//! writes the answer back. Spin instantiates the component for every request, so the
 //! `App` is per request too and keeps its metrics and rate-limit state in
 //! SQLite and its shared cache in key-value (`App::stateless`).
 
@@ -11,8 +13,12 @@ mod ports;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
-use tepi_core::{App, BuildInfo, Bytes, Config, PeerAddr, Ports, Probe, Timestamp, http};
+use tepi_core::{
+    App, BuildInfo, Bytes, Config, PeerAddr, Ports, Probe, Timestamp, UnreadableHeaders, http,
+};
 
 use crate::ports::{SpinHttp, SpinKv, SpinSql, SpinTimer, StoreProbe};
 
@@ -52,12 +58,84 @@ fn config() -> tepi_core::LoadedConfig {
 /// module alone allows it (see `Cargo.toml`).
 #[allow(unsafe_code, clippy::same_length_and_capacity)]
 mod export {
-    use super::{Bytes, handle, http, http_component};
+    use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+
+    use super::{http_component, serve};
 
     #[http_component]
-    async fn incoming(request: http::Request<Bytes>) -> http::Response<Bytes> {
-        handle(request).await
+    async fn incoming(request: IncomingRequest, response_out: ResponseOutparam) {
+        serve(request, response_out).await;
     }
+}
+
+/// One request: converted with the core's body limit, answered, written.
+async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
+    let app = App::new(config(), BuildInfo::for_target("spin")).stateless();
+    let limit = app.config().max_body_bytes;
+    let request = into_http(request, limit).await;
+    let response = handle(&app, request).await;
+    let (parts, body) = response.into_parts();
+    let headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let Ok(fields) = Fields::from_list(&headers) else {
+        return;
+    };
+    let outgoing = OutgoingResponse::new(fields);
+    if outgoing.set_status_code(parts.status.as_u16()).is_err() {
+        return;
+    }
+    // A failed write means the client went away: nothing left to tell.
+    let _ = response_out.set_with_body(outgoing, body.to_vec()).await;
+}
+
+/// The request as the core takes it. A declared `Content-Length` over
+/// `limit` reads nothing (the core refuses it by that header); otherwise at
+/// most `limit + 1` bytes are read, enough for the core to see it is over.
+async fn into_http(request: IncomingRequest, limit: usize) -> http::Request<Bytes> {
+    let mut unreadable = Vec::new();
+    let method =
+        http::Method::from_bytes(request.method().to_string().as_bytes()).unwrap_or_else(|_| {
+            unreadable.push(":method".to_owned());
+            http::Method::GET
+        });
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(request.path_with_query().unwrap_or_else(|| "/".to_owned()));
+    let mut declared = None;
+    for (name, value) in request.headers().entries() {
+        match (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(&value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                if name == http::header::CONTENT_LENGTH {
+                    declared = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+                }
+                builder = builder.header(name, value);
+            }
+            _ => unreadable.push(name),
+        }
+    }
+    if !unreadable.is_empty() {
+        builder = builder.extension(UnreadableHeaders(unreadable));
+    }
+    let over = declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX));
+    let mut body = Vec::new();
+    if !over {
+        let mut stream = request.into_body_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() > limit {
+                break;
+            }
+        }
+    }
+    builder
+        .body(Bytes::from(body))
+        .unwrap_or_else(|_| http::Request::new(Bytes::new()))
 }
 
 /// Spin passes the socket peer as `spin-client-addr` (`ip:port`); the core
@@ -74,10 +152,9 @@ fn with_peer(mut request: http::Request<Bytes>) -> http::Request<Bytes> {
     request
 }
 
-async fn handle(request: http::Request<Bytes>) -> http::Response<Bytes> {
+async fn handle(app: &App, request: http::Request<Bytes>) -> http::Response<Bytes> {
     let now = tepi_core::Clock::now(&Clock);
     tepi_core::log::JsonLines::install(stderr_line, tracing::Level::INFO);
-    let app = App::new(config(), BuildInfo::for_target("spin")).stateless();
     let sql = SpinSql::open();
     let kv = SpinKv::open();
     let sql_probe = StoreProbe {
