@@ -72,7 +72,10 @@ mod export {
 async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
     let app = App::new(config(), BuildInfo::for_target("spin")).stateless();
     let limit = app.config().max_body_bytes;
-    let request = into_http(request, limit).await;
+    // A body that broke off mid-stream: the client is gone, nothing runs.
+    let Some(request) = into_http(request, limit).await else {
+        return;
+    };
     let response = handle(&app, request).await;
     let (parts, body) = response.into_parts();
     let headers: Vec<(String, Vec<u8>)> = parts
@@ -80,13 +83,12 @@ async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
         .iter()
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
         .collect();
-    let Ok(fields) = Fields::from_list(&headers) else {
-        return;
-    };
+    // The core sets only headers WASI HTTP carries; should one ever be
+    // refused, the answer still goes out, without headers.
+    let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
     let outgoing = OutgoingResponse::new(fields);
-    if outgoing.set_status_code(parts.status.as_u16()).is_err() {
-        return;
-    }
+    // Every `http::StatusCode` is one WASI HTTP accepts.
+    let _ = outgoing.set_status_code(parts.status.as_u16());
     // A failed write means the client went away: nothing left to tell.
     let _ = response_out.set_with_body(outgoing, body.to_vec()).await;
 }
@@ -94,7 +96,8 @@ async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
 /// The request as the core takes it. A declared `Content-Length` over
 /// `limit` reads nothing (the core refuses it by that header); otherwise at
 /// most `limit + 1` bytes are read, enough for the core to see it is over.
-async fn into_http(request: IncomingRequest, limit: usize) -> http::Request<Bytes> {
+/// `None` when the body broke off mid-stream (the client went away).
+async fn into_http(request: IncomingRequest, limit: usize) -> Option<http::Request<Bytes>> {
     let mut unreadable = Vec::new();
     let method =
         http::Method::from_bytes(request.method().to_string().as_bytes()).unwrap_or_else(|_| {
@@ -126,16 +129,14 @@ async fn into_http(request: IncomingRequest, limit: usize) -> http::Request<Byte
     let mut body = Vec::new();
     if !over {
         let mut stream = request.into_body_stream();
-        while let Some(Ok(chunk)) = stream.next().await {
-            body.extend_from_slice(&chunk);
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.ok()?);
             if body.len() > limit {
                 break;
             }
         }
     }
-    builder
-        .body(Bytes::from(body))
-        .unwrap_or_else(|_| http::Request::new(Bytes::new()))
+    builder.body(Bytes::from(body)).ok()
 }
 
 /// Spin passes the socket peer as `spin-client-addr` (`ip:port`); the core
