@@ -274,10 +274,12 @@ impl App {
                 return Err(ApiError::RateLimited { retry_after_secs });
             }
         }
-        let principal = authenticated.transpose()?;
-        if let Some(principal) = &principal {
-            middleware::permit(req, route.access, principal, ports.sql).await?;
-        }
+        let principal = match authenticated.transpose()? {
+            Some(principal) => {
+                Some(middleware::permit(req, route.access, principal, ports.sql).await?)
+            }
+            None => None,
+        };
         out.tenant = principal.as_ref().map(|p| p.tenant().clone());
         let policy = if matches!(*req.method(), Method::GET | Method::HEAD) {
             route.cache

@@ -53,13 +53,16 @@ pub async fn authenticate(
 }
 
 /// Checks that `X-Tenant-ID`, when sent, names the caller's tenant, and
-/// applies the permission matrix.
+/// applies the permission matrix. Answers the principal the handler acts
+/// as: for a user's request that changes something, the user as stored
+/// now (a demoted admin acts as a user, a deleted user not at all), so no
+/// handler's own role check trusts a stale token either.
 pub async fn permit(
     req: &Request<Bytes>,
     requirement: Requirement,
-    principal: &Principal,
+    principal: Principal,
     sql: Option<&dyn Sql>,
-) -> Result<(), ApiError> {
+) -> Result<Principal, ApiError> {
     // Any X-Tenant-ID that is not exactly the caller's tenant, malformed
     // ones included, is refused.
     for value in req.headers().get_all(TENANT_ID) {
@@ -67,20 +70,17 @@ pub async fn permit(
             return Err(ApiError::TenantMismatch);
         }
     }
-    // Authority to change things is read live: a demoted or deleted admin's
-    // token, valid for up to ACCESS_TOKEN_SECONDS more, changes nothing
-    // (one indexed read; admin writes are rare). Reads trust the token
-    // until it expires.
-    let live;
+    // Authority to change things is read live: a token carries its role for
+    // up to ACCESS_TOKEN_SECONDS, so every write by a user reads the user's
+    // row (one indexed read). Reads trust the token until it expires.
     let principal = match principal {
         Principal::User {
             tenant, user_id, ..
-        } if requirement.asks_for_admin() && changes_state(req.method()) => {
+        } if changes_state(req.method()) => {
             let sql = sql.ok_or(ApiError::StorageUnavailable)?;
-            live = live_user(sql, tenant, user_id).await?;
-            &live
+            live_user(sql, &tenant, &user_id).await?
         }
-        _ => principal,
+        other => other,
     };
     let operator =
         if requirement.needs_operator_flag() && matches!(principal, Principal::User { .. }) {
@@ -89,7 +89,8 @@ pub async fn permit(
         } else {
             false
         };
-    rbac::decide(requirement, principal, operator)
+    rbac::decide(requirement, &principal, operator)?;
+    Ok(principal)
 }
 
 fn changes_state(method: &Method) -> bool {

@@ -28,15 +28,6 @@ impl Requirement {
         matches!(self, Self::OperatorAdmin | Self::ScopeOrOperatorAdmin(_))
     }
 
-    /// Whether only an admin may pass: a change such a caller asks for is
-    /// checked against the account as it is now, not as the token says.
-    pub fn asks_for_admin(self) -> bool {
-        matches!(
-            self,
-            Self::Admin | Self::OperatorAdmin | Self::ScopeOrOperatorAdmin(_)
-        )
-    }
-
     pub fn needs_credentials(self) -> bool {
         !matches!(self, Self::Public | Self::BootstrapToken)
     }

@@ -81,7 +81,8 @@ pub fn check(config: &JobsConfig, url: &str) -> Result<(), Refused> {
     let authority = authority.to_ascii_lowercase();
     let raw_host = uri.host().ok_or(Refused::Malformed)?.to_ascii_lowercase();
     let host = raw_host.strip_suffix('.').unwrap_or(&raw_host);
-    if host.is_empty() {
+    // An empty label (`localhost..`, `a..b`) is no public name.
+    if host.is_empty() || (host.split('.').any(str::is_empty) && !host.starts_with('[')) {
         return Err(Refused::Malformed);
     }
     let listed = |list: &[String]| list.iter().any(|h| *h == authority || h == host);
@@ -278,6 +279,9 @@ mod tests {
             ("https://metadata.google.internal/", Refused::InternalName),
             ("https://printer.local/", Refused::InternalName),
             ("https://intranet/", Refused::InternalName),
+            ("https://localhost../", Refused::Malformed),
+            ("https://metadata.google.internal../", Refused::Malformed),
+            ("https://.hooks.example.com/", Refused::Malformed),
             // pragma: allowlist nextline secret
             ("https://user:pw@hooks.example.com/", Refused::Credentials),
             (

@@ -273,12 +273,18 @@ async fn fetch(
     if let Some(target) = parts.uri.path_and_query().cloned() {
         parts.uri = target.into();
     }
+    // The same bound as the manual conversion: at most one byte over the
+    // core's limit is read.
+    let limit = app(&env).config().max_body_bytes;
     let mut buffered = Vec::new();
     while let Some(frame) =
         std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
     {
         if let Ok(data) = frame?.into_data() {
             buffered.extend_from_slice(&data);
+            if buffered.len() > limit {
+                break;
+            }
         }
     }
     let request = http::Request::from_parts(parts, Bytes::from(buffered));

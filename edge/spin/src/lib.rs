@@ -78,14 +78,12 @@ async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
     };
     let response = handle(&app, request).await;
     let (parts, body) = response.into_parts();
-    let headers: Vec<(String, Vec<u8>)> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
     // The core sets only headers WASI HTTP carries; should one ever be
-    // refused, the answer still goes out, without headers.
-    let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
+    // refused, the others still go out.
+    let fields = Fields::new();
+    for (name, value) in &parts.headers {
+        let _ = fields.append(name.as_str(), value.as_bytes());
+    }
     let outgoing = OutgoingResponse::new(fields);
     // Every `http::StatusCode` is one WASI HTTP accepts.
     let _ = outgoing.set_status_code(parts.status.as_u16());

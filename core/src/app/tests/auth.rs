@@ -1267,7 +1267,7 @@ fn a_successor_stored_after_its_family_was_revoked_does_not_survive() {
 /// demotion or deletion ends the account's sessions.
 #[test]
 fn a_demoted_or_deleted_admin_changes_nothing_with_an_old_token() {
-    let w = world();
+    let w = world_with_uploads();
     let f = &w.f;
     let second_id = f.create_user(&w.root.access, "sam@acme.test", "sam", "admin");
     let sam = f.session("acme", "sam@acme.test", "sam");
@@ -1296,6 +1296,16 @@ fn a_demoted_or_deleted_admin_changes_nothing_with_an_old_token() {
     assert_eq!(create.status(), 403, "{}", body_json(&create));
     let read = f.send(req(Method::GET, "/v1/users").token(&sam.access));
     assert_eq!(read.status(), 200, "reads trust the token until it expires");
+    // Nor on a user route whose handler grants admins more (deleting
+    // someone else's upload).
+    let upload = f
+        .send(req(Method::DELETE, &format!("/v1/uploads/{}", w.pending_upload)).token(&sam.access));
+    assert_eq!(
+        upload.status(),
+        403,
+        "another's upload: {}",
+        body_json(&upload)
+    );
     let refresh =
         f.send(req(Method::POST, "/v1/auth/refresh").json(json!({"refresh_token": sam.refresh})));
     assert_eq!(
@@ -1318,6 +1328,13 @@ fn a_demoted_or_deleted_admin_changes_nothing_with_an_old_token() {
     );
     assert_eq!(create.status(), 401, "{}", body_json(&create));
     assert_eq!(body_json(&create)["code"], "invalid_token");
+    // A deleted account's token writes nothing anywhere.
+    let run = f.send(
+        req(Method::POST, &format!("/v1/workflows/{}/runs", w.workflow))
+            .token(&tia.access)
+            .json(json!({"input": {}})),
+    );
+    assert_eq!(run.status(), 401, "{}", body_json(&run));
 }
 
 /// A header the adapter could not carry is refused with its name, before
