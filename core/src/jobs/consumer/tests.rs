@@ -635,11 +635,12 @@ fn a_meta_event_starts_each_matching_workflow_once() {
     );
 }
 
-#[test]
-fn an_upload_job_marks_matching_content_ready_and_other_content_invalid() {
-    let w = world();
+/// Two stored uploads of acme declared as `hello, world`: `upl_good` holds
+/// those bytes, `upl_bad` others. Returns the `upload.received` job of an id.
+fn stored_uploads(w: &World) -> impl Fn(&str) -> String {
     let body = b"hello, world".to_vec();
     let sha = crate::uploads::hex(&Sha256::digest(&body));
+    let tenant = TenantId::parse("acme").unwrap();
     for (id, stored) in [
         ("upl_good", body.clone()),
         ("upl_bad", b"tampered!!!!".to_vec()),
@@ -649,7 +650,6 @@ fn an_upload_job_marks_matching_content_ready_and_other_content_invalid() {
              VALUES (?1, 'acme', 'a.txt', 'text/plain', ?2, ?3, 'stored', 'usr_a', 0, 0)",
             &[id.into(), i64::try_from(body.len()).unwrap().into(), sha.clone().into()],
         );
-        let tenant = TenantId::parse("acme").unwrap();
         block_on(KvBlobs(&w.kv).put(
             &crate::uploads::blob_key(&tenant, id),
             &stored,
@@ -657,7 +657,7 @@ fn an_upload_job_marks_matching_content_ready_and_other_content_invalid() {
         ))
         .unwrap();
     }
-    let job = |id: &str| {
+    move |id: &str| {
         envelope_of(&UploadReceived {
             upload_id: id.into(),
             filename: "a.txt".into(),
@@ -666,7 +666,13 @@ fn an_upload_job_marks_matching_content_ready_and_other_content_invalid() {
             sha256: sha.clone(),
             uploaded_by: "usr_a".into(),
         })
-    };
+    }
+}
+
+#[test]
+fn an_upload_job_marks_matching_content_ready_and_other_content_invalid() {
+    let w = world();
+    let job = stored_uploads(&w);
     let receiver = Receiver::default();
     assert_eq!(
         w.process(&receiver, Queue::Uploads, &job("upl_good"), 1),
@@ -703,35 +709,7 @@ fn only_a_verified_upload_starts_the_workflows_it_triggers() {
         "upload.received",
         &json!([{"type": "wait", "seconds": 0}]),
     );
-    let body = b"hello, world".to_vec();
-    let sha = crate::uploads::hex(&Sha256::digest(&body));
-    let tenant = TenantId::parse("acme").unwrap();
-    for (id, stored) in [
-        ("upl_good", body.clone()),
-        ("upl_bad", b"tampered!!!!".to_vec()),
-    ] {
-        w.exec(
-            "INSERT INTO uploads (id, tenant_id, filename, content_type, size, sha256, status, created_by, created_at, updated_at) \
-             VALUES (?1, 'acme', 'a.txt', 'text/plain', ?2, ?3, 'stored', 'usr_a', 0, 0)",
-            &[id.into(), i64::try_from(body.len()).unwrap().into(), sha.clone().into()],
-        );
-        block_on(KvBlobs(&w.kv).put(
-            &crate::uploads::blob_key(&tenant, id),
-            &stored,
-            "text/plain",
-        ))
-        .unwrap();
-    }
-    let job = |id: &str| {
-        envelope_of(&UploadReceived {
-            upload_id: id.into(),
-            filename: "a.txt".into(),
-            content_type: "text/plain".into(),
-            size: body.len() as u64,
-            sha256: sha.clone(),
-            uploaded_by: "usr_a".into(),
-        })
-    };
+    let job = stored_uploads(&w);
     let receiver = Receiver::default();
     let runs = || w.count("SELECT COUNT(*) FROM workflow_runs WHERE workflow_id = 'wf_upload'");
     // Deleted before its check: nothing to verify, nothing to start.
