@@ -14,6 +14,13 @@ gauge and a histogram with push_to_gateway (PUT) and pushadd_to_gateway
 of the last push, and no `instance` label. delete_from_gateway (DELETE)
 takes one pusher's share away. A gzip body and a refused body (a timestamp)
 are checked too.
+
+Then the bounds (defaults of PUSH_MAX_* and METRICS_MAX_SERIES): NaN and
++Inf values are stored; a sample's own `instance` label is dropped; one
+series too many (413), one grouping label too many (422) and a group
+grown past its budget (429) are refused with problems naming the limit,
+and change nothing; a family may not take another's sample names (409);
+the scrape reports the aggregate's size as tepi_metrics_series.
 """
 
 import gzip
@@ -139,6 +146,80 @@ except urllib.error.HTTPError as e:
     check(e.code == 400 and '"line":2' in problem and "invalid_exposition" in problem,
           f"a timestamped push is refused with 400 and its line: {problem[:160]}")
 check(value(scrape(), "interop_jobs_total", kind="import") == 7, "the refused push changed nothing")
+
+
+
+def send(path, body, method="PUT"):
+    """(status, body) of a raw push."""
+    request = urllib.request.Request(
+        f"{BASE}/metrics/job/{JOB}{path}",
+        data=body.encode() if isinstance(body, str) else body,
+        method=method,
+        headers={"Authorization": f"Bearer {PUSH_KEY}", "Content-Type": "text/plain; version=0.0.4"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def refused(reply, status, code, limit):
+    import json
+
+    got, body = reply
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        problem = {}
+    check(got == status and problem.get("code") == code and problem.get("limit") == limit
+          and isinstance(problem.get("max"), int),
+          f"{status} {code} naming {limit}: got {got} {body[:200]}")
+
+
+def raw_scrape():
+    request = urllib.request.Request(f"{BASE}/metrics", headers={"Authorization": f"Bearer {READ_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read().decode()
+
+
+# NaN and infinities, where the text format allows them (gauges, untyped,
+# a summary's sum), and a sample that carries its own `instance` label.
+status, body = send(
+    "/instance/e",
+    "# TYPE interop_temperature gauge\ninterop_temperature NaN\n"
+    "interop_ratio{instance=\"10.0.0.7:9100\"} +Inf\n"
+    "# TYPE interop_wait summary\ninterop_wait_sum NaN\ninterop_wait_count 0\n",
+)
+check(status == 200, f"a push with NaN and +Inf is accepted: {status} {body[:160]}")
+s = scrape()
+check(str(value(s, "interop_temperature")) == "nan", "NaN is exposed as NaN")
+check(value(s, "interop_ratio") == float("inf"), "+Inf is exposed, without the sample's instance label")
+check(str(value(s, "interop_wait_sum")) == "nan", "a summary's NaN sum is kept")
+
+# One series over PUSH_MAX_SERIES (default 2000).
+many = "".join(f"interop_many{{i=\"{i}\"}} {i}\n" for i in range(2001))
+refused(send("/instance/f", many), 413, "push_too_large", "PUSH_MAX_SERIES")
+# One grouping label over PUSH_MAX_GROUPING_LABELS (default 8).
+path = "".join(f"/l{i}/v" for i in range(9))
+refused(send(path, "interop_wide 1\n"), 422, "push_limit_exceeded", "PUSH_MAX_GROUPING_LABELS")
+# A group grown by POST past PUSH_MAX_GROUP_SERIES (default 2000).
+full = "".join(f"interop_full{{i=\"{i}\"}} {i}\n" for i in range(2000))
+status, body = send("/instance/g", full)
+check(status == 200, f"a push at PUSH_MAX_SERIES is accepted: {status} {body[:160]}")
+refused(send("/instance/g", "interop_more 1\n", method="POST"), 429, "push_quota_exceeded", "PUSH_MAX_GROUP_SERIES")
+s = scrape()
+check(value(s, "interop_more") is None and value(s, "interop_full", i="1999") == 1999,
+      "the refused POST changed nothing")
+# A counter that would be a stored histogram's _count.
+status, body = send("/instance/h", "# TYPE interop_duration_seconds_count counter\ninterop_duration_seconds_count 1\n")
+check(status == 409 and "metric_name_conflict" in body, f"a family taking another's sample names gets 409: {status} {body[:160]}")
+text = raw_scrape()
+check(text.count("# TYPE interop_duration_seconds_count") == 0, "and the scrape never shows it")
+series = [line for line in text.splitlines() if line.startswith("tepi_metrics_series ")]
+check(len(series) == 1 and float(series[0].split()[1]) >= 2000, f"tepi_metrics_series reports the aggregate's size: {series}")
+check("tepi_metrics_series_limit 20000" in text, "and its limit, METRICS_MAX_SERIES")
+send("/instance/g", "", method="DELETE")
 
 if failures:
     sys.exit(f"push interop failed on {TARGET}: {len(failures)} problems")

@@ -91,8 +91,10 @@ pub mod vars {
     /// deltas to the aggregate (default 5).
     pub const METRICS_TTL_SECS: &str = "METRICS_TTL_SECS";
     pub const METRICS_FLUSH_SECS: &str = "METRICS_FLUSH_SECS";
+    /// Push limits (`metrics::limits::Limit::var`): see docs/api.md.
+    pub const PUSH_MAX_BYTES: &str = "PUSH_MAX_BYTES";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 28] = [
+    pub const ALL: [&str; 38] = [
         JOB_SETTLE_RETRY_SECS,
         QUEUE_PREFIX,
         WEBHOOK_ALLOWED_HOSTS,
@@ -121,6 +123,16 @@ pub mod vars {
         "RATE_LIMIT_API",
         "RATE_LIMIT_ADMIN",
         "RATE_LIMIT_PUSH",
+        PUSH_MAX_BYTES,
+        "PUSH_MAX_SERIES",
+        "PUSH_MAX_GROUP_SERIES",
+        "PUSH_MAX_PUSHER_GROUPS",
+        "PUSH_MAX_PUSHER_SERIES",
+        "PUSH_MAX_GROUPING_LABELS",
+        "PUSH_MAX_LABELS",
+        "PUSH_MAX_LABEL_NAME_LEN",
+        "PUSH_MAX_LABEL_VALUE_LEN",
+        "METRICS_MAX_SERIES",
     ];
 }
 
@@ -265,20 +277,7 @@ impl Config {
             }
         }
         load_jobs(&lookup, &mut config.jobs, &mut problems);
-        number(
-            &lookup,
-            vars::METRICS_TTL_SECS,
-            10..=86_400,
-            &mut config.metrics.ttl_secs,
-            &mut problems,
-        );
-        number(
-            &lookup,
-            vars::METRICS_FLUSH_SECS,
-            1..=300,
-            &mut config.metrics.flush_secs,
-            &mut problems,
-        );
+        load_metrics(&lookup, &mut config.metrics, &mut problems);
         LoadedConfig { config, problems }
     }
 
@@ -305,6 +304,36 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
             range.start(),
             range.end()
         )),
+    }
+}
+
+fn load_metrics(
+    lookup: &impl Fn(&str) -> Option<String>,
+    metrics: &mut MetricsConfig,
+    problems: &mut Vec<String>,
+) {
+    number(
+        lookup,
+        vars::METRICS_TTL_SECS,
+        10..=86_400,
+        &mut metrics.ttl_secs,
+        problems,
+    );
+    number(
+        lookup,
+        vars::METRICS_FLUSH_SECS,
+        1..=300,
+        &mut metrics.flush_secs,
+        problems,
+    );
+    for limit in crate::metrics::limits::Limit::ALL {
+        number(
+            lookup,
+            limit.var(),
+            limit.range(),
+            limit.set(&mut metrics.push),
+            problems,
+        );
     }
 }
 
@@ -479,6 +508,32 @@ mod tests {
     }
 
     const KEYS: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+
+    /// Spin maps each variable explicitly: one missing from `spin.toml`
+    /// could never be set there.
+    #[test]
+    fn spin_toml_declares_and_maps_every_variable_spin_reads() {
+        let manifest = include_str!("../../spin.toml");
+        // Read only by the Workers build (queues, the platform's peer).
+        let workers_only = [
+            vars::QUEUE_PREFIX,
+            vars::JOB_SETTLE_RETRY_SECS,
+            vars::TRUST_PLATFORM_PEER,
+        ];
+        for name in vars::ALL.iter().filter(|n| !workers_only.contains(n)) {
+            let spin = name.to_ascii_lowercase();
+            assert!(
+                manifest
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{spin} = {{"))),
+                "spin.toml [variables] declares {spin}"
+            );
+            assert!(
+                manifest.contains(&format!("{spin} = \"{{{{ {spin} }}}}\"")),
+                "spin.toml maps {spin} into the component"
+            );
+        }
+    }
 
     #[test]
     fn absent_variables_give_safe_defaults() {

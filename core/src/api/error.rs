@@ -96,10 +96,32 @@ pub enum ApiError {
         family: String,
         stored: &'static str,
     },
+    /// A pushed family's sample names would be another family's
+    /// (`x_count` next to a histogram `x`).
+    MetricNameConflict { family: String, other: String },
     /// The push path's grouping key is malformed.
     InvalidGroupingKey { message: String },
     /// The body's Content-Encoding is not one this resource reads.
     UnsupportedContentEncoding { encoding: String },
+    /// A push is larger than a limit (`limit` names its variable).
+    PushTooLarge {
+        limit: &'static str,
+        max: u64,
+        detail: String,
+    },
+    /// A push breaks a shape limit (label lengths, label counts).
+    PushLimitExceeded {
+        limit: &'static str,
+        max: u64,
+        detail: String,
+    },
+    /// A push would take its group, its pusher or the aggregate beyond a
+    /// series budget.
+    PushQuotaExceeded {
+        limit: &'static str,
+        max: u64,
+        detail: String,
+    },
     /// A header the platform delivered that HTTP cannot carry (control
     /// characters in its value, say): refused rather than dropped.
     MalformedHeader { name: String },
@@ -113,7 +135,9 @@ impl ApiError {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::PushTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::NotReady { .. } | Self::StorageUnavailable | Self::AuthUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -125,7 +149,6 @@ impl ApiError {
             | Self::InvalidGroupingKey { .. }
             | Self::MalformedHeader { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedContentEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated
             | Self::InvalidToken { .. }
             | Self::InvalidApiKey
@@ -147,11 +170,16 @@ impl ApiError {
             | Self::IdempotencyInProgress
             | Self::UploadNotStored
             | Self::UploadAlreadyStored
-            | Self::MetricTypeConflict { .. } => StatusCode::CONFLICT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::IdempotencyKeyReused | Self::ChecksumMismatch | Self::SizeMismatch { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
+            | Self::MetricTypeConflict { .. }
+            | Self::MetricNameConflict { .. } => StatusCode::CONFLICT,
+            Self::RateLimited { .. } | Self::PushQuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
             }
+            Self::Validation { .. }
+            | Self::IdempotencyKeyReused
+            | Self::ChecksumMismatch
+            | Self::SizeMismatch { .. }
+            | Self::PushLimitExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -195,9 +223,13 @@ impl ApiError {
             Self::VerifyTokenMismatch => "verify_token_mismatch",
             Self::InvalidExposition { .. } => "invalid_exposition",
             Self::MetricTypeConflict { .. } => "metric_type_conflict",
+            Self::MetricNameConflict { .. } => "metric_name_conflict",
             Self::InvalidGroupingKey { .. } => "invalid_grouping_key",
             Self::UnsupportedContentEncoding { .. } => "unsupported_content_encoding",
             Self::MalformedHeader { .. } => "malformed_header",
+            Self::PushTooLarge { .. } => "push_too_large",
+            Self::PushLimitExceeded { .. } => "push_limit_exceeded",
+            Self::PushQuotaExceeded { .. } => "push_quota_exceeded",
         }
     }
 
@@ -289,11 +321,19 @@ impl ApiError {
             Self::InvalidGroupingKey { message } => {
                 format!("The grouping key is invalid: {message}.")
             }
+            Self::MetricNameConflict { family, other } => format!(
+                "{family} would expose sample names of the stored family {other}; push it under another name."
+            ),
             Self::UnsupportedContentEncoding { encoding } => {
                 format!("Content-Encoding {encoding} is not supported; send identity or gzip.")
             }
             Self::MalformedHeader { name } => {
                 format!("The header {name} holds characters HTTP does not allow in a header.")
+            }
+            Self::PushTooLarge { limit, max, detail }
+            | Self::PushLimitExceeded { limit, max, detail }
+            | Self::PushQuotaExceeded { limit, max, detail } => {
+                format!("{detail}: the limit {limit} is {max}.")
             }
             Self::UploadAlreadyStored => {
                 "The upload's content is stored already; create a new upload.".to_owned()
@@ -351,6 +391,10 @@ impl ApiError {
                 body.insert("family".to_owned(), json!(family));
                 body.insert("stored_type".to_owned(), json!(stored));
             }
+            Self::MetricNameConflict { family, other } => {
+                body.insert("family".to_owned(), json!(family));
+                body.insert("conflicts_with".to_owned(), json!(other));
+            }
             Self::NotFound
             | Self::MethodNotAllowed { .. }
             | Self::CorsOriginRefused
@@ -383,6 +427,12 @@ impl ApiError {
             | Self::UnsupportedContentEncoding { .. } => {}
             Self::MalformedHeader { name } => {
                 body.insert("header".to_owned(), json!(name));
+            }
+            Self::PushTooLarge { limit, max, .. }
+            | Self::PushLimitExceeded { limit, max, .. }
+            | Self::PushQuotaExceeded { limit, max, .. } => {
+                body.insert("limit".to_owned(), json!(limit));
+                body.insert("max".to_owned(), json!(max));
             }
         }
     }
@@ -479,6 +529,14 @@ pub(crate) mod tests {
                 "metric_type_conflict",
             ),
             (
+                ApiError::MetricNameConflict {
+                    family: "x_count".into(),
+                    other: "x".into(),
+                },
+                409,
+                "metric_name_conflict",
+            ),
+            (
                 ApiError::InvalidGroupingKey {
                     message: "no job".into(),
                 },
@@ -498,6 +556,33 @@ pub(crate) mod tests {
                 },
                 400,
                 "malformed_header",
+            ),
+            (
+                ApiError::PushTooLarge {
+                    limit: "PUSH_MAX_SERIES",
+                    max: 2000,
+                    detail: "the push holds 2001 series".into(),
+                },
+                413,
+                "push_too_large",
+            ),
+            (
+                ApiError::PushLimitExceeded {
+                    limit: "PUSH_MAX_LABEL_VALUE_LEN",
+                    max: 256,
+                    detail: "a value of zone is longer".into(),
+                },
+                422,
+                "push_limit_exceeded",
+            ),
+            (
+                ApiError::PushQuotaExceeded {
+                    limit: "METRICS_MAX_SERIES",
+                    max: 20000,
+                    detail: "the aggregate would hold 20001 series".into(),
+                },
+                429,
+                "push_quota_exceeded",
             ),
             (
                 ApiError::MethodNotAllowed {

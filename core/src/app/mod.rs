@@ -461,6 +461,7 @@ impl App {
                 body,
                 labels: Vec::new(),
                 at: now.as_unix_secs(),
+                pusher: None,
             });
         }
         let web = std::mem::take(&mut *self.web.borrow_mut());
@@ -472,6 +473,7 @@ impl App {
                 body: web.encode(),
                 labels: Vec::new(),
                 at: now.as_unix_secs(),
+                pusher: None,
             });
         }
         changes
@@ -495,7 +497,7 @@ impl App {
     /// `GET /metrics` and `GET /api/metrics/prometheus`: this instance's
     /// pending deltas first, then the aggregate of every instance.
     async fn metrics_text(&self, ports: &Ports<'_>, now: Timestamp, scope: Scope) -> Handled {
-        let text = match Store::of(ports, self.config.metrics.ttl_secs) {
+        let text = match Store::of(ports, &self.config.metrics) {
             Some(aggregator) => {
                 aggregate::apply_all(&aggregator, self.take_changes(now)).await;
                 aggregate::Aggregator::exposition(&aggregator, scope, now)
@@ -551,7 +553,7 @@ impl App {
         // Instances that live for one request (Spin) flush at once.
         if self.metrics_in_sql
             && ports.aggregator.is_none()
-            && let Some(aggregator) = Store::of(ports, self.config.metrics.ttl_secs)
+            && let Some(aggregator) = Store::of(ports, &self.config.metrics)
         {
             aggregate::apply_all(&aggregator, self.take_changes(ports.clock.now())).await;
         }

@@ -11,6 +11,7 @@ use crate::api::error::ApiError;
 use crate::api::health::{self, BuildInfo};
 use crate::api::response::{Handled, json_response as json, query_pairs};
 use crate::api::validate::FieldError;
+use crate::auth::Principal;
 use crate::jobs::dead_letters;
 use crate::jobs::metrics as worker_metrics;
 use crate::metrics::aggregate::{Aggregator, Refusal, Scope, Store};
@@ -84,9 +85,13 @@ pub async fn worker_metrics(c: &Ctx<'_>) -> Handled {
 /// `PUT|POST|DELETE /metrics/job/…`: one change to the aggregate.
 pub async fn push(c: &Ctx<'_>) -> Handled {
     let grouping = c.params.first().map_or("", |(_, v)| v.as_str());
-    let change = push::change(c.req, grouping, c.now)?;
+    let pusher = match c.principal()? {
+        Principal::ApiKey { key_id, .. } => key_id.as_str(),
+        Principal::User { user_id, .. } => user_id.as_str(),
+    };
+    let change = push::change(c.req, grouping, c.now, &c.app.config.metrics.push, pusher)?;
     let aggregator =
-        Store::of(c.ports, c.app.config.metrics.ttl_secs).ok_or(ApiError::StorageUnavailable)?;
+        Store::of(c.ports, &c.app.config.metrics).ok_or(ApiError::StorageUnavailable)?;
     aggregator
         .apply(&change)
         .await
@@ -98,6 +103,10 @@ pub async fn push(c: &Ctx<'_>) -> Handled {
             Refusal::TypeConflict { family, stored } => {
                 ApiError::MetricTypeConflict { family, stored }
             }
+            Refusal::NameCollision { family, other } => {
+                ApiError::MetricNameConflict { family, other }
+            }
+            Refusal::Quota(exceeded) => exceeded.into(),
             Refusal::Storage(e) => storage_unavailable("metrics push", &e),
         })?;
     let mut response = Response::new(Bytes::new());

@@ -23,7 +23,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::exposition::{self, Family, Kind, ParseError};
-use crate::metrics::{escape_label_value, format_value, header};
+use crate::metrics::limits::{Exceeded, Limit, PushLimits};
+use crate::metrics::push::PUSHER_LABEL;
+use crate::metrics::{MetricsConfig, escape_label_value, format_value, header};
 use crate::ports::{PortError, Ports, Sql, SqlValue, Statement};
 use crate::time::Timestamp;
 
@@ -74,6 +76,10 @@ pub struct Change {
     pub labels: Vec<(String, String)>,
     /// Unix seconds.
     pub at: i64,
+    /// The API key or user that pushed it (`None` for an instance's own
+    /// deltas): the budgets per pusher count its groups.
+    #[serde(default)]
+    pub pusher: Option<String>,
 }
 
 /// Why a change was refused.
@@ -84,6 +90,14 @@ pub enum Refusal {
         family: String,
         stored: &'static str,
     },
+    /// A family whose sample names would be another family's
+    /// (`x_count` next to a histogram `x`).
+    NameCollision {
+        family: String,
+        other: String,
+    },
+    /// A series budget would be exceeded.
+    Quota(Exceeded),
     Storage(PortError),
 }
 
@@ -133,8 +147,22 @@ const ADD: &str = "INSERT INTO metric_series \
      ELSE metric_series.value + excluded.value END, \
      kind = excluded.kind, help = excluded.help, updated_at = excluded.updated_at";
 const DELETE_SOURCE: &str = "DELETE FROM metric_series WHERE source = ?1";
+const DELETE_GROUP: &str = "DELETE FROM metric_groups WHERE source = ?1";
+const UPSERT_GROUP: &str = "INSERT INTO metric_groups (source, pusher, updated_at) \
+     VALUES (?1, ?2, ?3) ON CONFLICT (source) DO UPDATE SET \
+     pusher = excluded.pusher, updated_at = excluded.updated_at";
+/// Every family of a scope with its type, and whether all of its series
+/// belong to source `?2`.
+const SCOPE_FAMILIES: &str = "SELECT family, MIN(kind), MIN(source = ?2) \
+     FROM metric_series WHERE scope = ?1 GROUP BY family";
+const GROUP_SERIES: &str =
+    "SELECT family, COUNT(*) FROM metric_series WHERE source = ?1 GROUP BY family";
+const TOTAL_SERIES: &str = "SELECT COUNT(*) FROM metric_series";
+const PUSHER_GROUPS: &str = "SELECT source FROM metric_groups WHERE pusher = ?1";
+const PUSHER_SERIES: &str = "SELECT COUNT(*) FROM metric_series WHERE source IN \
+     (SELECT source FROM metric_groups WHERE pusher = ?1 AND source <> ?2)";
+const EXPIRE_GROUPS: &str = "DELETE FROM metric_groups WHERE updated_at < ?1";
 const DELETE_FAMILY: &str = "DELETE FROM metric_series WHERE source = ?1 AND family = ?2";
-const STORED_KIND: &str = "SELECT kind FROM metric_series WHERE scope = ?1 AND family = ?2 LIMIT 1";
 const EXPIRE: &str = "DELETE FROM metric_series WHERE updated_at < ?1 \
      AND (kind = 'gauge' OR source NOT IN ('api', 'web'))";
 const READ: &str = "SELECT family, kind, help, name, labels, le, value, updated_at \
@@ -143,23 +171,75 @@ const READ: &str = "SELECT family, kind, help, name, labels, le, value, updated_
 /// The aggregate over an SQL port.
 pub struct SqlAggregator<'a> {
     pub sql: &'a dyn Sql,
-    /// Seconds after which an unwritten pushed series or gauge expires.
-    pub ttl_secs: u32,
+    /// The TTL after which an unwritten pushed series or gauge expires,
+    /// and the push limits.
+    pub config: MetricsConfig,
 }
 
 impl std::fmt::Debug for SqlAggregator<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlAggregator")
-            .field("ttl_secs", &self.ttl_secs)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
+/// Every sample name a family of `kind` may expose.
+fn derived_names(family: &str, kind: &str) -> Vec<String> {
+    let suffixes: &[&str] = match kind {
+        "histogram" => &["_bucket", "_sum", "_count"],
+        "summary" => &["_sum", "_count"],
+        _ => &[],
+    };
+    std::iter::once(family.to_owned())
+        .chain(suffixes.iter().map(|s| format!("{family}{s}")))
+        .collect()
+}
+
+/// The stored family other than `family` whose names overlap `family`'s.
+fn collision<'s>(
+    family: &str,
+    kind: &str,
+    others: impl Iterator<Item = (&'s str, &'s str)>,
+) -> Option<&'s str> {
+    let mine = derived_names(family, kind);
+    others
+        .filter(|(other, _)| *other != family)
+        .find(|(other, other_kind)| {
+            derived_names(other, other_kind)
+                .iter()
+                .any(|n| mine.contains(n))
+        })
+        .map(|(other, _)| other)
+}
+
+/// A value as stored: numbers as REAL, `NaN` and `±Inf` as their text
+/// (SQLite stores a NaN REAL as NULL; the column keeps text as text).
+fn stored_value(value: f64) -> SqlValue {
+    if value.is_finite() {
+        SqlValue::Real(value)
+    } else {
+        SqlValue::Text(format_value(value))
+    }
+}
+
+fn integer(rows: &crate::ports::Rows) -> u64 {
+    rows.rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(SqlValue::as_integer)
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0)
+}
+
 /// Every sample of `families` as a row, with `extra` labels (which win
-/// over a sample's own labels of the same name).
+/// over a sample's own labels of the same name). A pushed sample's own
+/// `instance` label is dropped (`pushed`): it tells pushers apart and is
+/// never exposed. The service's own samples keep theirs.
 fn rows<'f>(
     families: &'f [Family],
     extra: &[(String, String)],
+    pushed: bool,
 ) -> impl Iterator<Item = (&'f Family, &'f str, String, String, f64)> {
     let extra = extra.to_vec();
     families.iter().flat_map(move |family| {
@@ -168,7 +248,11 @@ fn rows<'f>(
             let mut labels: Vec<(String, String)> = sample
                 .labels
                 .iter()
-                .filter(|(k, _)| k != "le" && !extra.iter().any(|(e, _)| e == k))
+                .filter(|(k, _)| {
+                    k != "le"
+                        && !(pushed && k == PUSHER_LABEL)
+                        && !extra.iter().any(|(e, _)| e == k)
+                })
                 .cloned()
                 .collect();
             labels.extend(extra.iter().cloned());
@@ -193,8 +277,12 @@ fn rows<'f>(
 /// Refuses a body whose samples, once the group's labels are added and
 /// bucket bounds spelled one way, name one series twice (a grouping label
 /// that a sample also carries with another value, or `le="1"` next to
-/// `le="1.0"`).
-pub fn check_series(families: &[Family], extra: &[(String, String)]) -> Result<(), ParseError> {
+/// `le="1.0"`, or two pushed samples that differ only in `instance`).
+pub fn check_series(
+    families: &[Family],
+    extra: &[(String, String)],
+    pushed: bool,
+) -> Result<(), ParseError> {
     for family in families {
         for sample in &family.samples {
             if let Some((name, value)) = sample
@@ -213,7 +301,7 @@ pub fn check_series(families: &[Family], extra: &[(String, String)]) -> Result<(
         }
     }
     let mut seen = std::collections::BTreeSet::new();
-    for (_, name, labels, le, _) in rows(families, extra) {
+    for (_, name, labels, le, _) in rows(families, extra, pushed) {
         if !seen.insert((name, labels.clone(), le.clone())) {
             return Err(ParseError {
                 line: 0,
@@ -224,6 +312,154 @@ pub fn check_series(families: &[Family], extra: &[(String, String)]) -> Result<(
     Ok(())
 }
 
+impl SqlAggregator<'_> {
+    /// Refuses a push whose families take a type another group stored, or
+    /// whose sample names would be another family's.
+    async fn check_names(&self, change: &Change, families: &[Family]) -> Result<(), Refusal> {
+        let stored = self
+            .sql
+            .execute(
+                SCOPE_FAMILIES,
+                &[change.scope.as_str().into(), change.source.clone().into()],
+            )
+            .await?;
+        // (family, kind, whether only this source holds it)
+        let stored: Vec<(&str, &str, bool)> = stored
+            .rows
+            .iter()
+            .filter_map(|r| match r.as_slice() {
+                [SqlValue::Text(f), SqlValue::Text(k), own] => {
+                    Some((f.as_str(), k.as_str(), own.as_integer() == Some(1)))
+                }
+                _ => None,
+            })
+            .collect();
+        for family in families {
+            let pushed = kind_name(family.kind);
+            if let Some((_, kind, _)) = stored.iter().find(|(f, _, _)| *f == family.name)
+                && *kind != pushed
+            {
+                let stored = [
+                    Kind::Counter,
+                    Kind::Gauge,
+                    Kind::Histogram,
+                    Kind::Summary,
+                    Kind::Untyped,
+                ]
+                .into_iter()
+                .map(kind_name)
+                .find(|k| k == kind)
+                .unwrap_or("untyped");
+                return Err(Refusal::TypeConflict {
+                    family: family.name.clone(),
+                    stored,
+                });
+            }
+            // A group's own families go when a PUT replaces it.
+            let others = stored
+                .iter()
+                .filter(|(_, _, own)| !(change.mode == Mode::ReplaceGroup && *own))
+                .map(|(f, k, _)| (*f, *k))
+                .chain(
+                    families
+                        .iter()
+                        .map(|f| (f.name.as_str(), kind_name(f.kind))),
+                );
+            if let Some(other) = collision(&family.name, pushed, others) {
+                return Err(Refusal::NameCollision {
+                    family: family.name.clone(),
+                    other: other.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a push that would take its group, its pusher or the whole
+    /// aggregate beyond a series budget. Only series a push adds count:
+    /// replacing a group with as many series always succeeds.
+    async fn check_budgets(
+        &self,
+        change: &Change,
+        families: &[Family],
+        new_series: u64,
+    ) -> Result<(), Refusal> {
+        let limits: &PushLimits = &self.config.push;
+        let source: SqlValue = change.source.clone().into();
+        let by_family = self
+            .sql
+            .execute(GROUP_SERIES, std::slice::from_ref(&source))
+            .await?;
+        let mut held = 0_u64;
+        let mut replaced = 0_u64;
+        for row in &by_family.rows {
+            let (Some(family), Some(count)) = (
+                row.first().and_then(SqlValue::as_text),
+                row.get(1)
+                    .and_then(SqlValue::as_integer)
+                    .and_then(|n| u64::try_from(n).ok()),
+            ) else {
+                continue;
+            };
+            held += count;
+            if change.mode == Mode::ReplaceGroup || families.iter().any(|f| f.name == family) {
+                replaced += count;
+            }
+        }
+        let group_after = held - replaced + new_series;
+        let exceeded = |limit, detail: String| Refusal::Quota(Exceeded::new(limit, limits, detail));
+        if group_after > u64::from(limits.max_group_series) {
+            return Err(exceeded(
+                Limit::GroupSeries,
+                format!("the group would hold {group_after} series"),
+            ));
+        }
+        if let Some(pusher) = &change.pusher {
+            let groups = self
+                .sql
+                .execute(PUSHER_GROUPS, &[pusher.clone().into()])
+                .await?;
+            let others = groups
+                .rows
+                .iter()
+                .filter(|r| r.first().and_then(SqlValue::as_text) != Some(&change.source))
+                .count() as u64;
+            if others + 1 > u64::from(limits.max_pusher_groups) {
+                return Err(exceeded(
+                    Limit::PusherGroups,
+                    format!("this pusher would hold {} groups", others + 1),
+                ));
+            }
+            let elsewhere = integer(
+                &self
+                    .sql
+                    .execute(PUSHER_SERIES, &[pusher.clone().into(), source])
+                    .await?,
+            );
+            if elsewhere + group_after > u64::from(limits.max_pusher_series) {
+                return Err(exceeded(
+                    Limit::PusherSeries,
+                    format!(
+                        "this pusher's groups would hold {} series",
+                        elsewhere + group_after
+                    ),
+                ));
+            }
+        }
+        if new_series > replaced {
+            let total = integer(&self.sql.execute(TOTAL_SERIES, &[]).await?);
+            let after = total - replaced.min(total) + new_series;
+            if after > u64::from(limits.max_total_series) {
+                return Err(exceeded(
+                    Limit::TotalSeries,
+                    format!("the aggregate would hold {after} series"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait(?Send)]
 impl Aggregator for SqlAggregator<'_> {
     async fn apply(&self, change: &Change) -> Result<(), Refusal> {
@@ -232,35 +468,15 @@ impl Aggregator for SqlAggregator<'_> {
         } else {
             exposition::parse(change.body.as_bytes()).map_err(Refusal::Invalid)?
         };
-        check_series(&families, &change.labels).map_err(Refusal::Invalid)?;
-        for family in &families {
-            let stored = self
-                .sql
-                .execute(
-                    STORED_KIND,
-                    &[change.scope.as_str().into(), family.name.clone().into()],
-                )
+        let pushed = change.source.starts_with("push:");
+        check_series(&families, &change.labels, pushed).map_err(Refusal::Invalid)?;
+        if change.mode != Mode::DeleteGroup {
+            self.check_names(change, &families).await?;
+        }
+        let rows: Vec<_> = rows(&families, &change.labels, pushed).collect();
+        if pushed && change.mode != Mode::DeleteGroup {
+            self.check_budgets(change, &families, rows.len() as u64)
                 .await?;
-            if let Some(kind) = stored.rows.first().and_then(|r| r[0].as_text()) {
-                let pushed = kind_name(family.kind);
-                if kind != pushed {
-                    let stored = [
-                        Kind::Counter,
-                        Kind::Gauge,
-                        Kind::Histogram,
-                        Kind::Summary,
-                        Kind::Untyped,
-                    ]
-                    .into_iter()
-                    .map(kind_name)
-                    .find(|k| *k == kind)
-                    .unwrap_or("untyped");
-                    return Err(Refusal::TypeConflict {
-                        family: family.name.clone(),
-                        stored,
-                    });
-                }
-            }
         }
         let source: SqlValue = change.source.clone().into();
         let mut statements = Vec::new();
@@ -278,12 +494,26 @@ impl Aggregator for SqlAggregator<'_> {
                 }
             }
         }
+        if pushed {
+            statements.push(if change.mode == Mode::DeleteGroup {
+                Statement::new(DELETE_GROUP, vec![source.clone()])
+            } else {
+                Statement::new(
+                    UPSERT_GROUP,
+                    vec![
+                        source.clone(),
+                        change.pusher.clone().unwrap_or_default().into(),
+                        change.at.into(),
+                    ],
+                )
+            });
+        }
         let insert = if change.mode == Mode::Add {
             ADD
         } else {
             INSERT
         };
-        for (family, name, labels, le, value) in rows(&families, &change.labels) {
+        for (family, name, labels, le, value) in rows {
             statements.push(Statement::new(
                 insert,
                 vec![
@@ -295,7 +525,7 @@ impl Aggregator for SqlAggregator<'_> {
                     name.into(),
                     labels.into(),
                     le.into(),
-                    SqlValue::Real(value),
+                    stored_value(value),
                     change.at.into(),
                 ],
             ));
@@ -303,14 +533,38 @@ impl Aggregator for SqlAggregator<'_> {
         if statements.is_empty() {
             return Ok(());
         }
+        // All or nothing: a group is never left half-replaced.
         self.sql.batch(&statements).await.map_err(Refusal::Storage)
     }
 
     async fn exposition(&self, scope: Scope, now: Timestamp) -> Result<String, PortError> {
-        let cutoff = now.as_unix_secs() - i64::from(self.ttl_secs);
+        let cutoff = now.as_unix_secs() - i64::from(self.config.ttl_secs);
         self.sql.execute(EXPIRE, &[cutoff.into()]).await?;
+        self.sql.execute(EXPIRE_GROUPS, &[cutoff.into()]).await?;
         let rows = self.sql.execute(READ, &[scope.as_str().into()]).await?;
-        Ok(encode(&merge(&rows.rows)))
+        let mut text = encode(&merge(&rows.rows));
+        if scope == Scope::Api {
+            let total = integer(&self.sql.execute(TOTAL_SERIES, &[]).await?);
+            header(
+                &mut text,
+                "tepi_metrics_series",
+                "Series held by the metrics aggregate (every scope).",
+                "gauge",
+            );
+            let _ = writeln!(text, "tepi_metrics_series {total}");
+            header(
+                &mut text,
+                "tepi_metrics_series_limit",
+                "METRICS_MAX_SERIES: pushes that would add series beyond it are refused.",
+                "gauge",
+            );
+            let _ = writeln!(
+                text,
+                "tepi_metrics_series_limit {}",
+                self.config.push.max_total_series
+            );
+        }
+        Ok(text)
     }
 }
 
@@ -377,6 +631,11 @@ fn merge(rows: &[Vec<SqlValue>]) -> BTreeMap<String, FamilyOut> {
         let value = match value {
             SqlValue::Real(v) => *v,
             SqlValue::Integer(v) => *v as f64,
+            // NaN and ±Inf, stored as their text.
+            SqlValue::Text(t) => match exposition::parse_value(t) {
+                Some(v) => v,
+                None => continue,
+            },
             _ => continue,
         };
         let updated_at = updated_at.as_integer().unwrap_or(0);
@@ -448,10 +707,13 @@ pub enum Store<'a> {
 }
 
 impl<'a> Store<'a> {
-    pub fn of(ports: &Ports<'a>, ttl_secs: u32) -> Option<Self> {
+    pub fn of(ports: &Ports<'a>, config: &MetricsConfig) -> Option<Self> {
         match (ports.aggregator, ports.sql) {
             (Some(service), _) => Some(Self::Remote(remote::Client(service))),
-            (None, Some(sql)) => Some(Self::Sql(SqlAggregator { sql, ttl_secs })),
+            (None, Some(sql)) => Some(Self::Sql(SqlAggregator {
+                sql,
+                config: *config,
+            })),
             (None, None) => None,
         }
     }
@@ -495,7 +757,9 @@ pub mod remote {
     use async_trait::async_trait;
 
     use super::{Aggregator, Change, Refusal, Scope, SqlAggregator};
+    use crate::metrics::MetricsConfig;
     use crate::metrics::exposition::ParseError;
+    use crate::metrics::limits::Exceeded;
     use crate::ports::{HttpClient, PortError, Sql};
     use crate::time::Timestamp;
 
@@ -573,6 +837,14 @@ pub mod remote {
                     .unwrap_or(0),
                 message: value["message"].as_str().unwrap_or("invalid").to_owned(),
             }),
+            409 if value["other"].is_string() => Refusal::NameCollision {
+                family: value["family"].as_str().unwrap_or("").to_owned(),
+                other: value["other"].as_str().unwrap_or("").to_owned(),
+            },
+            429 => match serde_json::from_value::<Exceeded>(value) {
+                Ok(exceeded) => Refusal::Quota(exceeded),
+                Err(e) => Refusal::Storage(PortError(format!("aggregator answered 429: {e}"))),
+            },
             409 => {
                 let stored = value["stored"].as_str().unwrap_or("");
                 Refusal::TypeConflict {
@@ -598,8 +870,15 @@ pub mod remote {
 
     /// The object's side: applies changes and renders expositions over its
     /// own SQL storage (created by `storage::migrate_metrics`).
-    pub async fn serve(sql: &dyn Sql, ttl_secs: u32, req: &Request<Bytes>) -> Response<Bytes> {
-        let aggregator = SqlAggregator { sql, ttl_secs };
+    pub async fn serve(
+        sql: &dyn Sql,
+        config: &MetricsConfig,
+        req: &Request<Bytes>,
+    ) -> Response<Bytes> {
+        let aggregator = SqlAggregator {
+            sql,
+            config: *config,
+        };
         match (req.method(), req.uri().path()) {
             (&Method::POST, APPLY_PATH) => {
                 let Ok(change) = serde_json::from_slice::<Change>(req.body()) else {
@@ -617,6 +896,14 @@ pub mod remote {
                     Err(Refusal::TypeConflict { family, stored }) => answer(
                         StatusCode::CONFLICT,
                         json!({"family": family, "stored": stored}).to_string(),
+                    ),
+                    Err(Refusal::NameCollision { family, other }) => answer(
+                        StatusCode::CONFLICT,
+                        json!({"family": family, "other": other}).to_string(),
+                    ),
+                    Err(Refusal::Quota(exceeded)) => answer(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        serde_json::to_string(&exceeded).unwrap_or_default(),
                     ),
                     Err(Refusal::Storage(e)) => answer(StatusCode::SERVICE_UNAVAILABLE, e.0),
                 }

@@ -96,7 +96,7 @@ pub(crate) fn valid_label_name(name: &str) -> bool {
 }
 
 /// `+Inf`, `-Inf`, `NaN` or a decimal number.
-fn parse_value(raw: &str) -> Option<f64> {
+pub fn parse_value(raw: &str) -> Option<f64> {
     match raw {
         "+Inf" | "Inf" => Some(f64::INFINITY),
         "-Inf" => Some(f64::NEG_INFINITY),

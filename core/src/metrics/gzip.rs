@@ -20,6 +20,9 @@ const FEXTRA: u8 = 0b0000_0100;
 const FNAME: u8 = 0b0000_1000;
 const FCOMMENT: u8 = 0b0001_0000;
 
+/// The refusal of a body that inflates beyond the limit.
+pub const TOO_LARGE: &str = "the body inflates beyond the limit";
+
 /// The uncompressed bytes of a single-member gzip body of at most `limit`
 /// bytes; `Err` says what is wrong.
 pub fn decode(body: &[u8], limit: usize) -> Result<Vec<u8>, &'static str> {
@@ -59,9 +62,7 @@ pub fn decode(body: &[u8], limit: usize) -> Result<Vec<u8>, &'static str> {
         miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, limit).map_err(|e| match e
             .status
         {
-            miniz_oxide::inflate::TINFLStatus::HasMoreOutput => {
-                "the body inflates beyond the limit"
-            }
+            miniz_oxide::inflate::TINFLStatus::HasMoreOutput => TOO_LARGE,
             _ => "the gzip body is corrupt",
         })?;
     let trailer = &body[trailer_at..];

@@ -20,13 +20,10 @@ use http::{Method, Request, header};
 
 use crate::api::error::ApiError;
 use crate::metrics::aggregate::{Change, Mode, Scope};
-use crate::metrics::exposition::MAX_BYTES;
+use crate::metrics::exposition::Family;
+use crate::metrics::limits::{Exceeded, Limit, PushLimits};
 use crate::time::Timestamp;
 
-/// Most grouping labels a path may carry.
-pub const MAX_GROUPING_LABELS: usize = 16;
-/// Longest grouping label value.
-pub const MAX_VALUE_LEN: usize = 256;
 /// The grouping label that identifies a pusher and is not exposed.
 pub const PUSHER_LABEL: &str = "instance";
 
@@ -63,15 +60,19 @@ fn percent_decode(raw: &str) -> Option<String> {
 
 impl Group {
     /// Reads `job/<job>{/<label>/<value>}` (the path after `/metrics/`).
-    pub fn parse(path: &str) -> Result<Self, ApiError> {
+    pub fn parse(path: &str, limits: &PushLimits) -> Result<Self, ApiError> {
         let parts: Vec<&str> = path.split('/').collect();
         if !parts.len().is_multiple_of(2) {
             return Err(invalid("labels and values must come in pairs"));
         }
-        if parts.len() / 2 > MAX_GROUPING_LABELS {
-            return Err(invalid(format!(
-                "at most {MAX_GROUPING_LABELS} grouping labels"
-            )));
+        let grouping = parts.len() / 2 - 1;
+        if grouping > limits.max_grouping_labels as usize {
+            return Err(Exceeded::new(
+                Limit::GroupingLabels,
+                limits,
+                format!("the path has {grouping} grouping labels after job"),
+            )
+            .into());
         }
         let mut labels: Vec<(String, String)> = Vec::new();
         for pair in parts.chunks(2) {
@@ -79,6 +80,7 @@ impl Group {
                 Some(name) => (name, true),
                 None => (pair[0], false),
             };
+            check_label(name, "", limits)?;
             if !crate::metrics::exposition::valid_label_name(name) {
                 return Err(invalid(format!("{name:?} is not a label name")));
             }
@@ -93,11 +95,7 @@ impl Group {
                 percent_decode(pair[1])
                     .ok_or_else(|| invalid(format!("the value of {name} is badly escaped")))?
             };
-            if value.chars().count() > MAX_VALUE_LEN {
-                return Err(invalid(format!(
-                    "the value of {name} is longer than {MAX_VALUE_LEN} characters"
-                )));
-            }
+            check_label(name, &value, limits)?;
             if matches!(name, "le" | "quantile") {
                 return Err(invalid(format!(
                     "{name} belongs to histogram and summary samples, not to a group"
@@ -149,9 +147,34 @@ impl Group {
     }
 }
 
+/// A label name or value longer than the limits allow.
+fn check_label(name: &str, value: &str, limits: &PushLimits) -> Result<(), Exceeded> {
+    if name.chars().count() > limits.max_label_name as usize {
+        let shown: String = name.chars().take(32).collect();
+        return Err(Exceeded::new(
+            Limit::LabelName,
+            limits,
+            format!("the label name {shown}… is too long"),
+        ));
+    }
+    if value.chars().count() > limits.max_label_value as usize {
+        return Err(Exceeded::new(
+            Limit::LabelValue,
+            limits,
+            format!("a value of the label {name} is too long"),
+        ));
+    }
+    Ok(())
+}
+
 /// The request's body as exposition text: gzip is inflated (bounded),
-/// other encodings and media types are refused.
-pub fn body_text(req: &Request<Bytes>) -> Result<String, ApiError> {
+/// other encodings and media types are refused; either way at most
+/// `PUSH_MAX_BYTES`.
+pub fn body_text(req: &Request<Bytes>, limits: &PushLimits) -> Result<String, ApiError> {
+    let max = limits.max_bytes as usize;
+    let too_large = |what: &str| -> ApiError {
+        Exceeded::new(Limit::Bytes, limits, format!("the {what} is too large")).into()
+    };
     if let Some(media) = req.headers().get(header::CONTENT_TYPE) {
         let media = media.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = media.split(';').next().unwrap_or("").trim();
@@ -167,28 +190,27 @@ pub fn body_text(req: &Request<Bytes>) -> Result<String, ApiError> {
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
         .unwrap_or_default();
+    if req.body().len() > max {
+        return Err(too_large("body"));
+    }
     let bytes = match encoding.as_str() {
         "" | "identity" => req.body().to_vec(),
-        "gzip" | "x-gzip" => {
-            crate::metrics::gzip::decode(req.body(), MAX_BYTES).map_err(|message| {
+        "gzip" | "x-gzip" => crate::metrics::gzip::decode(req.body(), max).map_err(|message| {
+            if message == crate::metrics::gzip::TOO_LARGE {
+                too_large("inflated body")
+            } else {
                 ApiError::InvalidExposition {
                     line: 0,
                     message: message.to_owned(),
                 }
-            })?
-        }
+            }
+        })?,
         other => {
             return Err(ApiError::UnsupportedContentEncoding {
                 encoding: other.to_owned(),
             });
         }
     };
-    if bytes.len() > MAX_BYTES {
-        return Err(ApiError::InvalidExposition {
-            line: 0,
-            message: format!("the body is larger than {MAX_BYTES} bytes"),
-        });
-    }
     String::from_utf8(bytes).map_err(|_| ApiError::InvalidExposition {
         line: 0,
         message: "the body is not UTF-8".to_owned(),
@@ -201,9 +223,67 @@ fn reserved(family: &str) -> bool {
     family.starts_with("tepi_") || family.starts_with("http_")
 }
 
-/// The change a push request asks for.
-pub fn change(req: &Request<Bytes>, grouping: &str, now: Timestamp) -> Result<Change, ApiError> {
-    let group = Group::parse(grouping)?;
+/// Refuses a body whose series, labels or exposed size go beyond the
+/// per-push limits, before anything is stored. Grouping labels count
+/// towards each series' labels; `instance` is never exposed and does not.
+fn check_limits(families: &[Family], group: &Group, limits: &PushLimits) -> Result<(), Exceeded> {
+    let series: usize = families.iter().map(|f| f.samples.len()).sum();
+    if series > limits.max_series as usize {
+        return Err(Exceeded::new(
+            Limit::Series,
+            limits,
+            format!("the push holds {series} series"),
+        ));
+    }
+    let grouping = group.exposed_labels();
+    let grouping_bytes: usize = grouping.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut exposed = 0_usize;
+    for family in families {
+        for sample in &family.samples {
+            check_label(&sample.name, "", limits)?;
+            let own = sample
+                .labels
+                .iter()
+                .filter(|(k, _)| k != PUSHER_LABEL && !grouping.iter().any(|(g, _)| g == k));
+            let mut count = grouping.len();
+            let mut bytes = sample.name.len() + grouping_bytes + 26;
+            for (name, value) in own {
+                check_label(name, value, limits)?;
+                count += 1;
+                bytes += name.len() + value.len() + 4;
+            }
+            if count > limits.max_labels as usize {
+                return Err(Exceeded::new(
+                    Limit::Labels,
+                    limits,
+                    format!("{} carries {count} labels", sample.name),
+                ));
+            }
+            exposed += bytes;
+        }
+    }
+    // The grouping labels repeat on every series: a small push must not
+    // become a large exposition.
+    if exposed > limits.max_bytes as usize {
+        return Err(Exceeded::new(
+            Limit::Bytes,
+            limits,
+            format!("the push would be exposed as about {exposed} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The change a push request asks for; `pusher` is the API key or user
+/// that sends it (the budgets per pusher count its groups).
+pub fn change(
+    req: &Request<Bytes>,
+    grouping: &str,
+    now: Timestamp,
+    limits: &PushLimits,
+    pusher: &str,
+) -> Result<Change, ApiError> {
+    let group = Group::parse(grouping, limits)?;
     let mode = match *req.method() {
         Method::PUT => Mode::ReplaceGroup,
         Method::POST => Mode::ReplaceFamilies,
@@ -212,7 +292,7 @@ pub fn change(req: &Request<Bytes>, grouping: &str, now: Timestamp) -> Result<Ch
     let body = if mode == Mode::DeleteGroup {
         String::new()
     } else {
-        let text = body_text(req)?;
+        let text = body_text(req, limits)?;
         // Refused here with the offending line, before anything is stored.
         let to_error = |e: crate::metrics::exposition::ParseError| ApiError::InvalidExposition {
             line: e.line,
@@ -228,7 +308,8 @@ pub fn change(req: &Request<Bytes>, grouping: &str, now: Timestamp) -> Result<Ch
                 ),
             });
         }
-        crate::metrics::aggregate::check_series(&families, &group.exposed_labels())
+        check_limits(&families, &group, limits)?;
+        crate::metrics::aggregate::check_series(&families, &group.exposed_labels(), true)
             .map_err(to_error)?;
         text
     };
@@ -239,6 +320,7 @@ pub fn change(req: &Request<Bytes>, grouping: &str, now: Timestamp) -> Result<Ch
         body,
         labels: group.exposed_labels(),
         at: now.as_unix_secs(),
+        pusher: Some(pusher.to_owned()),
     })
 }
 
@@ -246,9 +328,15 @@ pub fn change(req: &Request<Bytes>, grouping: &str, now: Timestamp) -> Result<Ch
 mod tests {
     use super::*;
 
+    impl Group {
+        fn parse_default(path: &str) -> Result<Self, ApiError> {
+            Self::parse(path, &PushLimits::default())
+        }
+    }
+
     #[test]
     fn grouping_keys_follow_the_pushgateway() {
-        let g = Group::parse("job/batch/instance/host-1/zone/eu").unwrap();
+        let g = Group::parse_default("job/batch/instance/host-1/zone/eu").unwrap();
         assert_eq!(g.job(), "batch");
         assert_eq!(g.source(), "push:job=batch/instance=host-1/zone=eu");
         assert_eq!(
@@ -257,8 +345,8 @@ mod tests {
             "instance tells pushers apart and is not exposed"
         );
         assert_eq!(g.scope(), Scope::Api);
-        assert_eq!(Group::parse("job/web").unwrap().scope(), Scope::Web);
-        let encoded = Group::parse("job@base64/YS9i/path@base64/=").unwrap();
+        assert_eq!(Group::parse_default("job/web").unwrap().scope(), Scope::Web);
+        let encoded = Group::parse_default("job@base64/YS9i/path@base64/=").unwrap();
         assert_eq!(encoded.job(), "a/b", "base64url value with a slash");
         assert_eq!(
             encoded.labels[1],
@@ -266,7 +354,7 @@ mod tests {
             "empty value"
         );
         assert_eq!(
-            Group::parse("job/a%20b").unwrap().job(),
+            Group::parse_default("job/a%20b").unwrap().job(),
             "a b",
             "percent-escapes are decoded"
         );
@@ -288,12 +376,13 @@ mod tests {
             "job/a%zz",
         ] {
             assert!(
-                matches!(Group::parse(bad), Err(ApiError::InvalidGroupingKey { .. })),
+                matches!(
+                    Group::parse_default(bad),
+                    Err(ApiError::InvalidGroupingKey { .. })
+                ),
                 "{bad}"
             );
         }
-        let many = "/l/v".repeat(MAX_GROUPING_LABELS + 1);
-        assert!(Group::parse(&format!("job/a{many}")).is_err());
     }
 
     fn push(method: Method, encoding: Option<&str>, body: Vec<u8>) -> Result<Change, ApiError> {
@@ -302,7 +391,13 @@ mod tests {
             builder = builder.header(header::CONTENT_ENCODING, e);
         }
         let req = builder.body(Bytes::from(body)).unwrap();
-        change(&req, "job/a", Timestamp::from_unix_micros(1_000_000))
+        change(
+            &req,
+            "job/a",
+            Timestamp::from_unix_micros(1_000_000),
+            &PushLimits::default(),
+            "key_1",
+        )
     }
 
     #[test]
@@ -335,7 +430,13 @@ mod tests {
             .unwrap();
         assert!(
             matches!(
-                change(&clash, "job/a/zone/eu", Timestamp::from_unix_micros(0)),
+                change(
+                    &clash,
+                    "job/a/zone/eu",
+                    Timestamp::from_unix_micros(0),
+                    &PushLimits::default(),
+                    "key_1"
+                ),
                 Err(ApiError::InvalidExposition { line: 0, .. })
             ),
             "a sample label the grouping key overrides"
@@ -367,13 +468,149 @@ mod tests {
             push(Method::PUT, Some("gzip"), b"not gzip".to_vec()),
             Err(ApiError::InvalidExposition { line: 0, .. })
         ));
-        let bomb = crate::metrics::gzip::encode(&vec![b'#'; MAX_BYTES + 10]);
+    }
+
+    /// The limit a refusal names, with its status.
+    fn refused(result: Result<Change, ApiError>) -> (u16, &'static str) {
+        match result {
+            Err(
+                e @ (ApiError::PushTooLarge { limit, .. }
+                | ApiError::PushLimitExceeded { limit, .. }
+                | ApiError::PushQuotaExceeded { limit, .. }),
+            ) => (e.status().as_u16(), limit),
+            other => panic!("not a limit refusal: {other:?}"),
+        }
+    }
+
+    #[test]
+    #[allow(clippy::too_many_lines)] // one case per limit
+    fn every_push_limit_refuses_with_a_problem_naming_it() {
+        let limits = PushLimits {
+            max_bytes: 2_048,
+            max_series: 3,
+            max_grouping_labels: 2,
+            max_labels: 4,
+            max_label_name: 16,
+            max_label_value: 16,
+            ..PushLimits::default()
+        };
+        let send = |method: Method, path: &str, encoding: Option<&str>, body: Vec<u8>| {
+            let mut builder = Request::builder()
+                .method(method)
+                .uri(format!("/metrics/{path}"));
+            if let Some(e) = encoding {
+                builder = builder.header(header::CONTENT_ENCODING, e);
+            }
+            let req = builder.body(Bytes::from(body)).unwrap();
+            change(&req, path, Timestamp::from_unix_micros(0), &limits, "key_1")
+        };
+        let put = |path: &str, body: &str| send(Method::PUT, path, None, body.into());
+        // Exactly at every limit: accepted.
+        let at_limits = "x{a=\"0123456789abcdef\"} 1\nx{a=\"2\"} 2\ny 3\n";
+        put("job/j/zone/eu/rack/r1", at_limits).unwrap();
+        let cases: [(Result<Change, ApiError>, u16, &str); 9] = [
+            (
+                put("job/j/a/1/b/2/c/3", "x 1\n"),
+                422,
+                "PUSH_MAX_GROUPING_LABELS",
+            ),
+            (
+                put("job/j/zone/0123456789abcdefg", "x 1\n"),
+                422,
+                "PUSH_MAX_LABEL_VALUE_LEN",
+            ),
+            (
+                put("job/j/zone_with_a_long_name/x", "x 1\n"),
+                422,
+                "PUSH_MAX_LABEL_NAME_LEN",
+            ),
+            (
+                put("job/j", "x{a=\"0123456789abcdefg\"} 1\n"),
+                422,
+                "PUSH_MAX_LABEL_VALUE_LEN",
+            ),
+            (
+                put("job/j", "metric_with_a_long_name 1\n"),
+                422,
+                "PUSH_MAX_LABEL_NAME_LEN",
+            ),
+            (
+                put("job/j/zone/eu", "x{a=\"1\",b=\"2\",c=\"3\",d=\"4\"} 1\n"),
+                422,
+                "PUSH_MAX_LABELS",
+            ),
+            (put("job/j", "x 1\ny 2\nz 3\nw 4\n"), 413, "PUSH_MAX_SERIES"),
+            (
+                put("job/j", &format!("# HELP x {}\nx 1\n", "h".repeat(2_048))),
+                413,
+                "PUSH_MAX_BYTES",
+            ),
+            (
+                send(
+                    Method::PUT,
+                    "job/j",
+                    Some("gzip"),
+                    crate::metrics::gzip::encode(
+                        format!("# HELP x {}\nx 1\n", "h".repeat(4_000)).as_bytes(),
+                    ),
+                ),
+                413,
+                "PUSH_MAX_BYTES",
+            ),
+        ];
+        for (i, (result, status, limit)) in cases.into_iter().enumerate() {
+            assert_eq!(refused(result), (status, limit), "case {i}");
+        }
+        // A small body whose grouping labels repeat on every series would be
+        // exposed far larger than it was sent.
+        let wide = PushLimits {
+            max_bytes: 2_048,
+            max_series: 100,
+            max_label_value: 256,
+            ..PushLimits::default()
+        };
+        let body: String = (0..40).fold(String::new(), |mut out, i| {
+            use std::fmt::Write;
+            let _ = writeln!(out, "s{i} 1");
+            out
+        });
+        let path = format!("job/j/a/{}/b/{}", "v".repeat(250), "w".repeat(250));
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri("/metrics/x")
+            .body(Bytes::from(body))
+            .unwrap();
+        assert_eq!(
+            refused(change(
+                &req,
+                &path,
+                Timestamp::from_unix_micros(0),
+                &wide,
+                "k"
+            )),
+            (413, "PUSH_MAX_BYTES"),
+            "the exposed size counts"
+        );
+    }
+
+    #[test]
+    fn a_pushed_samples_own_instance_label_is_never_exposed() {
+        let ok = push(
+            Method::PUT,
+            None,
+            "x{instance=\"10.0.0.7:9100\",zone=\"a\"} 1\n".into(),
+        );
+        assert!(ok.is_ok(), "accepted; the label is dropped when stored");
         assert!(
             matches!(
-                push(Method::PUT, Some("gzip"), bomb),
-                Err(ApiError::InvalidExposition { .. })
+                push(
+                    Method::PUT,
+                    None,
+                    "x{instance=\"a\"} 1\nx{instance=\"b\"} 2\n".into()
+                ),
+                Err(ApiError::InvalidExposition { line: 0, .. })
             ),
-            "inflation is bounded"
+            "two samples that differ only in instance would be one series"
         );
     }
 }

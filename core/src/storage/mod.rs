@@ -38,27 +38,34 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0008_meta_seen_age.sql",
     "0009_job_processing.sql",
     "0010_metric_series.sql",
+    "0012_metric_groups.sql",
 ];
+
+/// The migrations of the metrics aggregate's tables, which a Workers
+/// Durable Object keeps in its own SQLite.
+const METRICS_MIGRATIONS: [&str; 2] = ["0010_metric_series.sql", "0012_metric_groups.sql"];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT UNIQUE,
     applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)";
 
-/// Applies the migrations not yet recorded; returns how many it applied.
-/// Creates the metrics aggregate's table where it lives apart from the
+/// Creates the metrics aggregate's tables where they live apart from the
 /// application database (the Workers Durable Object's own SQLite).
 pub async fn migrate_metrics(sql: &dyn Sql) -> Result<(), PortError> {
-    let migration = MIGRATIONS
-        .iter()
-        .find(|m| m.name == "0010_metric_series.sql")
-        .ok_or_else(|| PortError("the metrics migration is missing".into()))?;
-    for statement in statements(migration.sql) {
-        sql.execute(statement, &[]).await?;
+    for name in METRICS_MIGRATIONS {
+        let migration = MIGRATIONS
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| PortError(format!("the metrics migration {name} is missing")))?;
+        for statement in statements(migration.sql) {
+            sql.execute(statement, &[]).await?;
+        }
     }
     Ok(())
 }
 
+/// Applies the migrations not yet recorded; returns how many it applied.
 pub async fn migrate(sql: &dyn Sql) -> Result<usize, PortError> {
     sql.execute(CREATE_LEDGER, &[]).await?;
     let applied = sql.execute("SELECT name FROM d1_migrations", &[]).await?;

@@ -123,11 +123,24 @@ impl Sql for D1Sql {
 }
 
 /// A Durable Object's own SQLite storage as the core's `Sql` port. Its
-/// statements run synchronously, in order. The storage refuses explicit
-/// transactions, so a statement that fails leaves the earlier ones of its
-/// batch applied: the aggregate validates every change (parse, series,
-/// types) before it writes.
-pub struct DoSql(pub worker::SqlStorage);
+/// statements run synchronously, in order; a batch runs inside the
+/// storage's `transactionSync`, so it applies whole or not at all (the
+/// storage refuses `BEGIN`, and workers-rs does not bind
+/// `transactionSync`: it is called here by name).
+pub struct DoSql {
+    sql: worker::SqlStorage,
+    /// The object's `DurableObjectStorage`.
+    storage: JsValue,
+}
+
+impl DoSql {
+    pub fn new(storage: &worker::Storage) -> Self {
+        Self {
+            sql: storage.sql(),
+            storage: AsRef::<JsValue>::as_ref(storage.as_raw()).clone(),
+        }
+    }
+}
 
 fn to_storage(value: &SqlValue) -> worker::SqlStorageValue {
     match value {
@@ -150,32 +163,58 @@ fn from_storage(value: worker::SqlStorageValue) -> SqlValue {
     }
 }
 
-impl DoSql {
-    fn run(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
-        let fail = |e: worker::Error| PortError(format!("durable object sql: {e}"));
-        let cursor = self
-            .0
-            .exec(statement, params.iter().map(to_storage).collect::<Vec<_>>())
-            .map_err(fail)?;
-        let columns = cursor.column_names();
-        let mut rows = Vec::new();
-        for row in cursor.raw() {
-            rows.push(row.map_err(fail)?.into_iter().map(from_storage).collect());
-        }
-        Ok(Rows { columns, rows })
+fn run(sql: &worker::SqlStorage, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
+    let fail = |e: worker::Error| PortError(format!("durable object sql: {e}"));
+    let cursor = sql
+        .exec(statement, params.iter().map(to_storage).collect::<Vec<_>>())
+        .map_err(fail)?;
+    let columns = cursor.column_names();
+    let mut rows = Vec::new();
+    for row in cursor.raw() {
+        rows.push(row.map_err(fail)?.into_iter().map(from_storage).collect());
     }
+    Ok(Rows { columns, rows })
 }
 
 #[async_trait(?Send)]
 impl Sql for DoSql {
     async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
-        self.run(statement, params)
+        run(&self.sql, statement, params)
     }
 
     async fn batch(&self, statements: &[Statement]) -> Result<(), PortError> {
-        for statement in statements {
-            self.run(statement.sql, &statement.params)?;
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        use worker::wasm_bindgen::closure::Closure;
+
+        let transaction = Reflect::get(&self.storage, &JsValue::from_str("transactionSync"))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+            .ok_or_else(|| PortError("durable object storage has no transactionSync".into()))?;
+        let failure: Rc<RefCell<Option<PortError>>> = Rc::default();
+        let body = {
+            let (sql, statements, failure) =
+                (self.sql.clone(), statements.to_vec(), Rc::clone(&failure));
+            // Throwing rolls the transaction back.
+            Closure::once(move || -> Result<JsValue, JsValue> {
+                for statement in &statements {
+                    if let Err(e) = run(&sql, statement.sql, &statement.params) {
+                        let message = JsValue::from_str(&e.0);
+                        *failure.borrow_mut() = Some(e);
+                        return Err(message);
+                    }
+                }
+                Ok(JsValue::UNDEFINED)
+            })
+        };
+        let outcome = transaction.call1(&self.storage, body.as_ref().unchecked_ref());
+        drop(body);
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(thrown) => Err(failure
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| PortError(format!("durable object transaction: {thrown:?}")))),
         }
-        Ok(())
     }
 }

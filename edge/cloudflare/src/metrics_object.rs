@@ -22,8 +22,8 @@ pub const PING: &str = "/ping";
 #[durable_object]
 pub struct MetricsAggregator {
     state: State,
-    /// `METRICS_TTL_SECS`, read once per object.
-    ttl_secs: u32,
+    /// `METRICS_TTL_SECS` and the push limits, read once per object.
+    config: tepi_core::metrics::MetricsConfig,
     /// Whether the aggregate's table exists in this object's storage.
     migrated: std::cell::Cell<bool>,
 }
@@ -39,7 +39,7 @@ impl DurableObject for MetricsAggregator {
         let config = tepi_core::Config::load(|name| env.var(name).ok().map(|v| v.to_string()));
         Self {
             state,
-            ttl_secs: config.config.metrics.ttl_secs,
+            config: config.config.metrics,
             migrated: std::cell::Cell::new(false),
         }
     }
@@ -58,7 +58,7 @@ impl DurableObject for MetricsAggregator {
             .uri(target)
             .body(Bytes::from(req.bytes().await?))
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let sql = crate::d1::DoSql(self.state.storage().sql());
+        let sql = crate::d1::DoSql::new(&self.state.storage());
         if !self.migrated.get() {
             tepi_core::storage::migrate_metrics(&sql)
                 .await
@@ -66,7 +66,7 @@ impl DurableObject for MetricsAggregator {
             self.migrated.set(true);
         }
         let answer =
-            tepi_core::metrics::aggregate::remote::serve(&sql, self.ttl_secs, &request).await;
+            tepi_core::metrics::aggregate::remote::serve(&sql, &self.config, &request).await;
         let status = answer.status().as_u16();
         let body = answer.into_body();
         Ok(if body.is_empty() {

@@ -14,7 +14,7 @@ use crate::testing::{MemoryKv, SeededEntropy, SqliteSql, SteppingClock, block_on
 use crate::time::Timestamp;
 
 /// Obviously fake; long enough for the configured minimum.
-const BOOTSTRAP: &str = "test-bootstrap-token-0123456789abcdef";
+pub(super) const BOOTSTRAP: &str = "test-bootstrap-token-0123456789abcdef";
 
 pub(super) fn password(who: &str) -> String {
     format!("{who}-long-enough-pass")

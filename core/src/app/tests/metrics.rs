@@ -3,6 +3,8 @@
 //! Web Vitals beacons, and the aggregate as long-lived (Workers-like) and
 //! per-request (Spin-like) instances serve it.
 
+use std::fmt::Write;
+
 use http::Method;
 use serde_json::json;
 
@@ -166,4 +168,78 @@ fn per_request_instances_add_up_in_the_aggregate() {
     );
     let web = text(&w.f.send(req(Method::GET, "/api/metrics/prometheus").token(&w.root.access)));
     assert!(web.contains("tepi_web_vitals_cls_count 3\n"), "{web}");
+}
+
+#[test]
+fn configured_push_limits_refuse_with_problems_that_name_them() {
+    let w = world_in(Fixture::with_vars(&[
+        (crate::config::vars::JWT_SIGNING_KEYS, super::KEYS),
+        (crate::config::vars::BOOTSTRAP_TOKEN, super::auth::BOOTSTRAP),
+        (crate::config::vars::MAX_BODY_BYTES, "65536"),
+        ("PUSH_MAX_BYTES", "4096"),
+        ("PUSH_MAX_SERIES", "5"),
+        ("PUSH_MAX_PUSHER_GROUPS", "2"),
+        ("METRICS_MAX_SERIES", "400"),
+    ]));
+    assert!(
+        w.f.app.config_problems.is_empty(),
+        "{:?}",
+        w.f.app.config_problems
+    );
+    let (one, two) = (push_key(&w), push_key(&w));
+    let push = |key: &str, path: &str, body: String| {
+        w.f.send(
+            req(Method::PUT, path)
+                .token(key)
+                .raw("text/plain; version=0.0.4", body.as_bytes()),
+        )
+    };
+    let refused = |response: http::Response<bytes::Bytes>, status: u16, limit: &str, max: u64| {
+        let problem = body_json(&response);
+        assert_eq!(response.status(), status, "{problem}");
+        assert_eq!(problem["limit"], limit, "{problem}");
+        assert_eq!(problem["max"], max, "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(limit),
+            "{problem}"
+        );
+    };
+    let body = |n: u32| {
+        (0..n).fold(String::new(), |mut out, i| {
+            let _ = writeln!(out, "s{i} 1");
+            out
+        })
+    };
+    refused(
+        push(&one, "/metrics/job/a", body(6)),
+        413,
+        "PUSH_MAX_SERIES",
+        5,
+    );
+    refused(
+        push(
+            &one,
+            "/metrics/job/a",
+            format!("# HELP s {}\ns 1\n", "h".repeat(5000)),
+        ),
+        413,
+        "PUSH_MAX_BYTES",
+        4096,
+    );
+    assert_eq!(push(&one, "/metrics/job/a", body(5)).status(), 200);
+    assert_eq!(push(&one, "/metrics/job/b", body(5)).status(), 200);
+    let third = push(&one, "/metrics/job/c", body(5));
+    assert_eq!(problem_code(&third), "push_quota_exceeded");
+    refused(third, 429, "PUSH_MAX_PUSHER_GROUPS", 2);
+    // The budget is the first key's: the second key pushes its own groups.
+    assert_eq!(push(&two, "/metrics/job/c", body(5)).status(), 200);
+    let scraped = text(&w.f.send(req(Method::GET, "/metrics").token(&w.root.access)));
+    let line = scraped
+        .lines()
+        .find(|l| l.starts_with("tepi_metrics_series "))
+        .expect("the aggregate's size is exposed");
+    let total: f64 = line["tepi_metrics_series ".len()..].parse().unwrap();
+    assert!(total >= 15.0, "{line}");
+    assert!(scraped.contains("tepi_metrics_series_limit 400\n"));
+    crate::metrics::exposition::parse(scraped.as_bytes()).expect("a valid exposition");
 }

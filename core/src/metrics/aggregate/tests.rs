@@ -1,6 +1,7 @@
 //! The aggregate on real SQLite: exact sums across many instances' deltas,
-//! the Pushgateway group operations, cross-pusher merging, type conflicts
-//! and expiry.
+//! the Pushgateway group operations, cross-pusher merging, type and name
+//! conflicts, series budgets, non-finite values, all-or-nothing groups and
+//! expiry.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,14 @@ fn change(source: &str, mode: Mode, body: &str, labels: &[(&str, &str)], at: i64
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         at,
+        pusher: source.starts_with("push:").then(|| "key_batch".to_owned()),
+    }
+}
+
+fn config(ttl_secs: u32) -> MetricsConfig {
+    MetricsConfig {
+        ttl_secs,
+        ..MetricsConfig::default()
     }
 }
 
@@ -51,7 +60,21 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples(text).get(&(name.to_owned(), labels)).copied()
 }
 
+/// The exposition at `at`, without the aggregate's own size gauges
+/// (`tepi_metrics_series*`, asserted on their own).
 fn expose(agg: &SqlAggregator<'_>, at: i64) -> String {
+    let text = expose_all(agg, at);
+    let mut kept = String::new();
+    for line in text.lines() {
+        if !line.contains("tepi_metrics_series") {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    kept
+}
+
+fn expose_all(agg: &SqlAggregator<'_>, at: i64) -> String {
     block_on(agg.exposition(
         Scope::Api,
         Timestamp::from_unix_micros(u64::try_from(at).unwrap() * 1_000_000),
@@ -64,7 +87,7 @@ fn deltas_from_many_instances_sum_exactly() {
     let db = db();
     let agg = SqlAggregator {
         sql: &db,
-        ttl_secs: 600,
+        config: config(600),
     };
     let mut everything = HttpMetrics::default();
     // 60 isolates, each flushing a few deltas of what it saw.
@@ -99,7 +122,7 @@ fn gauges_keep_the_latest_value_and_counters_add() {
     let db = db();
     let agg = SqlAggregator {
         sql: &db,
-        ttl_secs: 600,
+        config: config(600),
     };
     let body = |g: f64, c: f64| {
         format!("# TYPE mem gauge\nmem {g}\n# TYPE hits_total counter\nhits_total {c}\n")
@@ -119,7 +142,7 @@ fn put_replaces_the_group_post_replaces_families_delete_removes_it() {
     let db = db();
     let agg = SqlAggregator {
         sql: &db,
-        ttl_secs: 600,
+        config: config(600),
     };
     let group = [("job", "batch")];
     let put = |body: &str| {
@@ -182,7 +205,7 @@ fn pushers_of_one_job_are_summed_and_their_gauges_take_the_latest() {
     let db = db();
     let agg = SqlAggregator {
         sql: &db,
-        ttl_secs: 600,
+        config: config(600),
     };
     let histogram = |count: u32| {
         format!(
@@ -243,7 +266,7 @@ fn a_family_pushed_with_another_type_is_refused() {
     let db = db();
     let agg = SqlAggregator {
         sql: &db,
-        ttl_secs: 600,
+        config: config(600),
     };
     block_on(agg.apply(&change(
         "push:job=a",
@@ -285,7 +308,7 @@ fn pushed_series_and_gauges_expire_while_own_counters_stay() {
     let db = db();
     let agg = SqlAggregator {
         sql: &db,
-        ttl_secs: 60,
+        config: config(60),
     };
     block_on(agg.apply(&change(
         "push:job=a",
@@ -324,7 +347,7 @@ fn the_remote_protocol_round_trips_changes_refusals_and_expositions() {
             .uri(path)
             .body(Bytes::from(body))
             .unwrap();
-        block_on(remote::serve(&sql, 600, &req))
+        block_on(remote::serve(&sql, &config(600), &req))
     };
     let push = change("push:job=a", Mode::ReplaceGroup, BATCH, &[("job", "a")], T0);
     let (path, body) = remote::apply_request(&push);
@@ -362,5 +385,371 @@ fn the_remote_protocol_round_trips_changes_refusals_and_expositions() {
     assert_eq!(
         value(&text, "jobs_total", &[("job", "a"), ("kind", "a")]),
         Some(5.0)
+    );
+}
+
+fn limited(db: &SqliteSql, push: PushLimits) -> SqlAggregator<'_> {
+    SqlAggregator {
+        sql: db,
+        config: MetricsConfig {
+            push,
+            ..MetricsConfig::default()
+        },
+    }
+}
+
+/// `n` gauge series of one family: `g{i="0"} 0` …
+fn series(family: &str, n: u32) -> String {
+    let mut body = format!("# TYPE {family} gauge\n");
+    for i in 0..n {
+        let _ = writeln!(body, "{family}{{i=\"{i}\"}} {i}");
+    }
+    body
+}
+
+fn pushed_by(pusher: &str, group: &str, mode: Mode, body: &str, at: i64) -> Change {
+    Change {
+        pusher: Some(pusher.to_owned()),
+        ..change(
+            &format!("push:job={group}"),
+            mode,
+            body,
+            &[("job", group)],
+            at,
+        )
+    }
+}
+
+/// The limit a refusal names.
+fn quota(result: Result<(), Refusal>) -> Limit {
+    match result {
+        Err(Refusal::Quota(exceeded)) => exceeded.limit,
+        other => panic!("not a quota refusal: {other:?}"),
+    }
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one story, step by step
+fn series_budgets_per_group_pusher_and_aggregate_refuse_only_what_they_would_add() {
+    let db = db();
+    let agg = limited(
+        &db,
+        PushLimits {
+            max_group_series: 10,
+            max_pusher_groups: 3,
+            max_pusher_series: 25,
+            max_total_series: 40,
+            ..PushLimits::default()
+        },
+    );
+    let apply = |c: Change| block_on(agg.apply(&c));
+    // Per group: POSTs add families until the group is full.
+    apply(pushed_by(
+        "k1",
+        "a",
+        Mode::ReplaceGroup,
+        &series("x", 6),
+        T0,
+    ))
+    .unwrap();
+    assert_eq!(
+        quota(apply(pushed_by(
+            "k1",
+            "a",
+            Mode::ReplaceFamilies,
+            &series("y", 5),
+            T0
+        ))),
+        Limit::GroupSeries
+    );
+    apply(pushed_by(
+        "k1",
+        "a",
+        Mode::ReplaceFamilies,
+        &series("y", 4),
+        T0,
+    ))
+    .unwrap();
+    // Replacing a family with as many series fits in a full group.
+    apply(pushed_by(
+        "k1",
+        "a",
+        Mode::ReplaceFamilies,
+        &series("x", 6),
+        T0,
+    ))
+    .unwrap();
+    // Per pusher: series across its groups, then the number of groups.
+    apply(pushed_by(
+        "k1",
+        "b",
+        Mode::ReplaceGroup,
+        &series("x", 10),
+        T0,
+    ))
+    .unwrap();
+    assert_eq!(
+        quota(apply(pushed_by(
+            "k1",
+            "c",
+            Mode::ReplaceGroup,
+            &series("x", 6),
+            T0
+        ))),
+        Limit::PusherSeries,
+        "20 held + 6 > 25"
+    );
+    apply(pushed_by(
+        "k1",
+        "c",
+        Mode::ReplaceGroup,
+        &series("x", 5),
+        T0,
+    ))
+    .unwrap();
+    assert_eq!(
+        quota(apply(pushed_by(
+            "k1",
+            "d",
+            Mode::ReplaceGroup,
+            &series("x", 1),
+            T0
+        ))),
+        Limit::PusherGroups
+    );
+    // Another pusher is not held to k1's budgets, only to the aggregate's.
+    apply(pushed_by(
+        "k2",
+        "e",
+        Mode::ReplaceGroup,
+        &series("x", 10),
+        T0,
+    ))
+    .unwrap();
+    let total = |text: &str| value(text, "tepi_metrics_series", &[]);
+    let text = expose_all(&agg, T0);
+    assert_eq!(total(&text), Some(35.0));
+    assert_eq!(value(&text, "tepi_metrics_series_limit", &[]), Some(40.0));
+    assert_eq!(
+        quota(apply(pushed_by(
+            "k2",
+            "f",
+            Mode::ReplaceGroup,
+            &series("x", 6),
+            T0
+        ))),
+        Limit::TotalSeries
+    );
+    // At the budget, a group may still be replaced by one no larger.
+    apply(pushed_by(
+        "k2",
+        "e",
+        Mode::ReplaceGroup,
+        &series("z", 10),
+        T0,
+    ))
+    .unwrap();
+    // Refused pushes changed nothing; deleting frees the budget.
+    let text = expose_all(&agg, T0);
+    assert_eq!(value(&text, "x", &[("job", "f"), ("i", "0")]), None);
+    apply(pushed_by("k2", "e", Mode::DeleteGroup, "", T0)).unwrap();
+    apply(pushed_by(
+        "k2",
+        "f",
+        Mode::ReplaceGroup,
+        &series("x", 6),
+        T0,
+    ))
+    .unwrap();
+    // Expired groups no longer count against their pusher.
+    let later = T0 + 601;
+    let _ = expose_all(&agg, later);
+    apply(pushed_by(
+        "k1",
+        "d",
+        Mode::ReplaceGroup,
+        &series("x", 10),
+        later,
+    ))
+    .unwrap();
+    apply(pushed_by(
+        "k1",
+        "g",
+        Mode::ReplaceGroup,
+        &series("x", 10),
+        later,
+    ))
+    .unwrap();
+    apply(pushed_by(
+        "k2",
+        "h",
+        Mode::ReplaceGroup,
+        &series("x", 10),
+        later,
+    ))
+    .unwrap();
+    apply(pushed_by(
+        "k2",
+        "i",
+        Mode::ReplaceGroup,
+        &series("x", 10),
+        later,
+    ))
+    .unwrap();
+    assert_eq!(total(&expose_all(&agg, later)), Some(40.0));
+    // The service's own deltas are never refused, even at the budget.
+    let mut own = HttpMetrics::default();
+    own.record("GET", "/healthz", 200, 1.0);
+    apply(change("api", Mode::Add, &own.encode(), &[], later)).unwrap();
+    let text = expose_all(&agg, later);
+    assert!(total(&text).unwrap() > 40.0, "{text}");
+    assert_eq!(
+        value(
+            &text,
+            "http_requests_total",
+            &[("method", "GET"), ("route", "/healthz"), ("status", "200")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn no_family_may_take_the_sample_names_of_another() {
+    let db = db();
+    let agg = SqlAggregator {
+        sql: &db,
+        config: config(600),
+    };
+    let histogram = "# TYPE x histogram\nx_bucket{le=\"+Inf\"} 1\nx_sum 2\nx_count 1\n";
+    let apply = |group: &str, body: &str| {
+        block_on(agg.apply(&pushed_by("k", group, Mode::ReplaceGroup, body, T0)))
+    };
+    apply("a", histogram).unwrap();
+    for clash in [
+        "# TYPE x_count counter\nx_count 1\n",
+        "x_sum 1\n",
+        "# TYPE x_bucket gauge\nx_bucket 1\n",
+    ] {
+        assert!(
+            matches!(
+                apply("b", clash),
+                Err(Refusal::NameCollision { ref other, .. }) if other == "x"
+            ),
+            "{clash}"
+        );
+    }
+    // The other way round: a stored counter `y_count`, then a summary `y`.
+    apply("b", "# TYPE y_count counter\ny_count 1\n").unwrap();
+    assert!(matches!(
+        apply("c", "# TYPE y summary\ny_sum 1\ny_count 1\n"),
+        Err(Refusal::NameCollision { ref other, .. }) if other == "y_count"
+    ));
+    // A group may replace its own families with ones that would collide
+    // with them: they are gone once the PUT applies.
+    apply("b", "# TYPE y summary\ny_sum 1\ny_count 1\n").unwrap();
+    let text = expose(&agg, T0);
+    assert_eq!(text.matches("# TYPE y").count(), 1, "{text}");
+    assert_eq!(text.matches("# TYPE x").count(), 1, "{text}");
+}
+
+#[test]
+fn nan_and_infinities_are_stored_where_the_format_allows_them() {
+    let db = db();
+    let agg = SqlAggregator {
+        sql: &db,
+        config: config(600),
+    };
+    let body = "# TYPE temp gauge\ntemp NaN\n# TYPE ratio untyped\nratio +Inf\nfloor -Inf\n\
+                # TYPE lat summary\nlat{quantile=\"0.5\"} NaN\nlat_sum NaN\nlat_count 0\n";
+    block_on(agg.apply(&pushed_by("k", "batch", Mode::ReplaceGroup, body, T0))).unwrap();
+    let text = expose(&agg, T0);
+    let job = [("job", "batch")];
+    assert!(value(&text, "temp", &job).unwrap().is_nan(), "{text}");
+    assert_eq!(value(&text, "ratio", &job), Some(f64::INFINITY));
+    assert_eq!(value(&text, "floor", &job), Some(f64::NEG_INFINITY));
+    assert!(value(&text, "lat_sum", &job).unwrap().is_nan());
+    assert_eq!(value(&text, "lat_count", &job), Some(0.0));
+    // And replaced like any other value.
+    block_on(agg.apply(&pushed_by(
+        "k",
+        "batch",
+        Mode::ReplaceGroup,
+        "# TYPE temp gauge\ntemp 21.5\n",
+        T0,
+    )))
+    .unwrap();
+    assert_eq!(value(&expose(&agg, T0), "temp", &job), Some(21.5));
+}
+
+#[test]
+fn a_pushed_samples_instance_label_never_reaches_the_exposition() {
+    let db = db();
+    let agg = SqlAggregator {
+        sql: &db,
+        config: config(600),
+    };
+    let body = "x{instance=\"10.0.0.7:9100\",zone=\"a\"} 1\n";
+    block_on(agg.apply(&pushed_by("k", "batch", Mode::ReplaceGroup, body, T0))).unwrap();
+    let text = expose(&agg, T0);
+    assert!(!text.contains("instance"), "{text}");
+    assert_eq!(
+        value(&text, "x", &[("job", "batch"), ("zone", "a")]),
+        Some(1.0)
+    );
+}
+
+/// SQL that fails its `n`th insert into the aggregate, as a full disk or
+/// a lost connection would in the middle of a batch.
+struct FailingInsert<'a> {
+    db: &'a SqliteSql,
+    inserts_left: std::cell::Cell<u32>,
+}
+
+#[async_trait(?Send)]
+impl Sql for FailingInsert<'_> {
+    async fn execute(
+        &self,
+        statement: &str,
+        params: &[SqlValue],
+    ) -> Result<crate::ports::Rows, PortError> {
+        if statement.starts_with("INSERT INTO metric_series") {
+            let left = self.inserts_left.get();
+            if left == 0 {
+                return Err(PortError("disk I/O error".into()));
+            }
+            self.inserts_left.set(left - 1);
+        }
+        self.db.execute(statement, params).await
+    }
+}
+
+#[test]
+fn a_group_is_replaced_whole_or_not_at_all() {
+    let db = db();
+    let agg = SqlAggregator {
+        sql: &db,
+        config: config(600),
+    };
+    let before =
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n";
+    block_on(agg.apply(&pushed_by("k", "batch", Mode::ReplaceGroup, before, T0))).unwrap();
+    let expected = expose(&agg, T0);
+    let failing = SqlAggregator {
+        sql: &FailingInsert {
+            db: &db,
+            inserts_left: std::cell::Cell::new(2),
+        },
+        config: config(600),
+    };
+    let after =
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 5\nh_bucket{le=\"+Inf\"} 9\nh_sum 30\nh_count 9\n";
+    assert!(matches!(
+        block_on(failing.apply(&pushed_by("k", "batch", Mode::ReplaceGroup, after, T0 + 1))),
+        Err(Refusal::Storage(_))
+    ));
+    assert_eq!(
+        expose(&agg, T0 + 1),
+        expected,
+        "the old group, every bucket, sum and count of it"
     );
 }
