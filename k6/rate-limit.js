@@ -2,6 +2,10 @@
 // GET /version (route class `public`) at twice the configured rate with a
 // constant-arrival-rate executor; 429 is an expected answer here, and every
 // 429 must carry Retry-After and the RateLimit headers (k6 thresholds).
+// Every request claims another client address in CF-Connecting-IP and
+// X-Forwarded-For: neither is believed here (TRUST_PLATFORM_PEER=false, no
+// TRUSTED_PROXIES), so the one client still gets one budget; were either
+// believed, nothing would be limited and the check below would fail.
 //
 // What GCRA should admit depends on how long the limiter was asked, not on
 // how long k6 meant to ask: a busy machine answers late, and requests that
@@ -43,7 +47,9 @@ export const options = {
 };
 
 export default function () {
+  const claimed = `198.51.100.${(__VU * 7 + __ITER) % 254 + 1}`;
   const res = http.get(`${__ENV.BASE_URL}/version`, {
+    headers: { 'CF-Connecting-IP': claimed, 'X-Forwarded-For': claimed },
     responseCallback: http.expectedStatuses(200, 429),
   });
   answeredAt.add(Date.now());

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Shows that the rate limiter admits the configured rate: both builds run
 # with RATE_LIMIT_PUBLIC=<rate>/1s;burst=<burst>, and k6/rate-limit.js offers
-# twice that rate from one client for a while. k6 fails the run when a 429
-# lacks its headers or none is refused; this script then judges the count:
+# twice that rate from one client for a while, each request claiming another
+# address in CF-Connecting-IP and X-Forwarded-For (believed by neither build
+# here, so they buy no budget). k6 fails the run when a 429 lacks its
+# headers or none is refused; this script then judges the count:
 # GCRA admits the burst plus the rate for as long as it was asked (the span
 # from the first answer to the last, measured, so a slow machine's late
 # answers do not count against it), and the admitted rate over that span
