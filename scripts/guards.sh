@@ -7,7 +7,13 @@
 #  4. the Spin WIT that tools/spin-test-host implements is byte-for-byte the
 #     WIT shipped by the spin-sdk crate the Spin adapter is built with;
 #  5. no import cycle between tepi-core's top-level modules
-#     (scripts/modgraph.py), after proving the check fails on a planted one.
+#     (scripts/modgraph.py), after proving the check fails on a planted one;
+#  6. Cargo.lock keeps idna's stub back end (idna_adapter 1.0.x, which
+#     refuses non-ASCII hosts): the url crate inside workers-rs would
+#     otherwise link ICU4X's Unicode tables, 51 KB of gzipped Wasm, for
+#     hosts the core refuses anyway (http::Uri takes ASCII only). A plain
+#     `cargo update` moves it back to 1.2.x; pin it again with
+#     `cargo update -p idna_adapter --precise 1.0.0`.
 source "$(dirname "$0")/lib.sh"
 
 RUNTIME_CRATES='worker|worker-sys|worker-macros|spin-sdk|spin-executor|spin-macro|wasm-bindgen|js-sys|web-sys|tokio|async-std|wit-bindgen|wit-bindgen-rt|wasi|wasip2|getrandom'
@@ -58,5 +64,13 @@ for f in sqlite key-value variables; do
   fi
 done
 [[ $wit_ok == 1 ]] && echo "ok: spin-test-host implements spin-sdk's own WIT (sqlite, key-value, variables)"
+
+adapter=$(awk '/^name = "idna_adapter"$/ {getline; print $3}' "$TEPI_ROOT/Cargo.lock" | tr -d '"')
+if [[ $adapter == 1.0.* ]]; then
+  echo "ok: idna_adapter $adapter (no Unicode tables in the Workers build)"
+else
+  echo "FAIL: Cargo.lock has idna_adapter ${adapter:-none}; run cargo update -p idna_adapter --precise 1.0.0"
+  failed=1
+fi
 
 exit "$failed"
