@@ -12,6 +12,11 @@
 # The bootstrap token comes from BOOTSTRAP_TOKEN, else from .dev.vars (local).
 # The admin password comes from TEPI_BOOTSTRAP_PASSWORD, else it is asked for
 # twice without echo. Nothing is stored; no default password exists.
+#
+# The API's answer goes to stdout (log lines to stderr). It holds the tenant's
+# webhook signing secret (`webhook_secret`, `whsec_…`, or null without
+# WEBHOOK_SIGNING_SECRET), shown this once: give it to the tenant's webhook
+# receivers. Lost, an admin rotates it (POST /v1/webhook-secret/rotate).
 source "$(dirname "$0")/lib.sh"
 
 (($# >= 3 && $# <= 4)) || die "usage: scripts/bootstrap.sh URL TENANT EMAIL [NAME]"
@@ -43,7 +48,8 @@ status=$(curl -sS --max-time 120 -o "$response" -w '%{http_code}' -X POST "$url/
   <<<"authorization: Bearer $token") || die "could not reach $url"
 cat "$response" && echo
 case $status in
-  201) log "tenant $tenant bootstrapped; log in with POST $url/v1/auth/login" ;;
+  201) log "tenant $tenant bootstrapped; log in with POST $url/v1/auth/login"
+    log "its webhook_secret above is shown only this once: keep it for the tenant's webhook receivers" ;;
   409) die "already bootstrapped: a tenant exists" ;;
   *) die "bootstrap failed with HTTP $status" ;;
 esac

@@ -18,6 +18,13 @@
 # machine must never push a clean delivery past it (that would be a second
 # delivery, which the check counts as a failure). The slow jobs' receiver
 # answers 10 s after the budget, so their first attempt is always a timeout.
+#
+# The receiver verifies as a tenant's receiver does: with the webhook secret
+# the bootstrap answer showed for the run's tenant (never the platform's
+# WEBHOOK_SIGNING_SECRET), refusing other tenants' deliveries and stale
+# timestamps. A delivery it cannot verify is a problem, and jobs-check.py
+# fails on problems. So the receiver starts after the API is bootstrapped,
+# and again whenever a fresh API state makes a fresh tenant.
 source "$(dirname "$0")/lib.sh"
 source "$TEPI_ROOT/scripts/serve.sh"
 trap cleanup_services EXIT
@@ -48,16 +55,45 @@ open(path, "w").write(text)
 PY
 }
 
+# The tenant jobs-check.py logs in as and enqueues for.
+export TEPI_TENANT=jobs TEPI_ADMIN_EMAIL=root@jobs.test TEPI_ADMIN_PASSWORD="op-${TEPI_TEST_BOOTSTRAP_TOKEN:0:24}" # pragma: allowlist secret
+TENANT_SECRET=
+FRESH_SECRET=0
+RECEIVER_PID=
+RECEIVERS=0
+
+# receiver PORT — (re)starts the receiver with the tenant's secret.
 receiver() {
-  start_service "webhook receiver" "$TEPI_RUN_DIR/receiver-$1.log" \
-    env TEPI_WEBHOOK_SECRET="$TEPI_TEST_WEBHOOK_SIGNING_SECRET" python3 "$TEPI_ROOT/scripts/webhook-receiver.py" "$1"
-  wait_ready "webhook receiver" "http://127.0.0.1:$1/stats" "$TEPI_RUN_DIR/receiver-$1.log" 60
+  [[ -n $TENANT_SECRET ]] || die "no webhook secret for tenant $TEPI_TENANT"
+  [[ -z $RECEIVER_PID ]] || stop_service "$RECEIVER_PID"
+  local logfile="$TEPI_RUN_DIR/receiver-$1-$((++RECEIVERS)).log"
+  start_service "webhook receiver" "$logfile" env TEPI_WEBHOOK_SECRET="$TENANT_SECRET" \
+    TEPI_WEBHOOK_TENANT="$TEPI_TENANT" python3 "$TEPI_ROOT/scripts/webhook-receiver.py" "$1"
+  RECEIVER_PID=${TEPI_PIDS[-1]}
+  wait_ready "webhook receiver" "http://127.0.0.1:$1/stats" "$logfile" 60
 }
 
+# admin URL — bootstraps the tenant with the documented command and keeps
+# the webhook secret its answer shows (FRESH_SECRET=1). A state bootstrapped
+# before (the second Workers bench run reuses the first's) answers 409:
+# same tenant, same salt, same platform key, so the same secret
+# (FRESH_SECRET=0).
 admin() {
-  export TEPI_TENANT=jobs TEPI_ADMIN_EMAIL=root@jobs.test TEPI_ADMIN_PASSWORD="op-${TEPI_TEST_BOOTSTRAP_TOKEN:0:24}" # pragma: allowlist secret
-  BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN TEPI_BOOTSTRAP_PASSWORD=$TEPI_ADMIN_PASSWORD \
-    bash "$TEPI_ROOT/scripts/bootstrap.sh" "$1" "$TEPI_TENANT" "$TEPI_ADMIN_EMAIL" Jobs >/dev/null || true
+  local answer secret
+  answer=$(BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN TEPI_BOOTSTRAP_PASSWORD=$TEPI_ADMIN_PASSWORD \
+    bash "$TEPI_ROOT/scripts/bootstrap.sh" "$1" "$TEPI_TENANT" "$TEPI_ADMIN_EMAIL" Jobs) || true
+  secret=$(python3 -c '
+import json, sys
+try:
+    print(json.loads(sys.stdin.read()).get("webhook_secret") or "")
+except (ValueError, AttributeError):
+    print("")' <<<"$answer")
+  if [[ -n $secret ]]; then
+    TENANT_SECRET=$secret FRESH_SECRET=1
+  else
+    [[ -n $TENANT_SECRET ]] || die "bootstrapping $1 showed no webhook secret"
+    FRESH_SECRET=0
+  fi
 }
 
 check() {
@@ -66,32 +102,34 @@ check() {
 
 case $MODE in
   no-loss)
-    receiver "$RECEIVER_PORT"
     start_workers "$WORKERS_PORT"
     admin "http://127.0.0.1:$WORKERS_PORT"
+    receiver "$RECEIVER_PORT"
     log "no-loss: Workers (wrangler dev, local Queues)"
     check no-loss "http://127.0.0.1:$WORKERS_PORT" "http://127.0.0.1:$RECEIVER_PORT" workers
     [[ ${TEPI_JOBS_ONLY:-} == workers ]] && exit 0
     stop_services
-    receiver "$RECEIVER_PORT"
+    RECEIVER_PID=
     start_spin "$SPIN_PORT"
     admin "http://127.0.0.1:$SPIN_PORT"
+    receiver "$RECEIVER_PORT"
     log "no-loss: Spin (SQLite outbox, drain endpoint)"
     check no-loss "http://127.0.0.1:$SPIN_PORT" "http://127.0.0.1:$RECEIVER_PORT" spin
     ;;
   bench)
     jobs=${BENCH_JOBS:-2000}
-    receiver "$RECEIVER_PORT"
     for size in 10 100; do
       TEPI_WRANGLER_CONFIG=$(batch_config "$size") start_workers "$WORKERS_PORT"
+      workers_pid=${TEPI_PIDS[-1]}
       admin "http://127.0.0.1:$WORKERS_PORT"
+      if ((FRESH_SECRET)); then receiver "$RECEIVER_PORT"; fi
       check bench "http://127.0.0.1:$WORKERS_PORT" "http://127.0.0.1:$RECEIVER_PORT" workers "$jobs" "batch-$size"
-      kill -TERM -- "-${TEPI_PIDS[-1]}" 2>/dev/null || true
-      unset 'TEPI_PIDS[-1]'
+      stop_service "$workers_pid"
       sleep 1
     done
     start_spin "$SPIN_PORT"
     admin "http://127.0.0.1:$SPIN_PORT"
+    if ((FRESH_SECRET)); then receiver "$RECEIVER_PORT"; fi
     check bench "http://127.0.0.1:$SPIN_PORT" "http://127.0.0.1:$RECEIVER_PORT" spin "$jobs" "drain-100"
     ;;
   *) die "usage: scripts/jobs-check.sh no-loss|bench" ;;

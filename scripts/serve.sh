@@ -17,6 +17,17 @@ stop_services() {
   TEPI_PIDS=()
 }
 
+# stop_service PID — stops one service start_service started (its whole
+# process group) and forgets it.
+stop_service() {
+  local pid=$1 kept=() other
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  for other in "${TEPI_PIDS[@]}"; do [[ $other == "$pid" ]] || kept+=("$other"); done
+  TEPI_PIDS=("${kept[@]}")
+}
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # start_service NAME LOGFILE CMD... — runs CMD in a new process group.

@@ -2,7 +2,22 @@
 """A webhook receiver for the queue gates: verifies every delivery and
 answers what the URL asks for, so tests can inject failures.
 
-    webhook-receiver.py PORT            (secret in TEPI_WEBHOOK_SECRET)
+    webhook-receiver.py PORT
+
+TEPI_WEBHOOK_SECRET         the tenant's webhook secret (`whsec_…`, shown by
+                            POST /v1/bootstrap, POST /v1/tenants and
+                            POST /v1/webhook-secret/rotate), or several
+                            separated by commas while a rotation overlaps
+TEPI_WEBHOOK_TENANT         when set, deliveries of any other X-Tenant-ID
+                            are problems
+TEPI_WEBHOOK_TOLERANCE_SECS the replay window: a `t` further than this from
+                            the receiver's clock is a problem (default 300)
+
+A delivery verifies when some `v1` of `Tepi-Signature: t=<ts>,v1=<hex>…`
+is the HMAC-SHA256, keyed with one of the secrets, of
+`<ts>.<X-Tenant-ID>.<Tepi-Event-Id>.<body>` (docs/api.md, Webhook
+signatures). A delivery that does not verify is still answered as the URL
+asks, and recorded as a problem, which the gates fail on.
 
 POST /hook/<key>?fail=N[&status=S][&permanent=1][&slow_ms=M]
     the first N deliveries for <key> answer S (default 503); with
@@ -26,8 +41,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-SECRET = os.environ.get("TEPI_WEBHOOK_SECRET", "").encode()
+SECRETS = [s.strip().encode() for s in os.environ.get("TEPI_WEBHOOK_SECRET", "").split(",") if s.strip()]
+TENANT = os.environ.get("TEPI_WEBHOOK_TENANT", "")
+TOLERANCE_SECS = int(os.environ.get("TEPI_WEBHOOK_TOLERANCE_SECS", "300"))
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+SIGNATURE = re.compile(r"t=(\d+)((?:,v1=[0-9a-f]{64})+)")
 
 lock = threading.Lock()
 keys = {}
@@ -42,6 +60,27 @@ def parse_time(text):
     from datetime import datetime, timezone
 
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def signature_issues(headers, body, now):
+    """What is wrong with a delivery's signature: nothing, or why it fails."""
+    match = SIGNATURE.fullmatch(headers.get("tepi-signature", ""))
+    if not match:
+        return ["bad signature: Tepi-Signature is not t=<ts>,v1=<hex>…"]
+    issues = []
+    timestamp = match.group(1)
+    if abs(now - int(timestamp)) > TOLERANCE_SECS:
+        issues.append(f"stale signature: t={timestamp} is more than {TOLERANCE_SECS} s away")
+    tenant = headers.get("x-tenant-id", "")
+    if TENANT and tenant != TENANT:
+        issues.append(f"foreign tenant: {tenant!r}, not {TENANT!r}")
+    signed = f"{timestamp}.{tenant}.{headers.get('tepi-event-id', '')}.".encode() + body
+    expected = [hmac.new(secret, signed, hashlib.sha256).hexdigest() for secret in SECRETS]
+    given = match.group(2).split(",v1=")[1:]
+    # Every pair compared, in constant time each: accept if any matches.
+    if not any(hmac.compare_digest(e, g) for e in expected for g in given):
+        issues.append("bad signature: no v1 matches a secret")
+    return issues
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -73,15 +112,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(404)
         key = url.path[len("/hook/"):]
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        issues = []
-        signature = self.headers.get("tepi-signature", "")
-        match = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", signature)
-        expected = None
-        if match:
-            mac = hmac.new(SECRET, match.group(1).encode() + b"." + body, hashlib.sha256)
-            expected = mac.hexdigest()
-        if not match or not hmac.compare_digest(expected, match.group(2)):
-            issues.append("bad signature")
+        issues = signature_issues(self.headers, body, arrived)
         if not TRACEPARENT.match(self.headers.get("traceparent", "")):
             issues.append("no traceparent")
         for name in ("x-request-id", "x-tenant-id", "tepi-event-id"):
@@ -122,8 +153,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     port = int(sys.argv[1])
-    if len(SECRET) < 32:
-        sys.exit("TEPI_WEBHOOK_SECRET must hold the signing secret")
+    if not SECRETS or any(not s.startswith(b"whsec_") or len(s) != 70 for s in SECRETS):
+        sys.exit("TEPI_WEBHOOK_SECRET must hold the tenant's webhook secret (whsec_…), or several separated by commas")
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     print(f"webhook receiver on 127.0.0.1:{port}", flush=True)

@@ -416,8 +416,8 @@ fn load_jobs(
             "{}: shorter than 32 characters",
             vars::WEBHOOK_SIGNING_SECRET
         )),
-        // Optional: only webhook deliveries need it (they fail and retry,
-        // logging why, until it is set).
+        // Optional: only webhook deliveries (they fail and retry, logging
+        // why, until it is set) and the tenants' webhook secrets need it.
         None => {}
     }
     if let Some(raw) = lookup(vars::WEBHOOK_ALLOWED_HOSTS) {

@@ -32,6 +32,13 @@ pub fn id(entropy: &dyn Entropy, prefix: &str) -> String {
     out
 }
 
+/// `bytes` random bytes from the entropy port, in lowercase hex.
+pub fn random_hex(entropy: &dyn Entropy, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    entropy.fill(&mut buf);
+    hex(&buf)
+}
+
 /// SHA-256 of `value`, lowercase hex: what the database stores.
 pub fn digest(value: &str) -> String {
     hex(&Sha256::digest(value.as_bytes()))
@@ -42,7 +49,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::new(), |mut out, b| {
         let _ = write!(out, "{b:02x}");
@@ -111,5 +119,10 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+
+    /// The value itself, for the one answer that shows it to its owner.
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }

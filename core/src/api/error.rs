@@ -69,6 +69,9 @@ pub enum ApiError {
     LastAdmin,
     /// Signing keys are missing or malformed; see `GET /readyz`.
     AuthUnavailable,
+    /// `WEBHOOK_SIGNING_SECRET` is not configured, so no tenant's webhook
+    /// secret can be derived.
+    WebhookSigningUnavailable,
     /// Too many requests of this route class from this caller.
     RateLimited { retry_after_secs: u64 },
     /// The `Idempotency-Key` was used before with another request.
@@ -138,9 +141,10 @@ impl ApiError {
             Self::PayloadTooLarge { .. } | Self::PushTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            Self::NotReady { .. } | Self::StorageUnavailable | Self::AuthUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NotReady { .. }
+            | Self::StorageUnavailable
+            | Self::AuthUnavailable
+            | Self::WebhookSigningUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UnsupportedMediaType { .. } | Self::ContentTypeMismatch { .. } => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -211,6 +215,7 @@ impl ApiError {
             Self::AlreadyBootstrapped => "already_bootstrapped",
             Self::LastAdmin => "last_admin",
             Self::AuthUnavailable => "auth_unavailable",
+            Self::WebhookSigningUnavailable => "webhook_signing_unavailable",
             Self::RateLimited { .. } => "rate_limited",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyInProgress => "idempotency_in_progress",
@@ -346,6 +351,10 @@ impl ApiError {
                  GET /readyz names the problem."
                     .to_owned()
             }
+            Self::WebhookSigningUnavailable => {
+                "Webhook signing is unavailable: WEBHOOK_SIGNING_SECRET is not configured."
+                    .to_owned()
+            }
         }
     }
 
@@ -416,6 +425,7 @@ impl ApiError {
             | Self::AlreadyBootstrapped
             | Self::LastAdmin
             | Self::AuthUnavailable
+            | Self::WebhookSigningUnavailable
             | Self::IdempotencyKeyReused
             | Self::IdempotencyInProgress
             | Self::ChecksumMismatch
@@ -648,6 +658,11 @@ pub(crate) mod tests {
             (ApiError::AlreadyBootstrapped, 409, "already_bootstrapped"),
             (ApiError::LastAdmin, 409, "last_admin"),
             (ApiError::AuthUnavailable, 503, "auth_unavailable"),
+            (
+                ApiError::WebhookSigningUnavailable,
+                503,
+                "webhook_signing_unavailable",
+            ),
             (
                 ApiError::RateLimited {
                     retry_after_secs: 2,

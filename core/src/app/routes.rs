@@ -113,6 +113,7 @@ impl<'a> Ctx<'a> {
             entropy: self.ports.entropy,
             now: self.now,
             auth: &self.app.config.auth,
+            webhook_key: self.app.config.jobs.webhook_secret.as_ref(),
         })
     }
 
@@ -296,6 +297,9 @@ pub fn table() -> Vec<Route> {
         row(POST, "/v1/api-keys", Admin, ADMIN, NoStore, ONCE, handler!(caller auth::create_api_key)),
         row(DELETE, "/v1/api-keys/{id}", Admin, ADMIN, NoStore, ONCE, handler!(caller auth::delete_api_key)),
         row(POST, "/v1/tenants", OperatorAdmin, ADMIN, NoStore, ONCE, handler!(auth auth::create_tenant)),
+        // The caller's tenant's webhook signing secret: metadata, rotation.
+        row(GET, "/v1/webhook-secret", Admin, ADMIN, Private, ONCE, handler!(caller auth::get_webhook_secret)),
+        row(POST, "/v1/webhook-secret/rotate", Admin, ADMIN, NoStore, ONCE, handler!(caller auth::rotate_webhook_secret)),
         // Uploads: any user of the tenant reads; the uploader or an admin
         // changes (checked by the handler).
         row(POST, "/v1/uploads", User, API, NoStore, IDEMPOTENT, handler!(module uploads::create)),

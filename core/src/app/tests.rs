@@ -556,6 +556,8 @@ fn route_table_lists_every_route_once() {
             "POST /v1/api-keys",
             "DELETE /v1/api-keys/{id}",
             "POST /v1/tenants",
+            "GET /v1/webhook-secret",
+            "POST /v1/webhook-secret/rotate",
             "POST /v1/uploads",
             "GET /v1/uploads/{id}",
             "DELETE /v1/uploads/{id}",
@@ -686,4 +688,5 @@ mod metrics;
 mod notifications;
 mod snapshots;
 mod uploads;
+mod webhook_secrets;
 mod workflows;

@@ -59,6 +59,23 @@ pub const API_KEYS_PAGE: &str = "SELECT id, name, scopes, created_by, created_at
 pub const DELETE_API_KEY: &str =
     "DELETE FROM api_keys WHERE tenant_id = ?1 AND id = ?2 RETURNING id";
 
+/// A new tenant's webhook secret salt; in the batch that inserts the tenant.
+pub const INSERT_WEBHOOK_SECRET: &str =
+    "INSERT INTO webhook_secrets (tenant_id, salt, created_at) VALUES (?1, ?2, ?3)";
+/// A tenant's webhook secret salts (`auth::webhook_secret::Salts`): one
+/// read by primary key, for the admin's metadata and for every delivery.
+pub const WEBHOOK_SECRET_BY_TENANT: &str = "SELECT salt, created_at, previous_salt, \
+     previous_until FROM webhook_secrets WHERE tenant_id = ?1";
+/// Rotates in one statement: the current salt becomes the previous one
+/// until ?3, ?2 the current one from ?4. An upsert rather than a plain
+/// UPDATE so that a tenant without a row (created by an older build while
+/// a rolling deploy migrated) gets one by rotating.
+pub const ROTATE_WEBHOOK_SECRET: &str = "INSERT INTO webhook_secrets \
+     (tenant_id, salt, created_at, previous_salt, previous_until) VALUES (?1, ?2, ?4, NULL, NULL) \
+     ON CONFLICT (tenant_id) DO UPDATE SET previous_salt = webhook_secrets.salt, \
+     previous_until = ?3, salt = excluded.salt, created_at = excluded.created_at \
+     RETURNING salt, created_at, previous_salt, previous_until";
+
 /// The statements requests run, for the query-plan test.
 pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("tenant_operator", TENANT_OPERATOR),
@@ -75,6 +92,7 @@ pub const HOT_QUERIES: &[(&str, &str)] = &[
     ("api_key_by_hash", API_KEY_BY_HASH),
     ("api_keys_page", API_KEYS_PAGE),
     ("delete_api_key", DELETE_API_KEY),
+    ("webhook_secret_by_tenant", WEBHOOK_SECRET_BY_TENANT),
 ];
 
 pub use crate::storage::rows::{Row, atomically, each, first, run};

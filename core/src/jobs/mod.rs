@@ -32,6 +32,8 @@ pub struct JobsConfig {
     /// Cloudflare queue names are `<prefix><queue>` and, for dead letters,
     /// `<prefix><queue>-dlq` (`QUEUE_PREFIX`, as in wrangler.toml).
     pub queue_prefix: String,
+    /// `WEBHOOK_SIGNING_SECRET`: the platform key each tenant's webhook
+    /// secret is derived from (`auth::webhook_secret`), never a receiver's.
     /// `None`: webhook deliveries fail until it is set.
     pub webhook_secret: Option<Secret>,
     /// Lowercase `host` or `host:port` entries allowed over `http://`.

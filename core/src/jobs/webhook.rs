@@ -1,35 +1,78 @@
 //! Signed webhook delivery: the one way jobs call out. Bodies are signed
-//! with `WEBHOOK_SIGNING_SECRET` (`Tepi-Signature`), carry the trace, the
-//! request id and the tenant, and go only where `JobsConfig` allows.
+//! with the tenant's own webhook secret (`Tepi-Signature`, derived from
+//! `WEBHOOK_SIGNING_SECRET` and the tenant's salt: `auth::webhook_secret`),
+//! carry the trace, the request id and the tenant, and go only where
+//! `JobsConfig` allows.
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::auth::store::{WEBHOOK_SECRET_BY_TENANT, first};
+use crate::auth::webhook_secret::Salts;
 use crate::jobs::consumer::Job;
 use crate::jobs::retry::Failure;
+use crate::secret::{self, Secret};
 
-/// The header webhook deliveries carry: `t=<unix seconds>,v1=<hex>`.
+/// The header webhook deliveries carry: `t=<unix seconds>,v1=<hex>…`.
 pub const SIGNATURE_HEADER: &str = "tepi-signature";
+/// The header naming the delivery, which receivers deduplicate on; signed.
+pub const EVENT_ID_HEADER: &str = "tepi-event-id";
 
-/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`: receivers
-/// recompute it with the shared secret and refuse old timestamps.
-pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let hex = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .fold(String::new(), |mut out, b| {
-            use std::fmt::Write;
-            let _ = write!(out, "{b:02x}");
-            out
-        });
-    format!("t={timestamp},v1={hex}")
+/// What a delivery's signature covers: `<timestamp>.<tenant>.<event
+/// id>.<body>`, so a signed body cannot be replayed as another tenant's,
+/// another delivery's or at another time.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    pub timestamp: i64,
+    /// The `X-Tenant-ID` value.
+    pub tenant: &'a str,
+    /// The `Tepi-Event-Id` value.
+    pub event_id: &'a str,
+    pub body: &'a [u8],
+}
+
+/// `t=<timestamp>,v1=<hex HMAC-SHA256 of the signed content>` with one `v1`
+/// per secret, the current secret's first (Stripe's scheme): during a
+/// rotation's overlap a receiver holding either secret finds a match.
+pub fn signature(secrets: &[Secret], signed: Signed<'_>) -> String {
+    let mut header = format!("t={}", signed.timestamp);
+    for secret in secrets {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes keys of any length");
+        for part in [
+            signed.timestamp.to_string().as_bytes(),
+            signed.tenant.as_bytes(),
+            signed.event_id.as_bytes(),
+        ] {
+            mac.update(part);
+            mac.update(b".");
+        }
+        mac.update(signed.body);
+        header.push_str(",v1=");
+        header.push_str(&secret::hex(&mac.finalize().into_bytes()));
+    }
+    header
+}
+
+/// The secrets that sign the job's tenant's deliveries now: one indexed
+/// read of its `webhook_secrets` row.
+async fn tenant_secrets(job: &Job<'_>, key: &Secret) -> Result<Vec<Secret>, Failure> {
+    let rows = job
+        .query(WEBHOOK_SECRET_BY_TENANT, vec![job.tenant().into()])
+        .await?;
+    let Some(row) = first(&rows) else {
+        // No retry can fix it; an admin's rotation creates the row.
+        tracing::error!(target: "tepi::jobs", tenant = job.tenant(),
+            "the tenant has no webhook secret; an admin's rotation creates one");
+        return Err(Failure::Invalid);
+    };
+    let salts = Salts::read(&row).map_err(|e| {
+        tracing::error!(target: "tepi::jobs", error = %e, "unreadable webhook secret row");
+        Failure::Unreachable
+    })?;
+    Ok(salts.secrets(key, job.tenant(), job.secs()))
 }
 
 /// POSTs a signed JSON body to `url`; `Ok` on 2xx. `delivery` is the
@@ -47,13 +90,22 @@ pub async fn post_webhook(
         tracing::error!(target: "tepi::jobs", url, reason = refused.message(), "webhook URL not allowed");
         return Err(Failure::Invalid);
     }
-    let Some(secret) = &job.config.webhook_secret else {
+    let Some(key) = &job.config.webhook_secret else {
         tracing::error!(target: "tepi::jobs", "WEBHOOK_SIGNING_SECRET is not set");
         return Err(Failure::Unreachable);
     };
     let client = job.ports.http.ok_or(Failure::Unreachable)?;
+    let secrets = tenant_secrets(job, key).await?;
     let bytes = body.to_string();
-    let signature = signature(secret.as_bytes(), job.secs(), bytes.as_bytes());
+    let signature = signature(
+        &secrets,
+        Signed {
+            timestamp: job.secs(),
+            tenant: job.tenant(),
+            event_id: delivery,
+            body: bytes.as_bytes(),
+        },
+    );
     let request = http::Request::post(url)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::USER_AGENT, "tepi-webhooks/1")
@@ -64,7 +116,7 @@ pub async fn post_webhook(
             job.envelope.request_id.as_str(),
         )
         .header(crate::api::context::TENANT_ID, job.tenant())
-        .header("tepi-event-id", delivery)
+        .header(EVENT_ID_HEADER, delivery)
         .body(Bytes::from(bytes))
         .map_err(|_| Failure::Invalid)?;
     match client.send(request).await {
@@ -81,25 +133,98 @@ pub async fn post_webhook(
 mod tests {
     use super::*;
 
+    fn secret(value: &str) -> Secret {
+        Secret::new(value.to_owned())
+    }
+
+    const BODY: &[u8] = b"{\"x\":1}";
+
+    fn signed() -> Signed<'static> {
+        Signed {
+            timestamp: 1_795_582_978,
+            tenant: "acme",
+            event_id: "evt_1",
+            body: BODY,
+        }
+    }
+
     #[test]
-    fn webhook_signatures_cover_the_timestamp_and_the_body() {
-        let a = signature(b"secret", 1_795_582_978, b"{\"x\":1}");
-        assert!(a.starts_with("t=1795582978,v1="), "{a}");
-        assert_eq!(a.len(), "t=1795582978,v1=".len() + 64);
-        assert_ne!(
-            a,
-            signature(b"secret", 1_795_582_979, b"{\"x\":1}"),
-            "timestamp signed"
+    fn the_signature_is_the_documented_one() {
+        // Computed independently: Python's
+        // hmac.new(secret, b"1795582978.acme.evt_1." + body, sha256).
+        let key = secret("whsec_67d852b9c86c9f690cc2857dd42d1b328eddafbc49cd8e9620153b3811de10d4"); // pragma: allowlist secret
+        assert_eq!(
+            signature(&[key], signed()),
+            "t=1795582978,v1=d46705ea0ff89a6a1abf99a4d28e209519ea08e2826d45c3dabf11c3e08fa932" // pragma: allowlist secret
         );
+    }
+
+    #[test]
+    fn signatures_cover_timestamp_tenant_event_id_and_body() {
+        let key = [secret("whsec_one")];
+        let base = signature(&key, signed());
+        assert!(base.starts_with("t=1795582978,v1="), "{base}");
+        assert_eq!(base.len(), "t=1795582978,v1=".len() + 64);
+        let cases = [
+            (
+                Signed {
+                    timestamp: 1_795_582_979,
+                    ..signed()
+                },
+                "timestamp",
+            ),
+            (
+                Signed {
+                    tenant: "globex",
+                    ..signed()
+                },
+                "tenant",
+            ),
+            (
+                Signed {
+                    event_id: "evt_2",
+                    ..signed()
+                },
+                "event id",
+            ),
+            (
+                Signed {
+                    body: b"{\"x\":2}",
+                    ..signed()
+                },
+                "body",
+            ),
+        ];
+        for (other, what) in cases {
+            let v1 = |header: &str| header.split_once(",v1=").unwrap().1.to_owned();
+            assert_ne!(v1(&signature(&key, other)), v1(&base), "{what} is signed");
+        }
         assert_ne!(
-            a,
-            signature(b"secret", 1_795_582_978, b"{\"x\":2}"),
-            "body signed"
+            signature(&[secret("whsec_two")], signed()),
+            base,
+            "the secret matters"
         );
-        assert_ne!(
-            a,
-            signature(b"other", 1_795_582_978, b"{\"x\":1}"),
-            "key matters"
+    }
+
+    #[test]
+    fn during_an_overlap_both_secrets_sign() {
+        let (current, previous) = (secret("whsec_current"), secret("whsec_previous"));
+        let both = signature(&[current.clone(), previous.clone()], signed());
+        let alone = |s: &Secret| {
+            signature(std::slice::from_ref(s), signed())
+                .split_once(",v1=")
+                .unwrap()
+                .1
+                .to_owned()
+        };
+        assert_eq!(
+            both,
+            format!(
+                "t=1795582978,v1={},v1={}",
+                alone(&current),
+                alone(&previous)
+            ),
+            "the current secret's v1 first"
         );
     }
 }

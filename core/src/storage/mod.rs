@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0008_meta_seen_age.sql",
     "0009_job_processing.sql",
     "0010_metric_series.sql",
+    "0011_webhook_secrets.sql",
     "0012_metric_groups.sql",
 ];
 

@@ -19,6 +19,14 @@ impl Row<'_> {
         }
     }
 
+    pub fn optional_text(&self, column: &str) -> Result<Option<String>, PortError> {
+        match self.rows.get(self.index, column) {
+            Some(SqlValue::Null) => Ok(None),
+            Some(SqlValue::Text(t)) => Ok(Some(t.clone())),
+            other => Err(drift(column, other)),
+        }
+    }
+
     pub fn integer(&self, column: &str) -> Result<i64, PortError> {
         match self.rows.get(self.index, column) {
             Some(SqlValue::Integer(i)) => Ok(*i),

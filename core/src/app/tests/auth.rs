@@ -15,6 +15,8 @@ use crate::time::Timestamp;
 
 /// Obviously fake; long enough for the configured minimum.
 pub(super) const BOOTSTRAP: &str = "test-bootstrap-token-0123456789abcdef";
+/// The platform's webhook derivation key (`WEBHOOK_SIGNING_SECRET`).
+pub(super) const WEBHOOK_KEY: &str = "test-webhook-derivation-key-0123456789"; // pragma: allowlist secret
 
 pub(super) fn password(who: &str) -> String {
     format!("{who}-long-enough-pass")
@@ -105,6 +107,7 @@ impl Fixture {
             (vars::JWT_SIGNING_KEYS, KEYS),
             (vars::BOOTSTRAP_TOKEN, BOOTSTRAP),
             (vars::MAX_BODY_BYTES, "65536"),
+            (vars::WEBHOOK_SIGNING_SECRET, WEBHOOK_KEY),
         ])
     }
 
@@ -135,6 +138,7 @@ impl Fixture {
             .collect();
         all.push((vars::JWT_SIGNING_KEYS.into(), KEYS.into()));
         all.push((vars::BOOTSTRAP_TOKEN.into(), BOOTSTRAP.into()));
+        all.push((vars::WEBHOOK_SIGNING_SECRET.into(), WEBHOOK_KEY.into()));
         for class in crate::ratelimit::RouteClass::ALL {
             if !vars.iter().any(|(k, _)| *k == class.var()) {
                 all.push((class.var().into(), "1000000/1s".into()));
@@ -210,13 +214,15 @@ impl Fixture {
         self.now.set(Timestamp::from_unix_micros(micros));
     }
 
-    pub(super) fn bootstrap(&self) {
+    /// Bootstraps `acme`; answers the 201's body.
+    pub(super) fn bootstrap(&self) -> Value {
         let response = self.send(
             req(Method::POST, "/v1/bootstrap")
                 .token(BOOTSTRAP)
                 .json(json!({"tenant": "acme", "name": "Acme", "email": "root@acme.test", "password": password("root")})),
         );
         assert_eq!(response.status(), 201, "{}", body_json(&response));
+        body_json(&response)
     }
 
     pub(super) fn login(&self, tenant: &str, email: &str, password: &str) -> Response<Bytes> {
@@ -759,6 +765,8 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("POST /v1/api-keys", [401, 403, 201, 403]),
         ("DELETE /v1/api-keys/{id}", [401, 403, 204, 404]),
         ("POST /v1/tenants", [401, 403, 201, 403]),
+        ("GET /v1/webhook-secret", [401, 403, 200, 200]),
+        ("POST /v1/webhook-secret/rotate", [401, 403, 201, 201]),
         ("POST /v1/uploads", [401, 201, 201, 201]),
         ("GET /v1/uploads/{id}", [401, 200, 200, 404]),
         ("DELETE /v1/uploads/{id}", [401, 403, 204, 404]),

@@ -1,5 +1,5 @@
-//! The auth endpoints: bootstrap, login/refresh/logout/me, users, API keys
-//! and tenants. Each takes the request and the ports it needs and answers a
+//! The auth endpoints: bootstrap, login/refresh/logout/me, users, API keys,
+//! tenants and the tenant's webhook signing secret. Each takes the request and the ports it needs and answers a
 //! response or an `ApiError`; authentication and the permission check have
 //! already run (see `App::serve`).
 
@@ -7,11 +7,13 @@ mod api_keys;
 mod session;
 mod tenants;
 mod users;
+mod webhook_secret;
 
 pub use api_keys::{create_api_key, delete_api_key, list_api_keys};
 pub use session::{login, logout, me, refresh};
 pub use tenants::{bootstrap, create_tenant};
 pub use users::{create_user, delete_user, get_user, list_users, update_user};
+pub use webhook_secret::{get_webhook_secret, rotate_webhook_secret};
 
 use bytes::Bytes;
 use http::Request;
@@ -27,6 +29,7 @@ use crate::api::validate::Invalid;
 use crate::auth::keys::SigningKeys;
 use crate::auth::{AuthConfig, Principal, Role};
 use crate::ports::{Entropy, Sql};
+use crate::secret::Secret;
 use crate::time::Timestamp;
 
 /// What an auth handler works with.
@@ -37,6 +40,9 @@ pub struct Call<'a> {
     pub entropy: &'a dyn Entropy,
     pub now: Timestamp,
     pub auth: &'a AuthConfig,
+    /// `WEBHOOK_SIGNING_SECRET`: the key each tenant's webhook secret is
+    /// derived with (`auth::webhook_secret`); `None` when not configured.
+    pub webhook_key: Option<&'a Secret>,
 }
 
 impl std::fmt::Debug for Call<'_> {

@@ -1,4 +1,6 @@
-//! Tenants: the first one by bootstrapping, more by operator admins.
+//! Tenants: the first one by bootstrapping, more by operator admins. Each
+//! is created with its first admin and its webhook signing secret, which
+//! the creating answer shows once.
 
 use bytes::Bytes;
 use http::Response;
@@ -9,9 +11,10 @@ use crate::api::context::TenantId;
 use crate::api::error::ApiError;
 use crate::api::validate::{Fields, json_object, parsed};
 use crate::auth::store::{self, first};
+use crate::auth::webhook_secret::{derive, new_salt};
 use crate::auth::{Email, NewPassword, Role, password, tenant_id};
 use crate::ports::{PortError, Statement};
-use crate::secret;
+use crate::secret::{self, Secret};
 
 struct NewTenant {
     id: TenantId,
@@ -43,14 +46,23 @@ fn new_tenant(
     }
 }
 
-/// Inserts a tenant and its first admin in one transaction.
+/// What creating a tenant made: its first admin's id, and its webhook
+/// signing secret (`None` without `WEBHOOK_SIGNING_SECRET`).
+struct Inserted {
+    admin_id: String,
+    webhook_secret: Option<Secret>,
+}
+
+/// Inserts a tenant, its first admin and its webhook secret's salt in one
+/// transaction.
 async fn insert_tenant(
     call: &Call<'_>,
     new: &NewTenant,
     operator: bool,
-) -> Result<String, PortError> {
+) -> Result<Inserted, PortError> {
     let user_id = secret::id(call.entropy, "usr_");
     let hash = password::hash(new.password.as_str(), call.entropy);
+    let salt = new_salt(call.entropy);
     let now = call.secs();
     store::atomically(
         call.sql,
@@ -75,20 +87,34 @@ async fn insert_tenant(
                     now.into(),
                 ],
             ),
+            // After the tenant: D1 enforces the foreign key.
+            Statement::new(
+                store::INSERT_WEBHOOK_SECRET,
+                vec![new.id.as_str().into(), salt.clone().into(), now.into()],
+            ),
         ],
     )
     .await?;
-    Ok(user_id)
+    Ok(Inserted {
+        admin_id: user_id,
+        webhook_secret: call
+            .webhook_key
+            .map(|key| derive(key, new.id.as_str(), &salt)),
+    })
 }
 
-fn tenant_created(new: &NewTenant, admin_id: &str, operator: bool) -> Response<Bytes> {
+/// The answer shows the webhook secret, once: it is never shown again
+/// (`null` without `WEBHOOK_SIGNING_SECRET`; the admins rotate once it is
+/// set).
+fn tenant_created(new: &NewTenant, inserted: &Inserted, operator: bool) -> Response<Bytes> {
     created(
         None,
         &json!({
             "id": new.id.as_str(),
             "name": new.name,
             "operator": operator,
-            "admin": {"id": admin_id, "email": new.email.as_str(), "role": "admin"},
+            "admin": {"id": inserted.admin_id, "email": new.email.as_str(), "role": "admin"},
+            "webhook_secret": inserted.webhook_secret.as_ref().map(Secret::expose),
         }),
     )
 }
@@ -114,7 +140,7 @@ pub async fn bootstrap(call: &Call<'_>) -> Handled {
         return Err(ApiError::AlreadyBootstrapped);
     }
     match insert_tenant(call, &new, true).await {
-        Ok(admin) => Ok(tenant_created(&new, &admin, true)),
+        Ok(inserted) => Ok(tenant_created(&new, &inserted, true)),
         // Another bootstrap won the race (one operator tenant, by index).
         Err(e) if e.is_constraint_violation() => Err(ApiError::AlreadyBootstrapped),
         Err(e) => Err(storage(&e)),
@@ -127,7 +153,7 @@ pub async fn create_tenant(call: &Call<'_>) -> Handled {
     let body = json_object(call.req)?;
     let new = new_tenant(&body, "id", "admin_email", "admin_password")?;
     match insert_tenant(call, &new, false).await {
-        Ok(admin) => Ok(tenant_created(&new, &admin, false)),
+        Ok(inserted) => Ok(tenant_created(&new, &inserted, false)),
         Err(e) if e.is_constraint_violation() => Err(ApiError::TenantExists),
         Err(e) => Err(storage(&e)),
     }

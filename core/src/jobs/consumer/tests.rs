@@ -7,11 +7,13 @@ use std::collections::VecDeque;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::api::context::RequestContext;
+use crate::auth::webhook_secret::derive;
 use crate::config::Config;
 use crate::jobs::dead_letters::{DEAD_ATTEMPTS, DEAD_CLASS, DEAD_REASON, dead_letter_body, park};
 use crate::jobs::drain::{Drained, LEASE, drain};
@@ -19,11 +21,46 @@ use crate::jobs::events::{NotificationWebhookRequested, UploadReceived, Workflow
 use crate::jobs::metrics as worker_metrics;
 use crate::jobs::outbox::{KvBlobs, SqlOutbox};
 use crate::ports::{Blobs, Clock, HttpClient, PortError, Timer};
+use crate::secret::Secret;
 use crate::storage::migrate;
 use crate::testing::{MemoryKv, SeededEntropy, SqliteSql, SteppingClock, block_on};
 
+/// The platform's derivation key (`WEBHOOK_SIGNING_SECRET`).
 const SECRET: &str = "webhook-secret-for-tests-0123456789"; // pragma: allowlist secret
 const START: u64 = 1_795_582_978_000_000;
+/// `acme`'s and `globex`'s webhook secret salts in every world.
+const ACME_SALT: &str = "00112233445566778899aabbccddeeff"; // pragma: allowlist secret
+const GLOBEX_SALT: &str = "ffeeddccbbaa99887766554433221100"; // pragma: allowlist secret
+
+/// The webhook secret a tenant's admins were shown for `salt`.
+fn tenant_secret(tenant: &str, salt: &str) -> Secret {
+    derive(&Secret::new(SECRET.to_owned()), tenant, salt)
+}
+
+/// What a receiver does (docs/api.md, scripts/webhook-receiver.py), written
+/// apart from the signing code: some `v1` of `Tepi-Signature` is the
+/// HMAC-SHA256, keyed with `secret`, of `<t>.<X-Tenant-ID>.<Tepi-Event-Id>.<body>`.
+fn verifies(request: &http::Request<Bytes>, secret: &Secret) -> bool {
+    let header = |name: &str| request.headers()[name].to_str().unwrap();
+    let mut parts = header("tepi-signature").split(',');
+    let t = parts.next().unwrap().strip_prefix("t=").unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{}.{}.", header("x-tenant-id"), header("tepi-event-id")).as_bytes());
+    mac.update(request.body());
+    let expected = secret::hex(&mac.finalize().into_bytes());
+    parts
+        .filter_map(|part| part.strip_prefix("v1="))
+        .any(|v1| v1 == expected)
+}
+
+/// How many `v1` signatures a delivery carries.
+fn v1_count(request: &http::Request<Bytes>) -> usize {
+    request.headers()["tepi-signature"]
+        .to_str()
+        .unwrap()
+        .matches(",v1=")
+        .count()
+}
 
 /// A webhook receiver answering scripted statuses (200 when the script is
 /// empty; `None` means no answer at all), keeping every request.
@@ -95,6 +132,18 @@ fn world() -> World {
     })
     .config;
     assert!(config.jobs.webhook_secret.is_some());
+    for (tenant, salt) in [("acme", ACME_SALT), ("globex", GLOBEX_SALT)] {
+        block_on(db.execute(
+            "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?1, 0)",
+            &[tenant.into()],
+        ))
+        .unwrap();
+        block_on(db.execute(
+            "INSERT INTO webhook_secrets (tenant_id, salt, created_at) VALUES (?1, ?2, 0)",
+            &[tenant.into(), salt.into()],
+        ))
+        .unwrap();
+    }
     World {
         db,
         kv: MemoryKv::default(),
@@ -174,7 +223,11 @@ fn context() -> RequestContext {
 static NEXT_SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
 
 fn envelope_of<E: Event>(event: &E) -> String {
-    let tenant = TenantId::parse("acme").unwrap();
+    envelope_for(event, "acme")
+}
+
+fn envelope_for<E: Event>(event: &E, tenant: &str) -> String {
+    let tenant = TenantId::parse(tenant).unwrap();
     events::envelope(
         event,
         &tenant,
@@ -186,12 +239,19 @@ fn envelope_of<E: Event>(event: &E) -> String {
 }
 
 fn webhook_job(url: &str) -> String {
-    envelope_of(&NotificationWebhookRequested {
-        notification_id: "ntf_1".into(),
-        url: url.into(),
-        subject: "Hello".into(),
-        body: "World".into(),
-    })
+    webhook_job_for("acme", url)
+}
+
+fn webhook_job_for(tenant: &str, url: &str) -> String {
+    envelope_for(
+        &NotificationWebhookRequested {
+            notification_id: "ntf_1".into(),
+            url: url.into(),
+            subject: "Hello".into(),
+            body: "World".into(),
+        },
+        tenant,
+    )
 }
 
 #[test]
@@ -229,14 +289,157 @@ fn a_webhook_is_delivered_signed_in_the_trace_and_applied_once() {
     let body: Value = serde_json::from_slice(request.body()).unwrap();
     assert_eq!(body["notification_id"], "ntf_1");
     assert_eq!(body["subject"], "Hello");
+    let event_id = parent["id"].as_str().unwrap();
+    assert_eq!(header("tepi-event-id"), event_id);
     let signature = header("tepi-signature");
     let t: i64 = signature[2..signature.find(',').unwrap()].parse().unwrap();
     assert_eq!(
+        t,
+        i64::try_from(START / 1_000_000).unwrap(),
+        "when the attempt started"
+    );
+    assert_eq!(
         signature,
-        crate::jobs::webhook::signature(SECRET.as_bytes(), t, request.body()),
-        "signed over timestamp and body"
+        crate::jobs::webhook::signature(
+            &[tenant_secret("acme", ACME_SALT)],
+            crate::jobs::webhook::Signed {
+                timestamp: t,
+                tenant: "acme",
+                event_id,
+                body: request.body(),
+            },
+        ),
+        "signed with the tenant's secret over timestamp, tenant, event id and body"
+    );
+    assert!(verifies(request, &tenant_secret("acme", ACME_SALT)));
+    assert!(
+        !verifies(request, &Secret::new(SECRET.to_owned())),
+        "the platform key is not a receiver's secret"
     );
     assert_eq!(w.count("SELECT COUNT(*) FROM processed_jobs"), 1);
+}
+
+#[test]
+fn one_tenants_delivery_does_not_verify_with_another_tenants_secret() {
+    let w = world();
+    let receiver = Receiver::default();
+    for tenant in ["acme", "globex"] {
+        let job = webhook_job_for(tenant, "https://hooks.example.com/in");
+        assert_eq!(
+            w.process(&receiver, Queue::Notifications, &job, 1),
+            Decision::Ack
+        );
+    }
+    let seen = receiver.seen.borrow();
+    let (acme, globex) = (&seen[0], &seen[1]);
+    assert_eq!(globex.headers()["x-tenant-id"], "globex");
+    let (acme_secret, globex_secret) = (
+        tenant_secret("acme", ACME_SALT),
+        tenant_secret("globex", GLOBEX_SALT),
+    );
+    assert!(verifies(acme, &acme_secret));
+    assert!(verifies(globex, &globex_secret));
+    assert!(
+        !verifies(globex, &acme_secret),
+        "acme's receiver cannot verify globex's delivery"
+    );
+    assert!(!verifies(acme, &globex_secret), "nor the other way round");
+
+    // Nor can acme's receiver be fooled by a globex body relabelled as acme's.
+    let mut relabelled = http::Request::new(globex.body().clone());
+    *relabelled.headers_mut() = globex.headers().clone();
+    relabelled
+        .headers_mut()
+        .insert("x-tenant-id", "acme".parse().unwrap());
+    assert!(!verifies(&relabelled, &acme_secret));
+    assert!(
+        !verifies(&relabelled, &globex_secret),
+        "the tenant is part of what is signed"
+    );
+}
+
+#[test]
+fn during_a_rotations_overlap_both_secrets_verify_and_then_only_the_new_one() {
+    let w = world();
+    let start = i64::try_from(START / 1_000_000).unwrap();
+    let rotated = "0123456789abcdef0123456789abcdef"; // pragma: allowlist secret
+    let rotate_until = |until: i64| {
+        w.exec(
+            "UPDATE webhook_secrets SET previous_salt = ?2, previous_until = ?3, salt = ?4 \
+             WHERE tenant_id = ?1",
+            &[
+                "acme".into(),
+                ACME_SALT.into(),
+                until.into(),
+                rotated.into(),
+            ],
+        );
+    };
+    let (old, new) = (
+        tenant_secret("acme", ACME_SALT),
+        tenant_secret("acme", rotated),
+    );
+    let cases = [
+        (start + 3600, 2, true, "an hour of overlap left"),
+        (start + 1, 2, true, "a second left"),
+        (start, 1, false, "the overlap ends as the attempt starts"),
+        (start - 60, 1, false, "the overlap ended a minute ago"),
+    ];
+    for (until, signatures, old_verifies, why) in cases {
+        rotate_until(until);
+        let receiver = Receiver::default();
+        let job = webhook_job("https://hooks.example.com/in");
+        assert_eq!(
+            w.process(&receiver, Queue::Notifications, &job, 1),
+            Decision::Ack,
+            "{why}"
+        );
+        let request = &receiver.seen.borrow()[0];
+        assert_eq!(v1_count(request), signatures, "{why}");
+        assert!(verifies(request, &new), "{why}: the new secret verifies");
+        assert_eq!(
+            verifies(request, &old),
+            old_verifies,
+            "{why}: the old secret"
+        );
+    }
+}
+
+#[test]
+fn a_tenant_without_a_secret_fails_for_good_and_unreadable_storage_for_now() {
+    let w = world();
+    let receiver = Receiver::default();
+    w.exec(
+        "DELETE FROM webhook_secrets WHERE tenant_id = 'globex'",
+        &[],
+    );
+    let job = webhook_job_for("globex", "https://hooks.example.com/in");
+    assert!(
+        matches!(
+            w.process(&receiver, Queue::Notifications, &job, 1),
+            Decision::DeadLetter {
+                class: FailureClass::Client,
+                reason: "permanent failure",
+            }
+        ),
+        "no retry can make a secret"
+    );
+    w.exec("DROP TABLE webhook_secrets", &[]);
+    let job = webhook_job("https://hooks.example.com/in");
+    assert!(
+        matches!(
+            w.process(&receiver, Queue::Notifications, &job, 1),
+            Decision::Retry {
+                class: FailureClass::Server,
+                ..
+            }
+        ),
+        "storage failing is transient"
+    );
+    assert!(
+        receiver.seen.borrow().is_empty(),
+        "nothing unsigned was sent"
+    );
 }
 
 #[test]
@@ -465,10 +668,6 @@ fn run_row(w: &World, run_id: &str) -> (String, Value) {
 #[test]
 fn a_run_executes_its_steps_resumes_after_a_failure_and_never_repeats_one() {
     let w = world();
-    w.exec(
-        "INSERT INTO tenants (id, name, created_at) VALUES ('acme', 'Acme', 0)",
-        &[],
-    );
     for user in ["usr_a", "usr_b"] {
         w.exec(
             "INSERT INTO users (id, tenant_id, email, password_hash, role, created_at, updated_at) \
@@ -514,6 +713,12 @@ fn a_run_executes_its_steps_resumes_after_a_failure_and_never_repeats_one() {
     let sent: Value = serde_json::from_slice(receiver.seen.borrow()[0].body()).unwrap();
     assert_eq!(sent["run_id"], "run_1");
     assert_eq!(sent["input"], json!({"order": 42}));
+    let delivered = &receiver.seen.borrow()[0];
+    assert_eq!(delivered.headers()["tepi-event-id"], "run_1.1");
+    assert!(
+        verifies(delivered, &tenant_secret("acme", ACME_SALT)),
+        "a step's delivery is signed with its tenant's secret"
+    );
 
     assert_eq!(
         w.process(&receiver, Queue::Workflows, &job, 3),
