@@ -15,7 +15,8 @@ SPIN_PORT=${TEPI_SPIN_PORT:-18790}
 cargo_ test -p tepi-conformance --no-run --quiet
 
 # The documented bootstrap command creates the operator tenant the suite
-# logs in to (its password derives from this run's random token).
+# logs in to (its password derives from this run's random token). Its
+# answer, on stdout, shows the tenant's webhook secret this once.
 bootstrap() {
   local derived="op-${TEPI_TEST_BOOTSTRAP_TOKEN:0:24}" # pragma: allowlist secret
   BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN TEPI_BOOTSTRAP_PASSWORD=$derived \
@@ -23,11 +24,14 @@ bootstrap() {
 }
 
 run_suite() {
-  local target=$1 url=$2
-  bootstrap "$url"
+  local target=$1 url=$2 answer
+  answer=$(bootstrap "$url")
   log "conformance: $target at $url"
   local out="$TEPI_RUN_DIR/conformance-$target.txt"
+  # The suite checks the secret the bootstrap showed against the API's
+  # fingerprint of it.
   RUST_BACKTRACE=0 TEPI_BASE_URL=$url TEPI_TARGET=$target \
+    TEPI_TEST_BOOTSTRAP_WEBHOOK_SECRET=$(json_get webhook_secret <<<"$answer") \
     cargo_ test -p tepi-conformance --quiet -- --test-threads=1 --nocapture --format pretty 2>&1 | tee "$out"
   gate_note "$target: $(grep -Eo '[0-9]+ passed; [0-9]+ failed' "$out" | tail -n1)"
 }

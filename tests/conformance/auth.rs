@@ -12,6 +12,9 @@ use crate::{Reply, assert_problem, get, send};
 struct Operator {
     tenant: String,
     password: String,
+    /// The webhook secret the bootstrap answer showed, when the suite
+    /// bootstrapped the build itself.
+    webhook_secret: Option<String>,
 }
 
 pub(crate) fn post_json(path: &str, token: Option<&str>, body: &Value) -> Reply {
@@ -49,8 +52,22 @@ static OPERATOR: LazyLock<Operator> = LazyLock::new(|| {
     Operator {
         tenant: "conformance".into(),
         password,
+        webhook_secret: (reply.status == 201)
+            .then(|| reply.json()["webhook_secret"].as_str().map(str::to_owned))
+            .flatten(),
     }
 });
+
+/// The operator tenant's webhook secret as its bootstrap answer showed it
+/// (once): the suite's own bootstrap, or `scripts/conformance.sh`'s, which
+/// passes it in `TEPI_TEST_BOOTSTRAP_WEBHOOK_SECRET`.
+pub(crate) fn bootstrap_webhook_secret() -> Option<String> {
+    OPERATOR
+        .webhook_secret
+        .clone()
+        .or_else(|| env::var("TEPI_TEST_BOOTSTRAP_WEBHOOK_SECRET").ok())
+        .filter(|s| !s.is_empty())
+}
 
 pub(crate) struct Session {
     pub(crate) access: String,
@@ -65,7 +82,7 @@ fn login(tenant: &str, email: &str, password: &str) -> Reply {
     )
 }
 
-fn session(tenant: &str, email: &str, password: &str) -> Session {
+pub(crate) fn session(tenant: &str, email: &str, password: &str) -> Session {
     let reply = login(tenant, email, password);
     assert_eq!(reply.status, 200, "login {email}: {}", reply.body);
     let body = reply.json();

@@ -6,15 +6,19 @@
 //!
 //! Expected configuration of the build under test: `ALLOWED_ORIGINS`
 //! containing `TEPI_ALLOWED_ORIGIN` (default `http://localhost:3000`) and a
-//! body limit of `TEPI_MAX_BODY_BYTES` (default 1 MiB), and the bootstrap
+//! body limit of `TEPI_MAX_BODY_BYTES` (default 1 MiB), `WEBHOOK_SIGNING_SECRET`
+//! set (each tenant's webhook secret is derived from it), and the bootstrap
 //! token in `TEPI_TEST_BOOTSTRAP_TOKEN` (the suite bootstraps the operator
-//! tenant itself when the build's database is empty).
+//! tenant itself when the build's database is empty; when
+//! `scripts/conformance.sh` bootstrapped it, the webhook secret its answer
+//! showed is in `TEPI_TEST_BOOTSTRAP_WEBHOOK_SECRET`).
 
 mod auth;
 mod limits;
 mod meta;
 mod notifications;
 mod uploads;
+mod webhook_secrets;
 mod workflows;
 
 use std::env;
