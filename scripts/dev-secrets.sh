@@ -7,7 +7,8 @@
 #
 # JWT_SIGNING_KEYS is `kid:seed` with a 32-byte random seed in base64url;
 # BOOTSTRAP_TOKEN enables POST /v1/bootstrap while no tenant exists;
-# WEBHOOK_SIGNING_SECRET signs outbound webhooks (Tepi-Signature).
+# WEBHOOK_SIGNING_SECRET is the key each tenant's webhook secret (the key of
+# Tepi-Signature) is derived from.
 source "$(dirname "$0")/lib.sh"
 
 random_b64url() { head -c "$1" /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='; }
