@@ -6,7 +6,7 @@
 -- so this table alone reveals no secret. `salt` is 32 random hex digits;
 -- a rotation moves it to `previous_salt`, which still signs until
 -- `previous_until` (Unix seconds). `created_at` is when the current salt
--- was made. Every statement is idempotent: instances migrate concurrently.
+-- was made (for a tenant salted by the backfill below: when the tenant was). Every statement is idempotent: instances migrate concurrently.
 CREATE TABLE IF NOT EXISTS webhook_secrets (
     tenant_id TEXT PRIMARY KEY NOT NULL REFERENCES tenants (id),
     salt TEXT NOT NULL,

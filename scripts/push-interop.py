@@ -218,7 +218,7 @@ text = raw_scrape()
 check(text.count("# TYPE interop_duration_seconds_count") == 0, "and the scrape never shows it")
 series = [line for line in text.splitlines() if line.startswith("tepi_metrics_series ")]
 check(len(series) == 1 and float(series[0].split()[1]) >= 2000, f"tepi_metrics_series reports the aggregate's size: {series}")
-check("tepi_metrics_series_limit 20000" in text, "and its limit, METRICS_MAX_SERIES")
+check("tepi_metrics_series_limit 10000" in text, "and its limit, METRICS_MAX_SERIES")
 send("/instance/g", "", method="DELETE")
 
 if failures:

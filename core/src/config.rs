@@ -94,7 +94,7 @@ pub mod vars {
     /// Push limits (`metrics::limits::Limit::var`): see docs/api.md.
     pub const PUSH_MAX_BYTES: &str = "PUSH_MAX_BYTES";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 38] = [
+    pub const ALL: [&str; 39] = [
         JOB_SETTLE_RETRY_SECS,
         QUEUE_PREFIX,
         WEBHOOK_ALLOWED_HOSTS,
@@ -132,6 +132,7 @@ pub mod vars {
         "PUSH_MAX_LABELS",
         "PUSH_MAX_LABEL_NAME_LEN",
         "PUSH_MAX_LABEL_VALUE_LEN",
+        "PUSH_MAX_HELP_LEN",
         "METRICS_MAX_SERIES",
     ];
 }

@@ -475,6 +475,11 @@ impl Aggregator for SqlAggregator<'_> {
         }
         let rows: Vec<_> = rows(&families, &change.labels, pushed).collect();
         if pushed && change.mode != Mode::DeleteGroup {
+            // Expired series and groups free their room before it is
+            // counted, scraped or not.
+            let cutoff = change.at - i64::from(self.config.ttl_secs);
+            self.sql.execute(EXPIRE, &[cutoff.into()]).await?;
+            self.sql.execute(EXPIRE_GROUPS, &[cutoff.into()]).await?;
             self.check_budgets(change, &families, rows.len() as u64)
                 .await?;
         }

@@ -30,6 +30,8 @@ pub struct PushLimits {
     pub max_label_name: u32,
     /// `PUSH_MAX_LABEL_VALUE_LEN`: characters in a label value.
     pub max_label_value: u32,
+    /// `PUSH_MAX_HELP_LEN`: characters in a family's `# HELP` text.
+    pub max_help: u32,
     /// `METRICS_MAX_SERIES`: series in the whole aggregate; pushes that
     /// would add series beyond it are refused (the service's own metrics
     /// are never refused). Exposed as `tepi_metrics_series` against
@@ -44,12 +46,13 @@ impl Default for PushLimits {
             max_series: 2_000,
             max_group_series: 2_000,
             max_pusher_groups: 100,
-            max_pusher_series: 10_000,
+            max_pusher_series: 5_000,
             max_grouping_labels: 8,
-            max_labels: 16,
+            max_labels: 12,
             max_label_name: 128,
-            max_label_value: 256,
-            max_total_series: 20_000,
+            max_label_value: 128,
+            max_help: 256,
+            max_total_series: 10_000,
         }
     }
 }
@@ -76,11 +79,12 @@ pub enum Limit {
     Labels,
     LabelName,
     LabelValue,
+    Help,
     TotalSeries,
 }
 
 impl Limit {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Bytes,
         Self::Series,
         Self::GroupSeries,
@@ -90,6 +94,7 @@ impl Limit {
         Self::Labels,
         Self::LabelName,
         Self::LabelValue,
+        Self::Help,
         Self::TotalSeries,
     ];
 
@@ -106,6 +111,7 @@ impl Limit {
             Self::Labels => "PUSH_MAX_LABELS",
             Self::LabelName => "PUSH_MAX_LABEL_NAME_LEN",
             Self::LabelValue => "PUSH_MAX_LABEL_VALUE_LEN",
+            Self::Help => "PUSH_MAX_HELP_LEN",
             Self::TotalSeries => "METRICS_MAX_SERIES",
         }
     }
@@ -120,16 +126,18 @@ impl Limit {
             Self::PusherSeries | Self::TotalSeries => 1..=1_000_000,
             Self::GroupingLabels | Self::Labels => 1..=64,
             Self::LabelName => 16..=1_024,
-            Self::LabelValue => 16..=4_096,
+            Self::LabelValue | Self::Help => 16..=4_096,
         }
     }
 
     fn class(self) -> Class {
         match self {
             Self::Bytes | Self::Series => Class::TooLarge,
-            Self::GroupingLabels | Self::Labels | Self::LabelName | Self::LabelValue => {
-                Class::Invalid
-            }
+            Self::GroupingLabels
+            | Self::Labels
+            | Self::LabelName
+            | Self::LabelValue
+            | Self::Help => Class::Invalid,
             Self::GroupSeries | Self::PusherGroups | Self::PusherSeries | Self::TotalSeries => {
                 Class::Quota
             }
@@ -147,6 +155,7 @@ impl Limit {
             Self::Labels => limits.max_labels,
             Self::LabelName => limits.max_label_name,
             Self::LabelValue => limits.max_label_value,
+            Self::Help => limits.max_help,
             Self::TotalSeries => limits.max_total_series,
         }
     }
@@ -162,6 +171,7 @@ impl Limit {
             Self::Labels => &mut limits.max_labels,
             Self::LabelName => &mut limits.max_label_name,
             Self::LabelValue => &mut limits.max_label_value,
+            Self::Help => &mut limits.max_help,
             Self::TotalSeries => &mut limits.max_total_series,
         }
     }

@@ -147,6 +147,15 @@ impl Group {
     }
 }
 
+/// The length of a label value once escaped for the exposition.
+fn escaped_len(value: &str) -> usize {
+    value.len()
+        + value
+            .bytes()
+            .filter(|b| matches!(b, b'\\' | b'"' | b'\n'))
+            .count()
+}
+
 /// A label name or value longer than the limits allow.
 fn check_label(name: &str, value: &str, limits: &PushLimits) -> Result<(), Exceeded> {
     if name.chars().count() > limits.max_label_name as usize {
@@ -236,9 +245,20 @@ fn check_limits(families: &[Family], group: &Group, limits: &PushLimits) -> Resu
         ));
     }
     let grouping = group.exposed_labels();
-    let grouping_bytes: usize = grouping.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let mut exposed = 0_usize;
+    let grouping_bytes: usize = grouping
+        .iter()
+        .map(|(k, v)| k.len() + escaped_len(v) + 4)
+        .sum();
+    let mut stored = 0_usize;
     for family in families {
+        let help = family.help.as_deref().unwrap_or("");
+        if help.chars().count() > limits.max_help as usize {
+            return Err(Exceeded::new(
+                Limit::Help,
+                limits,
+                format!("the # HELP of {} is too long", family.name),
+            ));
+        }
         for sample in &family.samples {
             check_label(&sample.name, "", limits)?;
             let own = sample
@@ -246,11 +266,12 @@ fn check_limits(families: &[Family], group: &Group, limits: &PushLimits) -> Resu
                 .iter()
                 .filter(|(k, _)| k != PUSHER_LABEL && !grouping.iter().any(|(g, _)| g == k));
             let mut count = grouping.len();
-            let mut bytes = sample.name.len() + grouping_bytes + 26;
+            // The aggregate keeps the family's help with every series.
+            let mut bytes = sample.name.len() + grouping_bytes + help.len() + 26;
             for (name, value) in own {
                 check_label(name, value, limits)?;
                 count += 1;
-                bytes += name.len() + value.len() + 4;
+                bytes += name.len() + escaped_len(value) + 4;
             }
             if count > limits.max_labels as usize {
                 return Err(Exceeded::new(
@@ -259,16 +280,16 @@ fn check_limits(families: &[Family], group: &Group, limits: &PushLimits) -> Resu
                     format!("{} carries {count} labels", sample.name),
                 ));
             }
-            exposed += bytes;
+            stored += bytes;
         }
     }
-    // The grouping labels repeat on every series: a small push must not
-    // become a large exposition.
-    if exposed > limits.max_bytes as usize {
+    // The grouping labels repeat on every series, and so does the help
+    // where it is kept: a small push must not become a large aggregate.
+    if stored > limits.max_bytes as usize {
         return Err(Exceeded::new(
             Limit::Bytes,
             limits,
-            format!("the push would be exposed as about {exposed} bytes"),
+            format!("the push would be stored and exposed as about {stored} bytes"),
         ));
     }
     Ok(())
@@ -492,6 +513,7 @@ mod tests {
             max_labels: 4,
             max_label_name: 16,
             max_label_value: 16,
+            max_help: 4_096,
             ..PushLimits::default()
         };
         let send = |method: Method, path: &str, encoding: Option<&str>, body: Vec<u8>| {
@@ -561,6 +583,46 @@ mod tests {
         for (i, (result, status, limit)) in cases.into_iter().enumerate() {
             assert_eq!(refused(result), (status, limit), "case {i}");
         }
+        // Help text is kept with every series: bounded on its own, and
+        // counted as often as it is kept.
+        let helpful = PushLimits {
+            max_help: 64,
+            ..PushLimits::default()
+        };
+        let push_with = |limits: &PushLimits, body: String| {
+            let req = Request::builder()
+                .method(Method::PUT)
+                .uri("/metrics/job/j")
+                .body(Bytes::from(body))
+                .unwrap();
+            change(&req, "job/j", Timestamp::from_unix_micros(0), limits, "k")
+        };
+        assert_eq!(
+            refused(push_with(
+                &helpful,
+                format!("# HELP x {}\nx 1\n", "h".repeat(65))
+            )),
+            (422, "PUSH_MAX_HELP_LEN")
+        );
+        let help = "h".repeat(256);
+        let series: String = (0..1_000).fold(format!("# HELP x {help}\n"), |mut out, i| {
+            use std::fmt::Write;
+            let _ = writeln!(out, "x{{i=\"{i}\"}} 1");
+            out
+        });
+        let body_len = series.len();
+        assert!(body_len < 32_768, "a small body: {body_len} bytes");
+        assert_eq!(
+            refused(push_with(
+                &PushLimits {
+                    max_bytes: 131_072,
+                    ..PushLimits::default()
+                },
+                series
+            )),
+            (413, "PUSH_MAX_BYTES"),
+            "1,000 copies of a 256-character help"
+        );
         // A small body whose grouping labels repeat on every series would be
         // exposed far larger than it was sent.
         let wide = PushLimits {

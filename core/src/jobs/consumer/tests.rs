@@ -714,7 +714,7 @@ fn a_run_executes_its_steps_resumes_after_a_failure_and_never_repeats_one() {
     assert_eq!(sent["run_id"], "run_1");
     assert_eq!(sent["input"], json!({"order": 42}));
     let delivered = &receiver.seen.borrow()[0];
-    assert_eq!(delivered.headers()["tepi-event-id"], "run_1.1");
+    assert_eq!(delivered.headers()["tepi-event-id"], "run_1-1");
     assert!(
         verifies(delivered, &tenant_secret("acme", ACME_SALT)),
         "a step's delivery is signed with its tenant's secret"
