@@ -85,6 +85,14 @@ impl Statement {
 pub trait Sql {
     async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError>;
 
+    /// Whether `BEGIN IMMEDIATE … COMMIT` may be sent through `execute`, so
+    /// that reads and writes share one transaction (SQLite on one
+    /// connection: Spin, rusqlite). D1 and a Durable Object's storage
+    /// refuse explicit transactions; they override this with `false`.
+    fn explicit_transactions(&self) -> bool {
+        true
+    }
+
     /// Runs the statements atomically: all of them or none. The default
     /// wraps them in `BEGIN IMMEDIATE … COMMIT` on this connection (Spin
     /// SQLite, rusqlite); D1 refuses explicit transactions and overrides

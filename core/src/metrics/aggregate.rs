@@ -462,6 +462,11 @@ impl SqlAggregator<'_> {
 
 #[async_trait(?Send)]
 impl Aggregator for SqlAggregator<'_> {
+    /// Where the store takes explicit transactions (SQLite on Spin), the
+    /// checks and the writes share one `BEGIN IMMEDIATE` transaction, so
+    /// pushes that arrive together are checked one after the other. A
+    /// Durable Object runs them one at a time anyway, and writes them with
+    /// one `batch`.
     async fn apply(&self, change: &Change) -> Result<(), Refusal> {
         let families = if change.mode == Mode::DeleteGroup {
             Vec::new()
@@ -470,17 +475,51 @@ impl Aggregator for SqlAggregator<'_> {
         };
         let pushed = change.source.starts_with("push:");
         check_series(&families, &change.labels, pushed).map_err(Refusal::Invalid)?;
-        if change.mode != Mode::DeleteGroup {
-            self.check_names(change, &families).await?;
+        if !self.sql.explicit_transactions() {
+            return self.checked_write(change, &families, false).await;
         }
-        let rows: Vec<_> = rows(&families, &change.labels, pushed).collect();
+        self.sql.execute("BEGIN IMMEDIATE", &[]).await?;
+        match self.checked_write(change, &families, true).await {
+            Ok(()) => self
+                .sql
+                .execute("COMMIT", &[])
+                .await
+                .map(drop)
+                .map_err(Refusal::Storage),
+            Err(e) => {
+                // The refusal matters more than a failed rollback.
+                let _ = self.sql.execute("ROLLBACK", &[]).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn exposition(&self, scope: Scope, now: Timestamp) -> Result<String, PortError> {
+        self.expose(scope, now).await
+    }
+}
+
+impl SqlAggregator<'_> {
+    /// Checks `change` and writes it: statement by statement inside the
+    /// caller's transaction, else as one `batch`.
+    async fn checked_write(
+        &self,
+        change: &Change,
+        families: &[Family],
+        in_transaction: bool,
+    ) -> Result<(), Refusal> {
+        let pushed = change.source.starts_with("push:");
+        if change.mode != Mode::DeleteGroup {
+            self.check_names(change, families).await?;
+        }
+        let rows: Vec<_> = rows(families, &change.labels, pushed).collect();
         if pushed && change.mode != Mode::DeleteGroup {
             // Expired series and groups free their room before it is
             // counted, scraped or not.
             let cutoff = change.at - i64::from(self.config.ttl_secs);
             self.sql.execute(EXPIRE, &[cutoff.into()]).await?;
             self.sql.execute(EXPIRE_GROUPS, &[cutoff.into()]).await?;
-            self.check_budgets(change, &families, rows.len() as u64)
+            self.check_budgets(change, families, rows.len() as u64)
                 .await?;
         }
         let source: SqlValue = change.source.clone().into();
@@ -491,7 +530,7 @@ impl Aggregator for SqlAggregator<'_> {
                 statements.push(Statement::new(DELETE_SOURCE, vec![source.clone()]));
             }
             Mode::ReplaceFamilies => {
-                for family in &families {
+                for family in families {
                     statements.push(Statement::new(
                         DELETE_FAMILY,
                         vec![source.clone(), family.name.clone().into()],
@@ -538,11 +577,17 @@ impl Aggregator for SqlAggregator<'_> {
         if statements.is_empty() {
             return Ok(());
         }
+        if in_transaction {
+            for statement in &statements {
+                self.sql.execute(statement.sql, &statement.params).await?;
+            }
+            return Ok(());
+        }
         // All or nothing: a group is never left half-replaced.
         self.sql.batch(&statements).await.map_err(Refusal::Storage)
     }
 
-    async fn exposition(&self, scope: Scope, now: Timestamp) -> Result<String, PortError> {
+    async fn expose(&self, scope: Scope, now: Timestamp) -> Result<String, PortError> {
         let cutoff = now.as_unix_secs() - i64::from(self.config.ttl_secs);
         self.sql.execute(EXPIRE, &[cutoff.into()]).await?;
         self.sql.execute(EXPIRE_GROUPS, &[cutoff.into()]).await?;

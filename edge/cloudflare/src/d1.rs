@@ -101,6 +101,10 @@ impl Sql for D1Sql {
         Ok(Rows { columns, rows })
     }
 
+    fn explicit_transactions(&self) -> bool {
+        false
+    }
+
     /// D1 refuses `BEGIN`; its own `batch` runs the statements as one
     /// transaction.
     async fn batch(&self, statements: &[Statement]) -> Result<(), PortError> {
@@ -180,6 +184,12 @@ fn run(sql: &worker::SqlStorage, statement: &str, params: &[SqlValue]) -> Result
 impl Sql for DoSql {
     async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
         run(&self.sql, statement, params)
+    }
+
+    /// The storage refuses `BEGIN`; one request's statements run
+    /// synchronously, so nothing interleaves with them anyway.
+    fn explicit_transactions(&self) -> bool {
+        false
     }
 
     async fn batch(&self, statements: &[Statement]) -> Result<(), PortError> {

@@ -753,3 +753,71 @@ fn a_group_is_replaced_whole_or_not_at_all() {
         "the old group, every bucket, sum and count of it"
     );
 }
+
+/// SQL that records every statement it runs.
+struct Recording<'a> {
+    db: &'a SqliteSql,
+    seen: std::cell::RefCell<Vec<String>>,
+}
+
+#[async_trait(?Send)]
+impl Sql for Recording<'_> {
+    async fn execute(
+        &self,
+        statement: &str,
+        params: &[SqlValue],
+    ) -> Result<crate::ports::Rows, PortError> {
+        self.seen.borrow_mut().push(statement.to_owned());
+        self.db.execute(statement, params).await
+    }
+}
+
+#[test]
+fn a_pushs_checks_and_writes_share_one_transaction_where_sql_allows_it() {
+    let db = db();
+    let recording = Recording {
+        db: &db,
+        seen: std::cell::RefCell::default(),
+    };
+    let agg = SqlAggregator {
+        sql: &recording,
+        config: config(600),
+    };
+    block_on(agg.apply(&pushed_by(
+        "k",
+        "a",
+        Mode::ReplaceGroup,
+        &series("x", 3),
+        T0,
+    )))
+    .unwrap();
+    let seen = recording.seen.borrow();
+    let first_read = seen.iter().position(|s| s.starts_with("SELECT")).unwrap();
+    let last_write = seen.iter().rposition(|s| s.starts_with("INSERT")).unwrap();
+    assert_eq!(
+        seen[0], "BEGIN IMMEDIATE",
+        "the write lock is taken before any check"
+    );
+    assert!(first_read > 0 && last_write > first_read);
+    assert_eq!(seen.last().unwrap(), "COMMIT");
+    assert_eq!(
+        seen.iter().filter(|s| s.starts_with("BEGIN")).count(),
+        1,
+        "one transaction: {seen:?}"
+    );
+    drop(seen);
+    // A refusal rolls back, leaving nothing half-done.
+    recording.seen.borrow_mut().clear();
+    let collision = "# TYPE h_count counter\nh_count 1\n";
+    block_on(agg.apply(&pushed_by(
+        "k",
+        "b",
+        Mode::ReplaceGroup,
+        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+        T0,
+    )))
+    .unwrap();
+    recording.seen.borrow_mut().clear();
+    assert!(block_on(agg.apply(&pushed_by("k", "c", Mode::ReplaceGroup, collision, T0))).is_err());
+    assert_eq!(recording.seen.borrow().last().unwrap(), "ROLLBACK");
+}
