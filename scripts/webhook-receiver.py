@@ -127,15 +127,17 @@ class Handler(BaseHTTPRequestHandler):
                 entry["event_ids"].append(event_id)
             if issues:
                 problems.append({"key": key, "issues": issues})
+        delay = 0
         if query.get("permanent") == "1":
             status = 400
         elif attempt <= int(query.get("fail", "0")):
             status = int(query.get("status", "503"))
         elif attempt == 1 and "slow_ms" in query:
-            time.sleep(int(query["slow_ms"]) / 1000)
-            status = 503
+            status, delay = 503, int(query["slow_ms"]) / 1000
         else:
             status = 200
+        # Counted when decided, not when sent: a slow answer still asleep
+        # when /stats is read is part of the stats.
         with lock:
             answers = entry["answers"]
             answers[str(status)] = answers.get(str(status), 0) + 1
@@ -148,6 +150,7 @@ class Handler(BaseHTTPRequestHandler):
                         lags_ms.append(round((arrived - parse_time(sent)) * 1000, 1))
                 except (ValueError, AttributeError):
                     pass
+        time.sleep(delay)
         self.answer(status, b"{}")
 
 
