@@ -698,26 +698,40 @@ fn a_pushed_samples_instance_label_never_reaches_the_exposition() {
     );
 }
 
-/// SQL that fails its `n`th insert into the aggregate, as a full disk or
-/// a lost connection would in the middle of a batch.
-struct FailingInsert<'a> {
+/// Real SQLite that records every statement it runs and, when told to,
+/// fails the aggregate's inserts after `inserts_left` of them, as a full
+/// disk or a lost connection would in the middle of a change.
+struct Watched<'a> {
     db: &'a SqliteSql,
-    inserts_left: std::cell::Cell<u32>,
+    inserts_left: std::cell::Cell<Option<u32>>,
+    seen: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Watched<'a> {
+    fn new(db: &'a SqliteSql, inserts_left: Option<u32>) -> Self {
+        Self {
+            db,
+            inserts_left: std::cell::Cell::new(inserts_left),
+            seen: std::cell::RefCell::default(),
+        }
+    }
 }
 
 #[async_trait(?Send)]
-impl Sql for FailingInsert<'_> {
+impl Sql for Watched<'_> {
     async fn execute(
         &self,
         statement: &str,
         params: &[SqlValue],
     ) -> Result<crate::ports::Rows, PortError> {
-        if statement.starts_with("INSERT INTO metric_series") {
-            let left = self.inserts_left.get();
+        self.seen.borrow_mut().push(statement.to_owned());
+        if statement.starts_with("INSERT INTO metric_series")
+            && let Some(left) = self.inserts_left.get()
+        {
             if left == 0 {
                 return Err(PortError("disk I/O error".into()));
             }
-            self.inserts_left.set(left - 1);
+            self.inserts_left.set(Some(left - 1));
         }
         self.db.execute(statement, params).await
     }
@@ -735,10 +749,7 @@ fn a_group_is_replaced_whole_or_not_at_all() {
     block_on(agg.apply(&pushed_by("k", "batch", Mode::ReplaceGroup, before, T0))).unwrap();
     let expected = expose(&agg, T0);
     let failing = SqlAggregator {
-        sql: &FailingInsert {
-            db: &db,
-            inserts_left: std::cell::Cell::new(2),
-        },
+        sql: &Watched::new(&db, Some(2)),
         config: config(600),
     };
     let after =
@@ -754,31 +765,10 @@ fn a_group_is_replaced_whole_or_not_at_all() {
     );
 }
 
-/// SQL that records every statement it runs.
-struct Recording<'a> {
-    db: &'a SqliteSql,
-    seen: std::cell::RefCell<Vec<String>>,
-}
-
-#[async_trait(?Send)]
-impl Sql for Recording<'_> {
-    async fn execute(
-        &self,
-        statement: &str,
-        params: &[SqlValue],
-    ) -> Result<crate::ports::Rows, PortError> {
-        self.seen.borrow_mut().push(statement.to_owned());
-        self.db.execute(statement, params).await
-    }
-}
-
 #[test]
 fn a_pushs_checks_and_writes_share_one_transaction_where_sql_allows_it() {
     let db = db();
-    let recording = Recording {
-        db: &db,
-        seen: std::cell::RefCell::default(),
-    };
+    let recording = Watched::new(&db, None);
     let agg = SqlAggregator {
         sql: &recording,
         config: config(600),
