@@ -45,7 +45,7 @@ SPIN_HOST_TARGET="$TEPI_CACHE/spin-host-target"
 # Build artifacts.
 WORKER_OUT="$TEPI_ROOT/edge/cloudflare/build"
 WORKER_WASM="$WORKER_OUT/index_bg.wasm"
-SPIN_WASM="$TEPI_ROOT/target/wasm32-wasip2/release/tepi_spin.wasm"
+SPIN_WASM="$TEPI_ROOT/edge/spin/build/tepi_spin.wasm"
 
 # wrangler: offline, non-interactive, state and logs inside the checkout.
 export CI=${CI:-true}
