@@ -71,6 +71,10 @@ pub mod vars {
     pub const JOB_TIMEOUT_MS: &str = "JOB_TIMEOUT_MS";
     pub const JOB_CONCURRENCY: &str = "JOB_CONCURRENCY";
     pub const OUTBOX_LEASE_SECS: &str = "OUTBOX_LEASE_SECS";
+    /// Spin: how many due outbox jobs an instance drains right after
+    /// answering a request that put jobs in the outbox (default 25; 0
+    /// leaves them to `POST /v1/jobs/drain`).
+    pub const JOB_DRAIN_AFTER_RESPONSE: &str = "JOB_DRAIN_AFTER_RESPONSE";
     /// Seconds before a queue message that could not be settled (parked,
     /// or forwarded to its dead-letter queue) is offered again.
     pub const JOB_SETTLE_RETRY_SECS: &str = "JOB_SETTLE_RETRY_SECS";
@@ -94,7 +98,7 @@ pub mod vars {
     /// Push limits (`metrics::limits::Limit::var`): see docs/api.md.
     pub const PUSH_MAX_BYTES: &str = "PUSH_MAX_BYTES";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 39] = [
+    pub const ALL: [&str; 40] = [
         JOB_SETTLE_RETRY_SECS,
         QUEUE_PREFIX,
         WEBHOOK_ALLOWED_HOSTS,
@@ -106,6 +110,7 @@ pub mod vars {
         JOB_TIMEOUT_MS,
         JOB_CONCURRENCY,
         OUTBOX_LEASE_SECS,
+        JOB_DRAIN_AFTER_RESPONSE,
         WEBHOOK_SIGNING_SECRET,
         WEBHOOK_HTTP_HOSTS,
         UPLOAD_MAX_BYTES,
@@ -384,6 +389,13 @@ fn load_jobs(
         vars::OUTBOX_LEASE_SECS,
         1..=3600,
         &mut jobs.lease_secs,
+        problems,
+    );
+    number(
+        lookup,
+        vars::JOB_DRAIN_AFTER_RESPONSE,
+        0..=1000,
+        &mut jobs.drain_after_response,
         problems,
     );
     number(

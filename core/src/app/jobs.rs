@@ -110,10 +110,43 @@ impl App {
         dead_letters::park(ports, &self.config.jobs, queue, delivery).await
     }
 
+    /// Called by an adapter once the response is sent: when the request put
+    /// jobs in the SQL outbox (Spin), drains up to
+    /// `JOB_DRAIN_AFTER_RESPONSE` due jobs, so they run now rather than at
+    /// the next scheduled `POST /v1/jobs/drain`. The lease keeps concurrent
+    /// drains apart, as for the endpoint. `None` when nothing was drained.
+    pub async fn after_response(&self, ports: &Ports<'_>) -> Option<Drained> {
+        let limit = self.config.jobs.drain_after_response;
+        if !self.outboxed.replace(false) || limit == 0 {
+            return None;
+        }
+        match self.drain(ports, limit).await {
+            Ok(drained) => {
+                tracing::info!(target: "tepi::jobs", leased = drained.leased,
+                    acked = drained.acked, retried = drained.retried,
+                    dead_lettered = drained.dead_lettered, "drained after response");
+                Some(drained)
+            }
+            Err(e) => {
+                // The jobs stay due for the next drain.
+                tracing::warn!(target: "tepi::jobs", error = %e, "drain after response failed");
+                None
+            }
+        }
+    }
+
     /// Runs due jobs of the SQL outbox (Spin's `POST /v1/jobs/drain`).
-    pub(super) async fn drain(&self, ports: &Ports<'_>, limit: u32) -> Result<Drained, PortError> {
-        let sql = ports.sql.ok_or_else(|| PortError("no SQL store".into()))?;
-        let table = job_table();
-        drain::drain(self.runner(&table, ports), sql, limit).await
+    /// Boxed: its two callers (the endpoint, `after_response`) share one
+    /// copy of the drain's state machine instead of each inlining it.
+    pub(super) fn drain<'a>(
+        &'a self,
+        ports: &'a Ports<'a>,
+        limit: u32,
+    ) -> Pin<Box<dyn Future<Output = Result<Drained, PortError>> + 'a>> {
+        Box::pin(async move {
+            let sql = ports.sql.ok_or_else(|| PortError("no SQL store".into()))?;
+            let table = job_table();
+            drain::drain(self.runner(&table, ports), sql, limit).await
+        })
     }
 }

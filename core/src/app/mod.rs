@@ -25,6 +25,7 @@ use crate::api::router::{Match, Router, method_list};
 use crate::api::security;
 use crate::auth::Principal;
 use crate::auth::middleware;
+use crate::auth::token_cache::TokenCache;
 use crate::config::{Config, LoadedConfig};
 use crate::jobs::outbox::Fallbacks;
 use crate::log::AccessLog;
@@ -74,7 +75,11 @@ pub struct App {
     /// Fingerprint of the public signing keys, part of every shared-cache
     /// key: computed on first use, once per instance.
     keys_fingerprint: OnceCell<String>,
+    /// Access tokens this instance has verified (`auth::token_cache`).
+    tokens: TokenCache,
     migrated: Cell<bool>,
+    /// A request put jobs in the SQL outbox since the last `after_response`.
+    outboxed: Cell<bool>,
     /// Web Vitals since the last flush.
     web: RefCell<WebVitals>,
     /// When this instance last sent its deltas to the aggregate.
@@ -99,6 +104,7 @@ impl App {
             });
         Self {
             keys_fingerprint: OnceCell::new(),
+            tokens: TokenCache::default(),
             config: loaded.config,
             config_problems: loaded.problems,
             build,
@@ -110,6 +116,7 @@ impl App {
             cache_in_kv: false,
             local_limits: RefCell::new(LocalTable::default()),
             migrated: Cell::new(false),
+            outboxed: Cell::new(false),
             web: RefCell::new(WebVitals::default()),
             last_flush: Cell::new(None),
             instance: OnceCell::new(),
@@ -258,7 +265,10 @@ impl App {
         out: &mut Outcome,
     ) -> Handled {
         let authenticated = if route.access.needs_credentials() {
-            Some(middleware::authenticate(&self.config.auth, req, ports.sql, now).await)
+            Some(
+                middleware::authenticate(&self.config.auth, &self.tokens, req, ports.sql, now)
+                    .await,
+            )
         } else {
             None
         };
@@ -287,7 +297,7 @@ impl App {
             CachePolicy::NoStore
         };
         out.cache_policy = Some(policy);
-        let fallbacks = Fallbacks::new(ports, now, self.cache_in_kv);
+        let fallbacks = Fallbacks::new(ports, now, self.cache_in_kv).noting_outbox(&self.outboxed);
         let ctx = Ctx {
             app: self,
             req,

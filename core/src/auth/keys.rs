@@ -219,6 +219,18 @@ impl SigningKeys {
         issuer: &str,
         audience: &str,
     ) -> Result<AccessClaims, TokenError> {
+        self.verify_with_expiry(token, now, issuer, audience)
+            .map(|(claims, _)| claims)
+    }
+
+    /// `verify`, also answering the token's `exp` (seconds since the epoch).
+    pub fn verify_with_expiry(
+        &self,
+        token: &str,
+        now: Timestamp,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<(AccessClaims, i64), TokenError> {
         let untrusted = UntrustedToken::new(token).map_err(|_| TokenError::Malformed)?;
         if untrusted.algorithm() != ALGORITHM {
             return Err(TokenError::UnsupportedAlgorithm);
@@ -267,7 +279,11 @@ impl SigningKeys {
         {
             return Err(TokenError::MissingClaim);
         }
-        Ok(custom.clone())
+        let expires = claims
+            .expiration
+            .ok_or(TokenError::MissingClaim)?
+            .timestamp();
+        Ok((custom.clone(), expires))
     }
 }
 

@@ -11,6 +11,7 @@ use crate::api::error::ApiError;
 use crate::api::response::{bearer, exec, storage};
 use crate::auth::rbac::{self, Requirement};
 use crate::auth::store::{self, first};
+use crate::auth::token_cache::TokenCache;
 use crate::auth::{AuthConfig, Principal, Role, Scope};
 use crate::ports::{PortError, Sql};
 use crate::secret;
@@ -19,6 +20,7 @@ use crate::time::Timestamp;
 /// Authenticates the caller: an API key or an access token.
 pub async fn authenticate(
     auth: &AuthConfig,
+    tokens: &TokenCache,
     req: &Request<Bytes>,
     sql: Option<&dyn Sql>,
     now: Timestamp,
@@ -32,8 +34,8 @@ pub async fn authenticate(
         let sql = sql.ok_or(ApiError::StorageUnavailable)?;
         authenticate_api_key(sql, credential).await?
     } else {
-        let claims = keys
-            .verify(credential, now, &auth.issuer, &auth.audience)
+        let claims = tokens
+            .verify(keys, credential, now, &auth.issuer, &auth.audience)
             .map_err(|e| ApiError::InvalidToken {
                 reason: e.description(),
             })?;

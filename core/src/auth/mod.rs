@@ -7,6 +7,7 @@ pub mod middleware;
 pub mod password;
 pub mod rbac;
 pub mod store;
+pub mod token_cache;
 pub mod webhook_secret;
 
 use crate::api::context::TenantId;

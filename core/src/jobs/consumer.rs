@@ -9,7 +9,13 @@
 //!
 //! - idempotency: an applied job's event id is recorded in
 //!   `processed_jobs` in the same SQL batch as the job's own writes, and a
-//!   delivery whose event id is recorded is acknowledged without effect;
+//!   delivery whose event id is recorded is acknowledged without effect
+//!   (one lookup for the whole batch);
+//! - one commit per batch: the writes of every job that published nothing
+//!   are committed together once all have run (a job that published commits
+//!   its own at once, so what it published never waits on the batch); if
+//!   that commit fails, each job's writes are tried alone, so one job's bad
+//!   write fails that job only;
 //! - a time budget per attempt, failures classified 4xx (permanent), 5xx and
 //!   timeout (transient), and backoff with full jitter (`retry`);
 //! - bounded concurrency within a batch, and one metrics write per batch;
@@ -17,6 +23,7 @@
 //!   logs carry request id, tenant and trace id, and webhooks send
 //!   `traceparent`.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
@@ -93,7 +100,13 @@ impl Envelope {
     }
 }
 
-const ALREADY_PROCESSED: &str = "SELECT event_id FROM processed_jobs WHERE event_id = ?1";
+/// Which of a batch's event ids are applied: this, then `?1, ?2, …`, `)`.
+const ALREADY_PROCESSED_IN: &str = "SELECT event_id FROM processed_jobs WHERE event_id IN (";
+/// The lookup for three ids, as the query-plan test runs it.
+const ALREADY_PROCESSED: &str =
+    "SELECT event_id FROM processed_jobs WHERE event_id IN (?1, ?2, ?3)";
+/// At most this many event ids per lookup (D1 binds at most 100 parameters).
+const LOOKUP_CHUNK: usize = 100;
 const MARK_PROCESSED: &str = "INSERT OR IGNORE INTO processed_jobs \
      (event_id, queue, tenant_id, processed_at) VALUES (?1, ?2, ?3, ?4)";
 /// The statements jobs run, for the query-plan test.
@@ -173,8 +186,17 @@ impl std::fmt::Debug for Runner<'_> {
 
 /// Processes a batch from `queue` and decides each delivery. Never fails:
 /// a job that cannot run (no storage, a malformed envelope) is decided
-/// like any other failure.
-pub async fn process_batch(
+/// like any other failure. Boxed: the queue consumer and the outbox drain
+/// share one copy of its state machine.
+pub fn process_batch<'a>(
+    runner: Runner<'a>,
+    queue: Queue,
+    deliveries: &'a [Delivery],
+) -> Pin<Box<dyn Future<Output = Vec<Decision>> + 'a>> {
+    Box::pin(process_batch_inner(runner, queue, deliveries))
+}
+
+async fn process_batch_inner(
     runner: Runner<'_>,
     queue: Queue,
     deliveries: &[Delivery],
@@ -185,16 +207,31 @@ pub async fn process_batch(
     started.record_active(queue, n);
     flush_metrics(ports, &started).await;
 
+    let envelopes: Vec<_> = deliveries
+        .iter()
+        .map(|d| Envelope::parse(&d.body))
+        .collect();
+    let ids: Vec<&str> = envelopes
+        .iter()
+        .filter_map(|e| e.as_ref().ok().map(|e| e.id.as_str()))
+        .collect();
+    let applied = match ports.sql {
+        Some(sql) => already_processed(sql, &ids).await,
+        None => Err(()),
+    };
     let jobs: Vec<_> = deliveries
         .iter()
-        .map(|delivery| process_one(runner, queue, delivery))
+        .zip(&envelopes)
+        .map(|(delivery, envelope)| process_one(runner, queue, delivery, envelope, &applied))
         .collect();
-    let results = run_bounded(jobs, runner.config.concurrency).await;
+    let mut results = run_bounded(jobs, runner.config.concurrency).await;
+    commit_batch(ports.sql, &mut results).await;
 
     let mut finished = WorkerMetrics::default();
     finished.record_active(queue, -n);
     let mut decisions = Vec::with_capacity(results.len());
-    for attempt in results {
+    for ((delivery, envelope), ran) in deliveries.iter().zip(&envelopes).zip(results) {
+        let attempt = settle(runner, queue, delivery, envelope, ran).await;
         finished.record_attempt(
             queue,
             attempt.lag_secs,
@@ -206,6 +243,58 @@ pub async fn process_batch(
     }
     flush_metrics(ports, &finished).await;
     decisions
+}
+
+/// The event ids of `ids` already applied, in one statement per
+/// `LOOKUP_CHUNK` ids. `Err` when storage could not answer.
+async fn already_processed(sql: &dyn Sql, ids: &[&str]) -> Result<Vec<String>, ()> {
+    let mut applied = Vec::new();
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let marks = (1..=chunk.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let statement = format!("{ALREADY_PROCESSED_IN}{marks})");
+        let params: Vec<SqlValue> = chunk.iter().map(|id| (*id).into()).collect();
+        let rows = sql.execute(&statement, &params).await.map_err(|e| {
+            tracing::error!(target: "tepi::jobs", error = %e, "could not look up applied jobs");
+        })?;
+        applied.extend(
+            rows.rows
+                .iter()
+                .filter_map(|row| row.first().and_then(SqlValue::as_text).map(str::to_owned)),
+        );
+    }
+    Ok(applied)
+}
+
+/// Commits the deferred writes of every job that ran: all in one batch, or
+/// — when that fails — each job's alone, failing only the jobs whose own
+/// writes cannot be committed.
+async fn commit_batch(sql: Option<&dyn Sql>, results: &mut [Ran]) {
+    let deferred: Vec<Statement> = results
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().ok().and_then(Option::as_ref))
+        .flatten()
+        .cloned()
+        .collect();
+    if deferred.is_empty() {
+        return;
+    }
+    let Some(sql) = sql else { return };
+    if sql.batch(&deferred).await.is_ok() {
+        return;
+    }
+    tracing::warn!(target: "tepi::jobs", jobs = results.len(),
+        "a batch's writes failed together: committing each job's alone");
+    for ran in results.iter_mut() {
+        if let Ok(Some(writes)) = &ran.outcome
+            && let Err(e) = sql.batch(writes).await
+        {
+            tracing::error!(target: "tepi::jobs", error = %e, "could not record a job's writes");
+            ran.outcome = Err(Failure::Unreachable);
+        }
+    }
 }
 
 pub(crate) async fn flush_metrics(ports: &Ports<'_>, delta: &WorkerMetrics) {
@@ -222,6 +311,15 @@ struct Attempt {
     duration_ms: f64,
 }
 
+/// A job that has run: its writes still to commit (`Ok(Some)`), nothing
+/// to commit (`Ok(None)`: already applied, or committed by the job
+/// itself), or why it failed.
+struct Ran {
+    outcome: Result<Option<Vec<Statement>>, Failure>,
+    started: Timestamp,
+    lag_secs: f64,
+}
+
 /// Everything one job needs while it runs.
 pub struct Job<'a> {
     pub config: &'a JobsConfig,
@@ -236,6 +334,9 @@ pub struct Job<'a> {
     pub started: Timestamp,
     /// No retry follows this attempt, whatever happens.
     pub last_attempt: bool,
+    /// Whether the job has published an event (its writes then commit
+    /// before the batch's).
+    published: Cell<bool>,
 }
 
 impl std::fmt::Debug for Job<'_> {
@@ -247,28 +348,64 @@ impl std::fmt::Debug for Job<'_> {
     }
 }
 
-async fn process_one(runner: Runner<'_>, queue: Queue, delivery: &Delivery) -> Attempt {
+async fn process_one(
+    runner: Runner<'_>,
+    queue: Queue,
+    delivery: &Delivery,
+    envelope: &Result<Envelope, &'static str>,
+    applied: &Result<Vec<String>, ()>,
+) -> Ran {
     let (config, ports) = (runner.config, runner.ports);
     let started = ports.clock.now();
     let attempt = delivery.attempt.max(1);
-    let envelope = Envelope::parse(&delivery.body);
     let lag_secs = envelope
         .as_ref()
         .map_or(0.0, |e| started.millis_since(e.time) / 1000.0);
-    let outcome = match &envelope {
+    let outcome = match envelope {
         Err(why) => {
             tracing::error!(target: "tepi::jobs", queue = queue.as_str(), attempt, reason = why,
                 "malformed job");
             Err(Failure::Invalid)
         }
-        Ok(envelope) => {
-            let last = attempt >= config.retry.max_attempts;
-            run_job(runner, queue, envelope, started, last).await
-        }
+        Ok(envelope) => match applied {
+            Err(()) => Err(Failure::Unreachable),
+            Ok(applied) if applied.contains(&envelope.id) => {
+                tracing::info!(target: "tepi::jobs", event_id = %envelope.id,
+                    "already applied: redelivery ignored");
+                Ok(None)
+            }
+            Ok(_) => {
+                let last = attempt >= config.retry.max_attempts;
+                run_job(runner, queue, envelope, started, last).await
+            }
+        },
     };
-    let decision = decide(outcome, attempt, &config.retry, ports.entropy);
+    Ran {
+        outcome,
+        started,
+        lag_secs,
+    }
+}
+
+/// Decides a job that has run and committed (or failed to): ack, retry or
+/// dead letter, what a given-up job leaves behind, and its log line.
+async fn settle(
+    runner: Runner<'_>,
+    queue: Queue,
+    delivery: &Delivery,
+    envelope: &Result<Envelope, &'static str>,
+    ran: Ran,
+) -> Attempt {
+    let (config, ports) = (runner.config, runner.ports);
+    let attempt = delivery.attempt.max(1);
+    let Ran {
+        outcome,
+        started,
+        lag_secs,
+    } = ran;
+    let decision = decide(outcome.map(|_| ()), attempt, &config.retry, ports.entropy);
     if let (Ok(envelope), Decision::DeadLetter { reason, .. }, Some(sql)) =
-        (&envelope, &decision, ports.sql)
+        (envelope, &decision, ports.sql)
     {
         tracing::warn!(target: "tepi::jobs", event_id = %envelope.id, reason, "job dead-lettered");
         let route = runner
@@ -280,7 +417,7 @@ async fn process_one(runner: Runner<'_>, queue: Queue, delivery: &Delivery) -> A
         }
     }
     let duration_ms = ports.clock.now().millis_since(started);
-    if let Ok(envelope) = &envelope {
+    if let Ok(envelope) = envelope {
         let trace_id = envelope.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
         let outcome = match &decision {
             Decision::Ack => "ack",
@@ -312,25 +449,19 @@ fn outcome_class(class: Option<FailureClass>) -> &'static str {
     class.map_or("", FailureClass::as_str)
 }
 
-/// Runs one parsed job within its time budget.
+/// Runs one parsed job, not applied before, within its time budget.
+/// Answers the writes to commit with the batch, or `None` when the job
+/// published something and so committed its writes itself.
 async fn run_job(
     runner: Runner<'_>,
     queue: Queue,
     envelope: &Envelope,
     started: Timestamp,
     last_attempt: bool,
-) -> Result<(), Failure> {
+) -> Result<Option<Vec<Statement>>, Failure> {
     let (config, ports) = (runner.config, runner.ports);
     let sql = ports.sql.ok_or(Failure::Unreachable)?;
-    let done = sql
-        .execute(ALREADY_PROCESSED, &[envelope.id.clone().into()])
-        .await
-        .map_err(|_| Failure::Unreachable)?;
-    if !done.rows.is_empty() {
-        tracing::info!(target: "tepi::jobs", event_id = %envelope.id, "already applied: redelivery ignored");
-        return Ok(());
-    }
-    // Which module's job, only once it is known not to be done already.
+    // Which module's job.
     let Some(route) = runner
         .table
         .iter()
@@ -360,6 +491,7 @@ async fn run_job(
         ),
         started,
         last_attempt,
+        published: Cell::new(false),
     };
     let work = async {
         let mut writes = Vec::new();
@@ -381,10 +513,16 @@ async fn run_job(
                 now.as_unix_secs().into(),
             ],
         ));
+        if !job.published.get() {
+            return Ok(Some(writes));
+        }
+        // What this job published may run before the batch ends, and must
+        // find this job's writes: commit them now.
         sql.batch(&writes).await.map_err(|e| {
             tracing::error!(target: "tepi::jobs", error = %e, "could not record a job's writes");
             Failure::Unreachable
-        })
+        })?;
+        Ok(None)
     };
     match ports.timer {
         Some(timer) => {
@@ -435,6 +573,9 @@ impl Job<'_> {
             self.ports.entropy,
             self.ports.clock.now(),
         );
+        // Set before sending: a send that fails after the message left
+        // still commits this job's writes first.
+        self.published.set(true);
         self.jobs
             .enqueue_after(E::QUEUE, &envelope.to_string(), delay_secs)
             .await

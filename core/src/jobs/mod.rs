@@ -26,6 +26,9 @@ pub struct JobsConfig {
     pub timeout_ms: u32,
     pub concurrency: usize,
     pub lease_secs: u32,
+    /// Spin: due outbox jobs drained right after answering a request that
+    /// put jobs in the outbox; 0: none (`JOB_DRAIN_AFTER_RESPONSE`).
+    pub drain_after_response: u32,
     /// Seconds before a message that could not be settled (parked, or
     /// forwarded to its dead-letter queue) is offered again.
     pub settle_retry_secs: u32,
@@ -49,6 +52,7 @@ impl Default for JobsConfig {
             timeout_ms: 15_000,
             concurrency: 8,
             lease_secs: 60,
+            drain_after_response: 25,
             settle_retry_secs: 30,
             queue_prefix: "tepi-".to_owned(),
             webhook_secret: None,

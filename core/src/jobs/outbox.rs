@@ -2,6 +2,8 @@
 //! key-value (Spin): an SQLite outbox instead of a queue service, key-value
 //! entries instead of an object store.
 
+use std::cell::Cell;
+
 use async_trait::async_trait;
 use base64ct::{Base64, Encoding};
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,8 @@ impl Jobs for SqlOutbox<'_> {
 pub struct Counted<'a> {
     pub inner: Publisher<'a>,
     pub sql: &'a dyn Sql,
+    /// Set once a job went into the SQL outbox.
+    pub outboxed: Option<&'a Cell<bool>>,
 }
 
 /// Where jobs go: the platform's queues, or the SQL outbox.
@@ -90,6 +94,9 @@ impl Jobs for Counted<'_> {
             Publisher::Outbox(outbox) => outbox,
         };
         inner.enqueue_after(queue, envelope, delay_secs).await?;
+        if let (Publisher::Outbox(_), Some(flag)) = (&self.inner, self.outboxed) {
+            flag.set(true);
+        }
         let mut delta = crate::jobs::metrics::WorkerMetrics::default();
         delta.record_enqueued(queue);
         // The job is published: a failed count only skews the estimate.
@@ -189,6 +196,7 @@ impl<'a> Fallbacks<'a> {
                 }),
             },
             sql,
+            outboxed: None,
         });
         let blobs = match (ports.blobs, ports.kv) {
             (Some(objects), _) => Some(BlobStore::Objects(objects)),
@@ -196,6 +204,15 @@ impl<'a> Fallbacks<'a> {
             _ => None,
         };
         Self { jobs, blobs }
+    }
+
+    /// Notes in `flag` when a job goes into the SQL outbox.
+    #[must_use]
+    pub fn noting_outbox(mut self, flag: &'a Cell<bool>) -> Self {
+        if let Some(jobs) = &mut self.jobs {
+            jobs.outboxed = Some(flag);
+        }
+        self
     }
 
     /// Publishing, counted; `None` without SQL.

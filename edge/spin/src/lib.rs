@@ -68,7 +68,9 @@ mod export {
     }
 }
 
-/// One request: converted with the core's body limit, answered, written.
+/// One request: converted with the core's body limit, answered, written;
+/// then whatever the core runs after the answer (jobs this request put in
+/// the outbox), while the client already has its response.
 async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
     let app = App::new(config(), BuildInfo::for_target("spin")).stateless();
     let limit = app.config().max_body_bytes;
@@ -76,19 +78,53 @@ async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
     let Some(request) = into_http(request, limit).await else {
         return;
     };
-    let response = handle(&app, request).await;
-    let (parts, body) = response.into_parts();
+    let now = tepi_core::Clock::now(&Clock);
+    tepi_core::log::JsonLines::install(stderr_line, tracing::Level::INFO);
+    let sql = SpinSql::open();
+    let kv = SpinKv::open();
+    let sql_probe = StoreProbe {
+        name: "sqlite:default",
+        sql: sql.as_ref().ok(),
+        kv: None,
+        open_error: sql.as_ref().err(),
+    };
+    let kv_probe = StoreProbe {
+        name: "key_value:default",
+        sql: None,
+        kv: kv.as_ref().ok(),
+        open_error: kv.as_ref().err(),
+    };
+    let probes: [&dyn Probe; 2] = [&sql_probe, &kv_probe];
+    let ports = Ports {
+        entropy: &Entropy,
+        clock: &Clock,
+        probes: &probes,
+        sql: sql.as_ref().ok().map(|s| s as &dyn tepi_core::Sql),
+        kv: kv.as_ref().ok().map(|k| k as &dyn tepi_core::KeyValue),
+        limiter: None,
+        cache: None,
+        blobs: None,
+        jobs: None,
+        http: Some(&SpinHttp),
+        timer: Some(&SpinTimer),
+        aggregator: None,
+    };
+    let response = app.handle(with_peer(request), &ports, now).await;
+    let (head, body) = response.into_parts();
     // The core sets only headers WASI HTTP carries; should one ever be
     // refused, the others still go out.
     let fields = Fields::new();
-    for (name, value) in &parts.headers {
+    for (name, value) in &head.headers {
         let _ = fields.append(name.as_str(), value.as_bytes());
     }
     let outgoing = OutgoingResponse::new(fields);
     // Every `http::StatusCode` is one WASI HTTP accepts.
-    let _ = outgoing.set_status_code(parts.status.as_u16());
+    let _ = outgoing.set_status_code(head.status.as_u16());
     // A failed write means the client went away: nothing left to tell.
     let _ = response_out.set_with_body(outgoing, body.to_vec()).await;
+    // The body is finished: the host has the whole response and sends it
+    // while the component goes on.
+    app.after_response(&ports).await;
 }
 
 /// The request as the core takes it. A declared `Content-Length` over
@@ -149,39 +185,4 @@ fn with_peer(mut request: http::Request<Bytes>) -> http::Request<Bytes> {
         request.extensions_mut().insert(PeerAddr(addr.ip()));
     }
     request
-}
-
-async fn handle(app: &App, request: http::Request<Bytes>) -> http::Response<Bytes> {
-    let now = tepi_core::Clock::now(&Clock);
-    tepi_core::log::JsonLines::install(stderr_line, tracing::Level::INFO);
-    let sql = SpinSql::open();
-    let kv = SpinKv::open();
-    let sql_probe = StoreProbe {
-        name: "sqlite:default",
-        sql: sql.as_ref().ok(),
-        kv: None,
-        open_error: sql.as_ref().err(),
-    };
-    let kv_probe = StoreProbe {
-        name: "key_value:default",
-        sql: None,
-        kv: kv.as_ref().ok(),
-        open_error: kv.as_ref().err(),
-    };
-    let probes: [&dyn Probe; 2] = [&sql_probe, &kv_probe];
-    let ports = Ports {
-        entropy: &Entropy,
-        clock: &Clock,
-        probes: &probes,
-        sql: sql.as_ref().ok().map(|s| s as &dyn tepi_core::Sql),
-        kv: kv.as_ref().ok().map(|k| k as &dyn tepi_core::KeyValue),
-        limiter: None,
-        cache: None,
-        blobs: None,
-        jobs: None,
-        http: Some(&SpinHttp),
-        timer: Some(&SpinTimer),
-        aggregator: None,
-    };
-    app.handle(with_peer(request), &ports, now).await
 }

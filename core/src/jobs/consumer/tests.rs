@@ -20,7 +20,7 @@ use crate::jobs::drain::{Drained, LEASE, drain};
 use crate::jobs::events::{NotificationWebhookRequested, UploadReceived, WorkflowRunRequested};
 use crate::jobs::metrics as worker_metrics;
 use crate::jobs::outbox::{KvBlobs, SqlOutbox};
-use crate::ports::{Blobs, Clock, HttpClient, PortError, Timer};
+use crate::ports::{Blobs, Clock, HttpClient, PortError, Rows, Timer};
 use crate::secret::Secret;
 use crate::storage::migrate;
 use crate::testing::{MemoryKv, SeededEntropy, SqliteSql, SteppingClock, block_on};
@@ -1092,4 +1092,158 @@ fn envelopes_written_by_the_api_parse_back() {
         envelope.trace.unwrap().trace_id_hex(),
         "4bf92f3577b34da6a3ce929d0e0e4736" // pragma: allowlist secret (the W3C example trace id)
     );
+}
+
+/// The world's SQLite, watched: counts lookups of applied jobs and
+/// batches, and refuses batches as told.
+struct Watched<'a> {
+    inner: &'a SqliteSql,
+    lookups: Cell<usize>,
+    batches: Cell<usize>,
+    /// Refuse any batch of more than this many statements.
+    max_batch: usize,
+    /// Refuse any batch carrying this parameter.
+    poison: Option<SqlValue>,
+}
+
+impl<'a> Watched<'a> {
+    fn new(inner: &'a SqliteSql) -> Self {
+        Self {
+            inner,
+            lookups: Cell::new(0),
+            batches: Cell::new(0),
+            max_batch: usize::MAX,
+            poison: None,
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Sql for Watched<'_> {
+    async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
+        if statement.starts_with(ALREADY_PROCESSED_IN) {
+            self.lookups.set(self.lookups.get() + 1);
+        }
+        self.inner.execute(statement, params).await
+    }
+
+    async fn batch(&self, statements: &[Statement]) -> Result<(), PortError> {
+        self.batches.set(self.batches.get() + 1);
+        let poisoned = self
+            .poison
+            .as_ref()
+            .is_some_and(|p| statements.iter().any(|s| s.params.contains(p)));
+        if statements.len() > self.max_batch || poisoned {
+            return Err(PortError("refused by the test".into()));
+        }
+        self.inner.batch(statements).await
+    }
+}
+
+impl World {
+    /// Processes one batch through `sql` instead of the world's own.
+    fn process_batch_with(
+        &self,
+        sql: &dyn Sql,
+        http: &dyn HttpClient,
+        bodies: &[String],
+    ) -> Vec<Decision> {
+        let mut ports = self.ports(http, None);
+        ports.sql = Some(sql);
+        let deliveries: Vec<Delivery> = bodies
+            .iter()
+            .map(|body| Delivery {
+                body: body.clone(),
+                attempt: 1,
+            })
+            .collect();
+        block_on(process_batch(
+            self.runner(&ports),
+            Queue::Notifications,
+            &deliveries,
+        ))
+    }
+}
+
+fn event_id(envelope: &str) -> String {
+    serde_json::from_str::<Value>(envelope).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_batch_looks_up_applied_jobs_once_and_commits_once() {
+    let w = world();
+    let receiver = Receiver::default();
+    let applied = webhook_job("https://hooks.example.com/in");
+    assert_eq!(
+        w.process(&receiver, Queue::Notifications, &applied, 1),
+        Decision::Ack
+    );
+    let mut bodies: Vec<String> = (0..5)
+        .map(|_| webhook_job("https://hooks.example.com/in"))
+        .collect();
+    bodies.push(applied.clone());
+    let sql = Watched::new(&w.db);
+    let decisions = w.process_batch_with(&sql, &receiver, &bodies);
+    assert_eq!(decisions, vec![Decision::Ack; 6]);
+    assert_eq!(
+        sql.lookups.get(),
+        1,
+        "one lookup of applied jobs for the batch"
+    );
+    assert_eq!(sql.batches.get(), 1, "one commit for the five jobs' writes");
+    assert_eq!(
+        receiver.seen.borrow().len(),
+        6,
+        "the applied job was not sent again"
+    );
+    assert_eq!(w.count("SELECT COUNT(*) FROM processed_jobs"), 6);
+    // Redelivered together, every one is acknowledged without effect.
+    let again = w.process_batch_with(&Watched::new(&w.db), &receiver, &bodies);
+    assert_eq!(again, vec![Decision::Ack; 6]);
+    assert_eq!(receiver.seen.borrow().len(), 6);
+}
+
+#[test]
+fn when_the_joint_commit_fails_each_job_commits_alone() {
+    let w = world();
+    let receiver = Receiver::default();
+    let bodies: Vec<String> = (0..4)
+        .map(|_| webhook_job("https://hooks.example.com/in"))
+        .collect();
+    // Refuse the joint commit only (each job alone writes one marker),
+    // and one job's own writes.
+    let mut sql = Watched::new(&w.db);
+    sql.max_batch = 2;
+    let poisoned = event_id(&bodies[2]);
+    sql.poison = Some(poisoned.clone().into());
+    let decisions = w.process_batch_with(&sql, &receiver, &bodies);
+    assert_eq!(decisions[0], Decision::Ack);
+    assert_eq!(decisions[1], Decision::Ack);
+    assert!(
+        matches!(
+            decisions[2],
+            Decision::Retry {
+                class: FailureClass::Server,
+                ..
+            }
+        ),
+        "the job whose writes failed is retried: {:?}",
+        decisions[2]
+    );
+    assert_eq!(decisions[3], Decision::Ack);
+    let marked: Vec<String> = block_on(w.db.execute("SELECT event_id FROM processed_jobs", &[]))
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r[0].as_text().unwrap().to_owned())
+        .collect();
+    assert_eq!(marked.len(), 3, "the three acknowledged jobs are recorded");
+    assert!(!marked.contains(&poisoned), "the failed one is not");
+    let m = w.metrics();
+    assert_eq!(m.processed(Queue::Notifications, "ack"), 3);
+    assert_eq!(m.processed(Queue::Notifications, "retry"), 1);
+    assert_eq!(m.errors(Queue::Notifications, FailureClass::Server), 1);
 }
