@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool schemathesis login-latency rate-limit bench-seam bench-jobs bootstrap
+.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool schemathesis login-latency rate-limit bench bench-seam bench-jobs bootstrap
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bootstrap: ## create the first tenant: make bootstrap URL=... TENANT=... EMAIL=.
 
 bench-jobs: ## job throughput and lag p95 with batches of 10 and 100 (Workers) and drains of 100 (Spin)
 	@bash scripts/jobs-check.sh bench
+
+bench: ## Tepi vs Hono 4 vs the JS floor, side by side: CPU µs/req, latency, max rate (ratios to Hono)
+	@bash scripts/bench.sh
 
 bench-seam: ## compare the Workers seam variants (manual conversion vs workers-rs http feature)
 	@bash scripts/bench-seam.sh

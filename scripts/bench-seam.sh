@@ -7,7 +7,7 @@
 #           serves through workers-rs's own `http` feature instead
 #
 # Both release builds run side by side under bare `workerd serve` on 127.0.0.1
-# and k6 (k6/bench-seam.js) drives GET /healthz at constant arrival rates,
+# and k6 (k6/bench.js) drives GET /healthz at constant arrival rates,
 # alternating the variants (manual, http, manual, http, ...) so machine noise
 # hits both. For every run it records workerd's CPU time (utime+stime from
 # /proc/<pid>/stat), the completed requests, p95 latency and achieved RPS, and
@@ -27,6 +27,7 @@
 # the shipped (manual) build again.
 source "$(dirname "$0")/lib.sh"
 source "$TEPI_ROOT/scripts/serve.sh"
+source "$TEPI_ROOT/scripts/bench-lib.sh"
 trap cleanup_services EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -36,34 +37,19 @@ DURATION=${BENCH_SEAM_DURATION:-10}
 ROUNDS=${BENCH_SEAM_ROUNDS:-2}
 WARMUP=${BENCH_SEAM_WARMUP:-5}
 BASE_PORT=${BENCH_SEAM_PORT:-18791}
+PORT_SETTING=BENCH_SEAM_PORT
 VARIANTS=(manual http)
 
 # Bounds, so every loop below is bounded too.
-for rate in $RATES; do
-  [[ $rate =~ ^[0-9]+$ ]] && ((rate >= 1 && rate <= 5000)) || die "BENCH_SEAM_RATES: $rate is not in 1..5000"
-done
-[[ -n ${RATES// /} ]] || die "BENCH_SEAM_RATES is empty"
-[[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION >= 1 && DURATION <= 120)) || die "BENCH_SEAM_DURATION must be 1..120 seconds"
-[[ $ROUNDS =~ ^[0-9]+$ ]] && ((ROUNDS >= 1 && ROUNDS <= 10)) || die "BENCH_SEAM_ROUNDS must be 1..10"
-[[ $WARMUP =~ ^[0-9]+$ ]] && ((WARMUP <= 60)) || die "BENCH_SEAM_WARMUP must be 0..60 seconds"
-[[ $BASE_PORT =~ ^[0-9]+$ ]] && ((BASE_PORT >= 1024 && BASE_PORT <= 65534)) || die "BENCH_SEAM_PORT must be 1024..65534"
-
-COMPAT_DATE=$(sed -n 's/^compatibility_date = "\(.*\)"/\1/p' "$TEPI_ROOT/wrangler.toml")
-[[ $COMPAT_DATE =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]] || die "no compatibility_date in wrangler.toml"
-CLK_TCK=$(getconf CLK_TCK)
+bench_rates BENCH_SEAM_RATES "$RATES" 5000
+bench_int BENCH_SEAM_DURATION "$DURATION" 1 120
+bench_int BENCH_SEAM_ROUNDS "$ROUNDS" 1 10
+bench_int BENCH_SEAM_WARMUP "$WARMUP" 0 60
+bench_int BENCH_SEAM_PORT "$BASE_PORT" 1024 65534
 
 bash "$TEPI_ROOT/scripts/tools.sh"
 [[ -x $K6_BIN ]] || die "k6 missing at $K6_BIN (run scripts/tools.sh)"
 [[ -x $WORKERD_BIN ]] || die "workerd missing at $WORKERD_BIN (run scripts/tools.sh)"
-
-PIN_SERVER=()
-PIN_LOAD=()
-PINNING="workerd and k6 unpinned"
-if (($(nproc) >= 2)) && command -v taskset >/dev/null; then
-  PIN_SERVER=(taskset -c 0)
-  PIN_LOAD=(taskset -c 1)
-  PINNING="workerd on CPU 0, k6 on CPU 1"
-fi
 
 # build_variant NAME [worker-build args...] — builds and copies the output aside.
 build_variant() {
@@ -75,62 +61,17 @@ build_variant() {
   cp -R "$WORKER_OUT/." "$TEPI_RUN_DIR/$name/"
 }
 
-# write_config DIR PORT — an ES module worker with its Wasm module, no bindings.
-write_config() {
-  local dir=$1 port=$2 imports spec
-  # index.js must import nothing but the Wasm module and cloudflare:* builtins.
-  imports=$(grep -o 'from *"[^"]*"' "$dir/index.js" | sed 's/from *"\(.*\)"/\1/' | sort -u)
-  for spec in $imports; do
-    [[ $spec == ./index_bg.wasm || $spec == cloudflare:* ]] || die "index.js imports $spec; add it to write_config"
-  done
-  cat >"$dir/config.capnp" <<EOF
-using Workerd = import "/workerd/workerd.capnp";
-
-const config :Workerd.Config = (
-  services = [(name = "tepi", worker = .tepi)],
-  sockets = [(name = "http", address = "127.0.0.1:$port", http = (), service = "tepi")],
-);
-
-const tepi :Workerd.Worker = (
-  modules = [
-    (name = "index.js", esModule = embed "index.js"),
-    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
-  ],
-  compatibilityDate = "$COMPAT_DATE",
-);
-EOF
-}
-
-# cpu_ticks PID — utime + stime of the process (all threads), in clock ticks.
-cpu_ticks() {
-  local stat fields
-  stat=$(<"/proc/$1/stat")
-  read -ra fields <<<"${stat##*) }" # fields[0] is field 3 (state)
-  echo $((fields[11] + fields[12]))
-}
-
 declare -A PORT PID
 start_variant() {
-  local name=$1 port=$2 pid
-  port_free "$port" || die "port $port is taken (set BENCH_SEAM_PORT)"
+  local name=$1 port=$2
   write_config "$TEPI_RUN_DIR/$name" "$port"
-  start_service "workerd ($name)" "$TEPI_RUN_DIR/$name.log" \
-    "${PIN_SERVER[@]}" "$WORKERD_BIN" serve "$TEPI_RUN_DIR/$name/config.capnp"
-  pid=${TEPI_PIDS[-1]}
-  wait_ready "workerd ($name)" "http://127.0.0.1:$port/healthz" "$TEPI_RUN_DIR/$name.log" 30
-  [[ $(<"/proc/$pid/comm") == workerd ]] || die "pid $pid is $(<"/proc/$pid/comm"), not workerd"
+  start_workerd "$name" "$TEPI_RUN_DIR/$name" "$port"
   PORT[$name]=$port
-  PID[$name]=$pid
+  PID[$name]=$SERVER_PID
 }
 
-# k6_run NAME RATE SECONDS SUMMARY — one constant-arrival-rate run; prints k6's exit code.
-k6_run() {
-  local name=$1 rate=$2 seconds=$3 summary=$4 rc=0
-  "${PIN_LOAD[@]}" env K6_NO_USAGE_REPORT=true BASE_URL="http://127.0.0.1:${PORT[$name]}" \
-    RATE="$rate" DURATION="${seconds}s" SUMMARY_JSON="$summary" \
-    "$K6_BIN" run --quiet --no-color --no-usage-report "$TEPI_ROOT/k6/bench-seam.js" >&2 || rc=$?
-  echo "$rc"
-}
+# k6_run NAME RATE SECONDS SUMMARY — one run against a variant; prints k6's exit code.
+k6_run() { bench_k6 "http://127.0.0.1:${PORT[$1]}" /healthz "$2" "$3" "$4"; }
 
 build_variant http --features http-feature-seam
 build_variant manual
