@@ -15,5 +15,12 @@ if [[ ${TEPI_SKIP_BUILD:-} == 1 && -f $WORKER_WASM ]]; then
 fi
 [[ -x $WORKER_BUILD_BIN ]] || die "worker-build missing: run scripts/tools.sh (or make setup)"
 cd "$TEPI_ROOT/edge/cloudflare"
+# wasm-bindgen picks its glue (reference types or not) from the module's
+# `target_features` section, which the release profile's symbol strip
+# would remove: this build keeps sections through wasm-bindgen and wasm-opt,
+# and the names are stripped from the finished module below.
 # shellcheck disable=SC2086 # flags are words
-"$WORKER_BUILD_BIN" --release ${TEPI_WORKER_BUILD_FLAGS:-} "$@" >&2
+CARGO_PROFILE_RELEASE_STRIP=debuginfo "$WORKER_BUILD_BIN" --release ${TEPI_WORKER_BUILD_FLAGS:-} "$@" >&2
+[[ -x $WASM_TOOLS_BIN ]] || die "wasm-tools missing at $WASM_TOOLS_BIN: run scripts/tools.sh (or make setup)"
+"$WASM_TOOLS_BIN" strip --all "$WORKER_WASM" -o "$WORKER_WASM.stripped"
+mv "$WORKER_WASM.stripped" "$WORKER_WASM"
