@@ -5,14 +5,16 @@
 #   Spin:    edge/spin/build/tepi_spin.wasm (scripts/build-spin.sh, wasm-opt on)
 #
 # Budgets (bytes of `gzip -9`), a ceiling each build must stay under. The
-# goal for both is 400,000 B (docs/performance.md, "Size"); a budget only
-# ever moves down, to just above what the build measures, when a cut lands.
-#   TEPI_BUDGET_WORKERS  default 520000
-#   TEPI_BUDGET_SPIN     default 410000
+# goal for both is 400,000 B (docs/performance.md, "Size"). A budget moves
+# down, to just above what the build measures, when a cut lands; it moves
+# up only with a feature, by what that feature measured, logged in
+# docs/performance.md ("The budget's log").
+#   TEPI_BUDGET_WORKERS  default 518000
+#   TEPI_BUDGET_SPIN     default 424000
 source "$(dirname "$0")/lib.sh"
 
-BUDGET_WORKERS=${TEPI_BUDGET_WORKERS:-520000}
-BUDGET_SPIN=${TEPI_BUDGET_SPIN:-410000}
+BUDGET_WORKERS=${TEPI_BUDGET_WORKERS:-518000}
+BUDGET_SPIN=${TEPI_BUDGET_SPIN:-424000}
 for b in "$BUDGET_WORKERS" "$BUDGET_SPIN"; do
   [[ $b =~ ^[0-9]+$ ]] || die "size budgets are whole numbers of bytes, got '$b'"
 done
