@@ -17,7 +17,7 @@ PORT=${TEPI_SCHEMATHESIS_PORT:-18793}
 [[ -x $SCHEMATHESIS_BIN ]] || die "schemathesis missing at $SCHEMATHESIS_BIN (run scripts/tools.sh)"
 
 # Fuzzing sends many requests from one address: no class may throttle it.
-export TEPI_TEST_RATE_LIMITS="RATE_LIMIT_LOGIN=1000/1s RATE_LIMIT_PUBLIC=1000/1s RATE_LIMIT_API=1000/1s RATE_LIMIT_ADMIN=1000/1s RATE_LIMIT_PUSH=1000/1s"
+export TEPI_TEST_RATE_LIMITS="RATE_LIMIT_LOGIN=1000/1s RATE_LIMIT_PUBLIC=1000/1s RATE_LIMIT_API=1000/1s RATE_LIMIT_ADMIN=1000/1s RATE_LIMIT_PUSH=1000/1s RATE_LIMIT_ALERTS=1000/1s"
 start_workers "$PORT"
 url="http://127.0.0.1:$PORT"
 password="st-${TEPI_TEST_BOOTSTRAP_TOKEN:0:24}" # pragma: allowlist secret

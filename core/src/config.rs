@@ -53,7 +53,8 @@ pub mod vars {
     pub const TRUST_PLATFORM_PEER: &str = "TRUST_PLATFORM_PEER";
     /// Rate-limit policies per route class, `<limit>/<period>[;burst=<n>]`:
     /// `RATE_LIMIT_LOGIN`, `RATE_LIMIT_PUBLIC`, `RATE_LIMIT_API`,
-    /// `RATE_LIMIT_ADMIN`, `RATE_LIMIT_PUSH` (see `ratelimit::RouteClass`).
+    /// `RATE_LIMIT_ADMIN`, `RATE_LIMIT_PUSH`, `RATE_LIMIT_ALERTS` (see
+    /// `ratelimit::RouteClass`).
     pub const RATE_LIMIT_PREFIX: &str = "RATE_LIMIT_";
     /// Largest upload in bytes (default 1 MiB; bodies are also capped by
     /// `MAX_BODY_BYTES`).
@@ -97,8 +98,14 @@ pub mod vars {
     pub const METRICS_FLUSH_SECS: &str = "METRICS_FLUSH_SECS";
     /// Push limits (`metrics::limits::Limit::var`): see docs/api.md.
     pub const PUSH_MAX_BYTES: &str = "PUSH_MAX_BYTES";
+    /// Comma-separated on-call webhook URLs that receive each alert
+    /// transition of the alert inbox, signed with the operator tenant's
+    /// secret (checked like every webhook target).
+    pub const ALERT_WEBHOOK_URLS: &str = "ALERT_WEBHOOK_URLS";
+    /// Seconds a resolved alert stays in the alert inbox (default 30 days).
+    pub const ALERT_RETENTION_SECS: &str = "ALERT_RETENTION_SECS";
     /// Every variable, for adapters that must map each one explicitly.
-    pub const ALL: [&str; 40] = [
+    pub const ALL: [&str; 43] = [
         JOB_SETTLE_RETRY_SECS,
         QUEUE_PREFIX,
         WEBHOOK_ALLOWED_HOSTS,
@@ -128,6 +135,9 @@ pub mod vars {
         "RATE_LIMIT_API",
         "RATE_LIMIT_ADMIN",
         "RATE_LIMIT_PUSH",
+        "RATE_LIMIT_ALERTS",
+        ALERT_WEBHOOK_URLS,
+        ALERT_RETENTION_SECS,
         PUSH_MAX_BYTES,
         "PUSH_MAX_SERIES",
         "PUSH_MAX_GROUP_SERIES",
@@ -154,6 +164,28 @@ pub struct Config {
     pub uploads: UploadConfig,
     pub jobs: JobsConfig,
     pub metrics: MetricsConfig,
+    pub ops: OpsConfig,
+}
+
+/// The operators' own tools: the alert inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsConfig {
+    /// On-call webhooks told of every alert transition.
+    pub alert_webhook_urls: Vec<String>,
+    /// How long a resolved alert stays listed.
+    pub alert_retention_secs: i64,
+}
+
+/// Most on-call webhooks `ALERT_WEBHOOK_URLS` may list.
+pub const MAX_ALERT_WEBHOOKS: usize = 5;
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            alert_webhook_urls: Vec::new(),
+            alert_retention_secs: 30 * 86_400,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +211,7 @@ impl Default for Config {
             trust_platform_peer: true,
             jobs: JobsConfig::default(),
             metrics: MetricsConfig::default(),
+            ops: OpsConfig::default(),
             uploads: UploadConfig {
                 max_bytes: DEFAULT_UPLOAD_MAX_BYTES,
                 content_types: DEFAULT_UPLOAD_CONTENT_TYPES
@@ -284,6 +317,7 @@ impl Config {
         }
         load_jobs(&lookup, &mut config.jobs, &mut problems);
         load_metrics(&lookup, &mut config.metrics, &mut problems);
+        load_ops(&lookup, &config.jobs, &mut config.ops, &mut problems);
         LoadedConfig { config, problems }
     }
 
@@ -311,6 +345,42 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
             range.end()
         )),
     }
+}
+
+/// The alert inbox's variables. On-call webhook URLs are checked like
+/// every webhook target (after the jobs' host lists are read).
+fn load_ops(
+    lookup: &impl Fn(&str) -> Option<String>,
+    jobs: &JobsConfig,
+    ops: &mut OpsConfig,
+    problems: &mut Vec<String>,
+) {
+    if let Some(raw) = lookup(vars::ALERT_WEBHOOK_URLS) {
+        for url in raw.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            if ops.alert_webhook_urls.len() == MAX_ALERT_WEBHOOKS {
+                problems.push(format!(
+                    "{}: at most {MAX_ALERT_WEBHOOKS} URLs",
+                    vars::ALERT_WEBHOOK_URLS
+                ));
+                break;
+            }
+            match crate::jobs::targets::check(jobs, url) {
+                Ok(()) => ops.alert_webhook_urls.push(url.to_owned()),
+                Err(refused) => problems.push(format!(
+                    "{}: {url:?}: {}",
+                    vars::ALERT_WEBHOOK_URLS,
+                    refused.message()
+                )),
+            }
+        }
+    }
+    number(
+        lookup,
+        vars::ALERT_RETENTION_SECS,
+        3600..=366 * 86_400,
+        &mut ops.alert_retention_secs,
+        problems,
+    );
 }
 
 fn load_metrics(

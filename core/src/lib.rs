@@ -16,6 +16,7 @@ pub mod meta_events;
 pub mod metrics;
 pub mod module;
 pub mod notifications;
+pub mod ops;
 pub mod ports;
 pub mod ratelimit;
 pub mod secret;

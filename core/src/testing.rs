@@ -110,11 +110,22 @@ impl SqliteSql {
     }
 }
 
+/// The most parameters Cloudflare D1 binds to one statement.
+pub const D1_MAX_PARAMS: usize = 100;
+
 #[async_trait(?Send)]
 impl Sql for SqliteSql {
     async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
         use rusqlite::types::{Value, ValueRef};
         let err = |e: rusqlite::Error| PortError(e.to_string());
+        // D1 binds at most 100 parameters a statement: so does this double,
+        // or a statement that only works on SQLite would pass the tests.
+        if params.len() > D1_MAX_PARAMS {
+            return Err(PortError(format!(
+                "{} parameters: D1 binds at most {D1_MAX_PARAMS}",
+                params.len()
+            )));
+        }
         let mut stmt = self.0.prepare(statement).map_err(err)?;
         let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
         let params = params.iter().map(|p| match p {

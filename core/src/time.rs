@@ -44,27 +44,34 @@ impl Timestamp {
         self.to_string()
     }
 
-    /// Reads a UTC RFC 3339 time (`Z`, optional fraction), as envelopes
-    /// carry it; `None` for anything else or before 1970.
+    /// Reads an RFC 3339 time (`Z` or a `±hh:mm` offset, optional
+    /// fraction of any length), as envelopes and Alertmanager carry it;
+    /// `None` for anything else or before 1970.
     pub fn parse_rfc3339(raw: &str) -> Option<Self> {
-        let raw = raw.strip_suffix('Z').or_else(|| raw.strip_suffix('z'))?;
+        let (raw, offset_secs) = split_offset(raw)?;
         let (date, time) = raw.split_once(['T', 't'])?;
-        let mut d = date.split('-');
-        let (year, month, day): (u64, u64, u64) = (
-            d.next()?.parse().ok()?,
-            d.next()?.parse().ok()?,
-            d.next()?.parse().ok()?,
-        );
         let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-        let mut t = clock.split(':');
-        let (h, m, sec): (u64, u64, u64) = (
-            t.next()?.parse().ok()?,
-            t.next()?.parse().ok()?,
-            t.next()?.parse().ok()?,
+        // Fixed widths, digits only: `YYYY-MM-DD`, `hh:mm:ss`.
+        let field = |s: &str, at: usize, width: usize| -> Option<u64> {
+            let part = s.get(at..at + width)?;
+            part.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| part.parse().ok())?
+        };
+        let (d, c) = (date.as_bytes(), clock.as_bytes());
+        if d.len() != 10 || d[4] != b'-' || d[7] != b'-' {
+            return None;
+        }
+        if c.len() != 8 || c[2] != b':' || c[5] != b':' {
+            return None;
+        }
+        let (year, month, day) = (field(date, 0, 4)?, field(date, 5, 2)?, field(date, 8, 2)?);
+        let (h, m, sec) = (
+            field(clock, 0, 2)?,
+            field(clock, 3, 2)?,
+            field(clock, 6, 2)?,
         );
-        if d.next().is_some()
-            || t.next().is_some()
-            || year < 1970
+        if year < 1970
             || !(1..=12).contains(&month)
             || !(1..=31).contains(&day)
             || h > 23
@@ -76,10 +83,32 @@ impl Timestamp {
         }
         let micros: u64 = format!("{fraction:0<6}").get(..6)?.parse().ok()?;
         let days = days_from_civil(year, month, day);
-        Some(Self(
-            ((days * 86_400 + h * 3600 + m * 60 + sec) * 1_000_000) + micros,
-        ))
+        let local = days * 86_400 + h * 3600 + m * 60 + sec;
+        let utc = local.checked_add_signed(-offset_secs)?;
+        Some(Self(utc * 1_000_000 + micros))
     }
+}
+
+/// The time without its zone, and the zone's offset east of UTC in
+/// seconds: `Z` is 0, `+01:00` is 3600.
+fn split_offset(raw: &str) -> Option<(&str, i64)> {
+    if let Some(rest) = raw.strip_suffix(['Z', 'z']) {
+        return Some((rest, 0));
+    }
+    let at = raw.len().checked_sub(6)?;
+    let (rest, zone) = (raw.get(..at)?, raw.get(at..)?);
+    let sign = match zone.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = zone.get(1..)?.split_once(':')?;
+    let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(m) {
+        return None;
+    }
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 23 && m <= 59).then_some((rest, sign * (h * 3600 + m * 60)))
 }
 
 /// Days since 1970-01-01 of a Gregorian date (the inverse of
@@ -173,6 +202,63 @@ mod tests {
                 want,
                 "{why}"
             );
+        }
+    }
+
+    #[test]
+    fn reads_rfc3339_with_any_offset_and_fraction() {
+        let at = |raw| Timestamp::parse_rfc3339(raw).map(Timestamp::as_unix_micros);
+        let utc = at("2026-12-03T09:00:00Z");
+        assert_eq!(utc, Some(1_796_288_400_000_000));
+        let cases = [
+            ("2026-12-03T10:00:00+01:00", utc, "an offset east of UTC"),
+            ("2026-12-03T04:30:00-04:30", utc, "an offset west of UTC"),
+            (
+                "2026-12-03T09:00:00.000000000Z",
+                utc,
+                "nanoseconds, as Go writes them",
+            ),
+            (
+                "2026-12-03T09:00:00.5Z",
+                utc.map(|u| u + 500_000),
+                "a short fraction",
+            ),
+            (
+                "0001-01-01T00:00:00Z",
+                None,
+                "Go's zero time is before 1970",
+            ),
+            ("2026-12-03T09:00:00", None, "no zone"),
+            ("2026-12-03T09:00:00+1:00", None, "a one-digit offset hour"),
+            ("2026-12-03T09:00:00+24:00", None, "an offset beyond a day"),
+            ("1970-01-01T00:30:00+01:00", None, "before the epoch in UTC"),
+            ("12026-12-03T09:00:00Z", None, "a five-digit year"),
+            (
+                "99999999999999-12-03T09:00:00Z",
+                None,
+                "a year that would overflow",
+            ),
+            ("+026-12-03T09:00:00Z", None, "a sign in the year"),
+            ("2026-12-03T+9:00:00Z", None, "a sign in the hour"),
+            ("2026-2-03T09:00:00Z", None, "a one-digit month"),
+            (
+                "20é6-12-03T09:00:00Z",
+                None,
+                "a letter of two bytes in the year",
+            ),
+            (
+                "2026-12-03T0é:00:0Z",
+                None,
+                "a letter of two bytes in the clock",
+            ),
+            (
+                "9999-12-31T23:59:59.999999Z",
+                Some(253_402_300_799_999_999),
+                "the last moment of 9999",
+            ),
+        ];
+        for (raw, want, why) in cases {
+            assert_eq!(at(raw), want, "{why}: {raw}");
         }
     }
 

@@ -13,6 +13,7 @@
 //! `scripts/conformance.sh` bootstrapped it, the webhook secret its answer
 //! showed is in `TEPI_TEST_BOOTSTRAP_WEBHOOK_SECRET`).
 
+mod alerts;
 mod auth;
 mod limits;
 mod meta;
@@ -553,8 +554,10 @@ fn raw_status(head: &str, body_bytes: usize, chunked: bool, wait: Duration) -> S
 /// declared length of 10 GB with no body at all, are refused with 413 by
 /// the core (counted in the metrics) and leave the instance's memory as it
 /// was. Under `wrangler dev` the local proxy keeps the answer to the lying
-/// request until the body it promised arrives (it never does), so there the
-/// refusal is read from the metrics; the Spin host delivers it.
+/// request until the body it promised arrives (it never does), and may
+/// answer the chunked one with a 503 of its own while the body still
+/// streams, so there those refusals are read from the metrics; the Spin
+/// host delivers them.
 #[test]
 fn large_and_lying_bodies_are_refused_before_they_are_read() {
     let before = scrape_metrics();
@@ -575,8 +578,12 @@ fn large_and_lying_bodies_are_refused_before_they_are_read() {
         true,
         Duration::from_mins(1),
     );
+    // Under `wrangler dev` the local proxy sometimes turns the core's 413 to
+    // a body it is still streaming into a 503 of its own (the access log
+    // shows the 413); the core's count below is the assertion there.
+    let proxied = TARGET.name != "spin" && streamed.starts_with("HTTP/1.1 503");
     assert!(
-        streamed.starts_with("HTTP/1.1 413"),
+        streamed.starts_with("HTTP/1.1 413") || proxied,
         "200 MB chunked: {streamed:?}"
     );
     let lying = raw_status(

@@ -28,7 +28,7 @@ use crate::module;
 use crate::ports::{Ports, Sql};
 use crate::ratelimit::RouteClass::{self, Api, Login, Push};
 use crate::time::Timestamp;
-use crate::{meta_events, notifications, uploads, workflows};
+use crate::{meta_events, notifications, ops, uploads, workflows};
 
 use super::system;
 
@@ -199,6 +199,29 @@ macro_rules! handler {
             run: handle,
         }
     }};
+    // Operator endpoints a machine may call: an API key or an operator
+    // admin (the requirement has been checked), acting in its own tenant.
+    (operator $f:path) => {{
+        fn handle<'a>(c: &'a Ctx<'a>) -> Reply<'a> {
+            Box::pin(async move {
+                let (tenant, id, role) = match c.principal()? {
+                    Principal::User {
+                        tenant,
+                        user_id,
+                        role,
+                    } => (tenant, user_id.as_str(), *role),
+                    Principal::ApiKey { tenant, key_id, .. } => {
+                        (tenant, key_id.as_str(), Role::User)
+                    }
+                };
+                $f(&c.module_as(tenant, id, role)?).await
+            })
+        }
+        Handler {
+            name: stringify!($f),
+            run: handle,
+        }
+    }};
     // Meta's webhook calls: the tenant is named in the query and proven by
     // the verify token or the signature; `$refused` when it is not named.
     (meta $f:path, $refused:expr) => {{
@@ -259,9 +282,11 @@ const PUBLIC: Option<RouteClass> = Some(RouteClass::Public);
 const API: Option<RouteClass> = Some(Api);
 const ADMIN: Option<RouteClass> = Some(RouteClass::Admin);
 const PUSH: Option<RouteClass> = Some(Push);
+const ALERTS: Option<RouteClass> = Some(RouteClass::Alerts);
 const METRICS_READ: Requirement = ScopeOrOperatorAdmin(Scope::MetricsRead);
 const METRICS_PUSH: Requirement = ScopeOrOperatorAdmin(Scope::MetricsPush);
 const JOBS_DRAIN: Requirement = ScopeOrOperatorAdmin(Scope::JobsDrain);
+const ALERTS_WRITE: Requirement = ScopeOrOperatorAdmin(Scope::AlertsWrite);
 
 /// Every route the API serves.
 #[rustfmt::skip]
@@ -330,5 +355,9 @@ pub fn table() -> Vec<Route> {
         // (Spin) is for a scheduler with a `jobs:drain` key.
         row(GET, "/v1/jobs/dead-letters", Admin, ADMIN, Private, ONCE, handler!(app system::dead_letters)),
         row(POST, "/v1/jobs/drain", JOBS_DRAIN, ADMIN, NoStore, ONCE, handler!(app system::drain)),
+        // The alert inbox: Alertmanager posts with an `alerts:write` key;
+        // operator admins read.
+        row(POST, "/v1/ops/alerts", ALERTS_WRITE, ALERTS, NoStore, ONCE, handler!(operator ops::alerts::receive)),
+        row(GET, "/v1/ops/alerts", OperatorAdmin, ADMIN, Private, ONCE, handler!(operator ops::alerts::list)),
     ]
 }

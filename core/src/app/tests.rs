@@ -580,6 +580,8 @@ fn route_table_lists_every_route_once() {
             "POST /v1/notifications/{id}/read",
             "GET /v1/jobs/dead-letters",
             "POST /v1/jobs/drain",
+            "POST /v1/ops/alerts",
+            "GET /v1/ops/alerts",
         ]
     );
 }
@@ -680,6 +682,7 @@ fn version_reports_when_the_build_first_served() {
     assert_eq!(without_store["serving_since"], Value::Null);
 }
 
+mod alerts;
 mod auth;
 mod contract;
 mod limits;

@@ -130,6 +130,7 @@ mod tests {
             .chain(crate::workflows::HOT_QUERIES)
             .chain(crate::meta_events::HOT_QUERIES)
             .chain(crate::notifications::HOT_QUERIES)
+            .chain(crate::ops::alerts::HOT_QUERIES)
             .chain(crate::api::idempotency::HOT_QUERIES);
         for (name, statement) in all {
             let params = vec![SqlValue::Null; parameter_count(statement)];

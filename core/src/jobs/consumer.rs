@@ -78,7 +78,7 @@ impl Envelope {
         };
         let time = text("time")
             .and_then(Timestamp::parse_rfc3339)
-            .ok_or("the envelope's time is not an RFC 3339 UTC time")?;
+            .ok_or("the envelope's time is not an RFC 3339 time")?;
         let tenant = text("tenantid")
             .and_then(TenantId::parse)
             .ok_or("the envelope's tenantid is missing or invalid")?;

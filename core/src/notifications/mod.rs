@@ -7,13 +7,14 @@
 
 pub mod job;
 
-use base64ct::{Base64UrlUnpadded, Encoding};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
-use crate::api::response::{json_response, page_of, rfc3339, storage};
+use crate::api::response::{
+    after_time_cursor, json_response, page_of, rfc3339, storage, time_page,
+};
 use crate::api::validate::{Fields, Invalid, json_object, parsed};
 use crate::auth::Role;
 use crate::config::JobsConfig;
@@ -115,32 +116,10 @@ fn entry_json(row: &Row<'_>) -> Result<Value, PortError> {
     }))
 }
 
-/// The inbox cursor: `<created_at>.<id>` of the last entry, base64url.
-fn encode_cursor(created_at: i64, id: &str) -> String {
-    Base64UrlUnpadded::encode_string(format!("{created_at}.{id}").as_bytes())
-}
-
-fn decode_cursor(raw: &str) -> Option<(i64, String)> {
-    let bytes = Base64UrlUnpadded::decode_vec(raw).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (at, id) = text.split_once('.')?;
-    Some((at.parse().ok()?, id.to_owned()))
-}
-
 /// `GET /v1/notifications`: the caller's inbox, newest first.
 pub async fn inbox(call: &Call<'_>) -> Handled {
     let (cursor, limit) = page_of(call.req)?;
-    let (before_at, before_id) = if cursor.is_empty() {
-        (i64::MAX, String::new())
-    } else {
-        decode_cursor(&cursor).ok_or_else(|| ApiError::Validation {
-            errors: vec![crate::api::validate::FieldError {
-                field: "cursor".into(),
-                code: "invalid",
-                message: "must be a next_cursor of this list".into(),
-            }],
-        })?
-    };
+    let (before_at, before_id) = after_time_cursor(&cursor)?;
     let rows = exec(
         call.sql,
         INBOX,
@@ -163,11 +142,9 @@ pub async fn inbox(call: &Call<'_>) -> Handled {
         ));
         items.push(entry_json(&row).map_err(|e| storage(&e))?);
     }
-    let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
-    let next = last.filter(|_| full).map(|(at, id)| encode_cursor(at, &id));
     Ok(json_response(
         StatusCode::OK,
-        &json!({"items": items, "next_cursor": next}),
+        &time_page(&items, last, limit),
     ))
 }
 
@@ -319,19 +296,4 @@ pub async fn send(call: &Call<'_>) -> Handled {
         StatusCode::CREATED,
         &json!({"delivery": "inbox", "recipients": recipients.len(), "ids": ids}),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let c = encode_cursor(1_795_582_978, "ntf_abc");
-        assert_eq!(
-            decode_cursor(&c),
-            Some((1_795_582_978, "ntf_abc".to_owned()))
-        );
-        assert_eq!(decode_cursor("not a cursor"), None);
-    }
 }

@@ -34,15 +34,18 @@ pub enum RouteClass {
     Admin,
     /// Metric pushes.
     Push,
+    /// Alertmanager's webhook deliveries to the alert inbox.
+    Alerts,
 }
 
 impl RouteClass {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Login,
         Self::Public,
         Self::Api,
         Self::Admin,
         Self::Push,
+        Self::Alerts,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl RouteClass {
             Self::Api => "api",
             Self::Admin => "admin",
             Self::Push => "push",
+            Self::Alerts => "alerts",
         }
     }
 
@@ -64,6 +68,7 @@ impl RouteClass {
             Self::Api => "RATE_LIMIT_API",
             Self::Admin => "RATE_LIMIT_ADMIN",
             Self::Push => "RATE_LIMIT_PUSH",
+            Self::Alerts => "RATE_LIMIT_ALERTS",
         }
     }
 
@@ -75,6 +80,7 @@ impl RouteClass {
             Self::Api => (1200, 60, 120),
             Self::Admin => (300, 60, 60),
             Self::Push => (600, 60, 120),
+            Self::Alerts => (120, 60, 60),
         };
         Policy {
             limit,

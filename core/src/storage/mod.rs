@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0010_metric_series.sql",
     "0011_webhook_secrets.sql",
     "0012_metric_groups.sql",
+    "0013_alerts.sql",
 ];
 
 /// The migrations of the metrics aggregate's tables, which a Workers

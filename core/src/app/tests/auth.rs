@@ -729,6 +729,10 @@ fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>
         ("POST", "/v1/uploads") => Some(
             json!({"filename": "a.txt", "content_type": "text/plain", "size": CONTENT.len(), "sha256": content_sha256()}),
         ),
+        ("POST", "/v1/ops/alerts") => Some(super::alerts::payload(
+            "firing",
+            &[("00000000000000a1", "firing", "TepiErrorRateHigh")],
+        )),
         _ => None,
     };
     (path, body)
@@ -789,6 +793,8 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("POST /v1/notifications/{id}/read", [401, 200, 404, 404]),
         ("GET /v1/jobs/dead-letters", [401, 403, 200, 200]),
         ("POST /v1/jobs/drain", [401, 403, 200, 403]),
+        ("POST /v1/ops/alerts", [401, 403, 200, 403]),
+        ("GET /v1/ops/alerts", [401, 403, 200, 403]),
     ];
     let app = Fixture::new().app;
     let routes: Vec<String> = app.routes().map(|(m, p)| format!("{m} {p}")).collect();
