@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool schemathesis login-latency rate-limit bench bench-seam bench-jobs bootstrap
+.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live schemathesis login-latency rate-limit bench bench-seam bench-jobs bootstrap
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ dev: ## set up and serve the API under wrangler dev on 127.0.0.1:8787
 	@bash scripts/dev.sh
 
 # The gates, in the order `make test` runs them.
-GATES := setup fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool schemathesis login-latency rate-limit
+GATES := setup fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live schemathesis login-latency rate-limit
 
 test: ## set up and run every gate; ends with a table of each gate's time and result
 	@bash scripts/gates.sh $(GATES)
@@ -59,6 +59,12 @@ metrics: ## push interop with prometheus_client (PUT/POST/DELETE, gzip) against 
 
 promtool: ## promtool check metrics on the live /metrics of both builds (fails on errors, lists lint warnings)
 	@bash scripts/promtool.sh
+
+ops-rules: ## ops/ as code: promtool check config and rules, every alert's rule test, amtool check-config
+	@bash scripts/ops-rules.sh
+
+ops-live: ## Prometheus + Alertmanager against wrangler dev: every panel returns data; an induced 5xx alert reaches /v1/ops/alerts and resolves
+	@bash scripts/ops-live.sh
 
 schemathesis: ## fuzz the Workers build from docs/openapi.yaml: no 5xx, no answer outside the contract
 	@bash scripts/schemathesis.sh

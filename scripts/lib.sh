@@ -79,3 +79,15 @@ ensure_promtool() {
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }
+
+# Alertmanager and amtool (Debian package prometheus-alertmanager): the ops
+# gate checks its configuration and runs it against the local API. The
+# package starts no service by itself.
+ensure_alertmanager() {
+  command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null && return
+  ((EUID == 0)) || die "alertmanager is missing: apt-get install prometheus-alertmanager (as root)"
+  log "installing alertmanager (Debian package prometheus-alertmanager)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+}

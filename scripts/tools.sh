@@ -9,7 +9,8 @@
 #
 # The Rust toolchain comes first; then three lanes run side by side, each
 # logging to $TEPI_CACHE/setup-logs/:
-#   downloads  npm ci, the Python venv, Debian's prometheus (promtool)
+#   downloads  npm ci, the Python venv, Debian's prometheus (promtool) and
+#              prometheus-alertmanager (alertmanager, amtool)
 #   cargo      worker-build, wasm-bindgen-cli, cargo-fuzz (one shared
 #              target dir, so crates they have in common compile once)
 #   host       tools/spin-test-host (wasmtime; the longest compile)
@@ -116,6 +117,7 @@ downloads_lane() {
   # promtool gate says so.
   if ((EUID == 0)); then
     step "promtool (Debian prometheus)" has_command promtool -- ensure_promtool
+    step "alertmanager, amtool (Debian prometheus-alertmanager)" has_command amtool -- ensure_alertmanager
   fi
 }
 
