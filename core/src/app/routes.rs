@@ -287,6 +287,7 @@ const METRICS_READ: Requirement = ScopeOrOperatorAdmin(Scope::MetricsRead);
 const METRICS_PUSH: Requirement = ScopeOrOperatorAdmin(Scope::MetricsPush);
 const JOBS_DRAIN: Requirement = ScopeOrOperatorAdmin(Scope::JobsDrain);
 const ALERTS_WRITE: Requirement = ScopeOrOperatorAdmin(Scope::AlertsWrite);
+const BASELINES: Requirement = ScopeOrOperatorAdmin(Scope::BaselinesWrite);
 
 /// Every route the API serves.
 #[rustfmt::skip]
@@ -359,5 +360,10 @@ pub fn table() -> Vec<Route> {
         // operator admins read.
         row(POST, "/v1/ops/alerts", ALERTS_WRITE, ALERTS, NoStore, ONCE, handler!(operator ops::alerts::receive)),
         row(GET, "/v1/ops/alerts", OperatorAdmin, ADMIN, Private, ONCE, handler!(operator ops::alerts::list)),
+        // Load-test baselines per branch (a branch may hold `/`): k6 runs
+        // record and compare with a `baselines:write` key.
+        row(GET, "/v1/ops/baselines", BASELINES, ADMIN, Private, ONCE, handler!(operator ops::baselines::list)),
+        rest(row(PUT, "/v1/ops/baselines/{branch}", BASELINES, ADMIN, NoStore, ONCE, handler!(operator ops::baselines::put))),
+        rest(row(GET, "/v1/ops/baselines/{branch}", BASELINES, ADMIN, Private, ONCE, handler!(operator ops::baselines::get))),
     ]
 }

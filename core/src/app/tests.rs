@@ -582,6 +582,9 @@ fn route_table_lists_every_route_once() {
             "POST /v1/jobs/drain",
             "POST /v1/ops/alerts",
             "GET /v1/ops/alerts",
+            "GET /v1/ops/baselines",
+            "PUT /v1/ops/baselines/{branch}",
+            "GET /v1/ops/baselines/{branch}",
         ]
     );
 }
@@ -684,6 +687,7 @@ fn version_reports_when_the_build_first_served() {
 
 mod alerts;
 mod auth;
+mod baselines;
 mod contract;
 mod limits;
 mod meta;

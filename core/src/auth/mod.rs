@@ -49,14 +49,17 @@ pub enum Scope {
     AlertsWrite,
     /// Drain the job outbox (`POST /v1/jobs/drain`; Spin's scheduler).
     JobsDrain,
+    /// Record and read load-test baselines (`/v1/ops/baselines`).
+    BaselinesWrite,
 }
 
 impl Scope {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::MetricsRead,
         Self::MetricsPush,
         Self::AlertsWrite,
         Self::JobsDrain,
+        Self::BaselinesWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Scope {
             Self::MetricsPush => "metrics:push",
             Self::AlertsWrite => "alerts:write",
             Self::JobsDrain => "jobs:drain",
+            Self::BaselinesWrite => "baselines:write",
         }
     }
 

@@ -131,6 +131,7 @@ mod tests {
             .chain(crate::meta_events::HOT_QUERIES)
             .chain(crate::notifications::HOT_QUERIES)
             .chain(crate::ops::alerts::HOT_QUERIES)
+            .chain(crate::ops::baselines::HOT_QUERIES)
             .chain(crate::api::idempotency::HOT_QUERIES);
         for (name, statement) in all {
             let params = vec![SqlValue::Null; parameter_count(statement)];

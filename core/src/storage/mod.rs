@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0011_webhook_secrets.sql",
     "0012_metric_groups.sql",
     "0013_alerts.sql",
+    "0014_baselines.sql",
 ];
 
 /// The migrations of the metrics aggregate's tables, which a Workers

@@ -696,6 +696,10 @@ fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>
         }
         "/v1/meta/webhook" => "/v1/meta/webhook?tenant=acme".to_owned(),
         "/metrics/{grouping}" => "/metrics/job/matrix/instance/a".to_owned(),
+        "/v1/ops/baselines/{branch}" if method == Method::GET => {
+            "/v1/ops/baselines/feature/x?scenario=smoke&build=workers".to_owned()
+        }
+        "/v1/ops/baselines/{branch}" => "/v1/ops/baselines/feature/x".to_owned(),
         _ => pattern.replace("{id}", id).replace("{run_id}", &w.run),
     };
     let body = match (method.as_str(), pattern) {
@@ -729,6 +733,7 @@ fn template(method: &Method, pattern: &str, w: &World) -> (String, Option<Value>
         ("POST", "/v1/uploads") => Some(
             json!({"filename": "a.txt", "content_type": "text/plain", "size": CONTENT.len(), "sha256": content_sha256()}),
         ),
+        ("PUT", "/v1/ops/baselines/{branch}") => Some(super::baselines::record("smoke", "workers")),
         ("POST", "/v1/ops/alerts") => Some(super::alerts::payload(
             "firing",
             &[("00000000000000a1", "firing", "TepiErrorRateHigh")],
@@ -795,6 +800,9 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("POST /v1/jobs/drain", [401, 403, 200, 403]),
         ("POST /v1/ops/alerts", [401, 403, 200, 403]),
         ("GET /v1/ops/alerts", [401, 403, 200, 403]),
+        ("GET /v1/ops/baselines", [401, 403, 200, 403]),
+        ("PUT /v1/ops/baselines/{branch}", [401, 403, 200, 403]),
+        ("GET /v1/ops/baselines/{branch}", [401, 403, 404, 403]),
     ];
     let app = Fixture::new().app;
     let routes: Vec<String> = app.routes().map(|(m, p)| format!("{m} {p}")).collect();
