@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live schemathesis login-latency rate-limit bench bench-seam bench-jobs bootstrap
+.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live smoke schemathesis login-latency rate-limit stress soak spike compare bench bench-seam bench-jobs bootstrap
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ dev: ## set up and serve the API under wrangler dev on 127.0.0.1:8787
 	@bash scripts/dev.sh
 
 # The gates, in the order `make test` runs them.
-GATES := setup fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live schemathesis login-latency rate-limit
+GATES := setup fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live smoke schemathesis login-latency rate-limit
 
 test: ## set up and run every gate; ends with a table of each gate's time and result
 	@bash scripts/gates.sh $(GATES)
@@ -66,6 +66,9 @@ ops-rules: ## ops/ as code: promtool check config and rules, every alert's rule 
 ops-live: ## Prometheus + Alertmanager against wrangler dev: every panel returns data; an induced 5xx alert reaches /v1/ops/alerts and resolves
 	@bash scripts/ops-live.sh
 
+smoke: ## k6 smoke over mixed traffic: against BASE_URL when set; else the gate (both local builds, compared with a baseline it records first)
+	@if [[ -n "$${BASE_URL:-}" ]]; then bash scripts/k6-scenario.sh smoke; else bash scripts/k6-smoke-gate.sh; fi
+
 schemathesis: ## fuzz the Workers build from docs/openapi.yaml: no 5xx, no answer outside the contract
 	@bash scripts/schemathesis.sh
 
@@ -77,6 +80,18 @@ rate-limit: ## k6 at twice the configured rate: admitted rate within 10 % on bot
 
 bootstrap: ## create the first tenant: make bootstrap URL=... TENANT=... EMAIL=...
 	@bash scripts/bootstrap.sh "$(URL)" "$(TENANT)" "$(EMAIL)"
+
+stress: ## k6 stress (ramping arrival rate, finds the knee) against BASE_URL, or a local build (TARGET=workers|spin)
+	@bash scripts/k6-local.sh stress
+
+soak: ## k6 soak (constant rate, DURATION default 30m) against BASE_URL, or a local build (TARGET=workers|spin)
+	@bash scripts/k6-local.sh soak
+
+spike: ## k6 spike (low, sudden high, low) against BASE_URL, or a local build (TARGET=workers|spin)
+	@bash scripts/k6-local.sh spike
+
+compare: ## compare a k6 summary with a baseline: make compare RUN=target/k6/smoke.json BASELINE=file, or API=url BRANCH=b (key in BASELINE_KEY)
+	@python3 scripts/k6-compare.py "$(RUN)" $(if $(BASELINE),--baseline "$(BASELINE)",--api "$(API)" --branch "$(BRANCH)")
 
 bench-jobs: ## job throughput and lag p95 with batches of 10 and 100 (Workers) and drains of 100 (Spin)
 	@bash scripts/jobs-check.sh bench

@@ -1,0 +1,45 @@
+// Soak: the mixed traffic (k6/lib/traffic.js) at a constant arrival rate
+// for a long time (30 minutes by default): memory that only grows, queues
+// that fall behind, latency that drifts, tokens that expire (VUs switch to
+// sessions of their own and refresh them, k6/lib/auth.js).
+//
+//   BASE_URL          the origin under test (required); LOOPBACK_ONLY=1
+//                     refuses anything but 127.0.0.1, ::1 and localhost
+//   TENANT, EMAIL, PASSWORD, METRICS_KEY, PUSH_KEY, DRAIN_KEY (optional),
+//   META_APP_SECRET (optional)   see k6/lib/auth.js and k6/lib/traffic.js
+//   RATE=5            flows per second (about 1.4 requests each)
+//   DURATION=30m      how long: any k6 duration (1m, 2h, 1h30m)
+//   PREALLOCATED_VUS=10, MAX_VUS=60
+//   WEIGHTS           flow weights, e.g. "login=0,refresh=0" (k6/lib/traffic.js)
+//   P95_MS=300        the p95 limit; ROUTE_P95_MS (unset) one per route too
+//                     (k6/lib/thresholds.js)
+//   DRAIN_TIMEOUT=120, DRAIN_STALL=3  the job drain (k6/lib/jobs.js)
+//   BUILD             the build's name in the summary (default from GET /version)
+//   SUMMARY_DIR=target/k6             where soak.json and soak.txt go
+//
+// scripts/k6-scenario.sh soak runs it; docs/ops.md, "Load tests (k6)".
+import { profiles } from './lib/config.js';
+import { options as scenarioOptions, setupRun, teardownRun } from './lib/scenario.js';
+import { summarize } from './lib/summary.js';
+import { runFlow } from './lib/traffic.js';
+
+const NAME = 'soak';
+const profile = profiles.soak();
+
+export const options = scenarioOptions(NAME, profile);
+
+export function setup() {
+  return setupRun();
+}
+
+export default function (data) {
+  runFlow(data);
+}
+
+export function teardown(data) {
+  teardownRun(data);
+}
+
+export function handleSummary(data) {
+  return summarize(NAME, data, profile);
+}
