@@ -126,6 +126,18 @@ fn body_json(response: &Response<Bytes>) -> Value {
     serde_json::from_slice(response.body()).unwrap()
 }
 
+/// Asserts a `422` whose problem lists `code` for `field` among its errors.
+fn assert_field_error(response: &Response<Bytes>, field: &str, code: &str) {
+    assert_eq!(response.status(), 422, "{field}: {}", body_json(response));
+    let errors = body_json(response)["errors"].clone();
+    assert!(
+        errors
+            .as_array()
+            .is_some_and(|all| all.iter().any(|e| e["field"] == field && e["code"] == code)),
+        "{field} {code}: {errors}"
+    );
+}
+
 fn header_str<'r>(response: &'r Response<Bytes>, name: &str) -> Option<&'r str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }

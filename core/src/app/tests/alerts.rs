@@ -6,7 +6,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use super::auth::{Fixture, World, problem_code, req, world, world_in};
-use super::body_json;
+use super::{assert_field_error, body_json};
 use crate::config::vars;
 use crate::ports::{Sql, SqlValue};
 use crate::testing::block_on;
@@ -300,16 +300,7 @@ fn malformed_payloads_are_refused_with_the_path_of_each_problem() {
     for (body, field, code) in cases {
         let response =
             w.f.send(req(Method::POST, "/v1/ops/alerts").token(&key).json(body));
-        assert_eq!(response.status(), 422, "{field}: {}", body_json(&response));
-        let errors = body_json(&response)["errors"].clone();
-        assert!(
-            errors
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["field"] == field && e["code"] == code),
-            "{field} {code}: {errors}"
-        );
+        assert_field_error(&response, field, code);
     }
     assert!(
         listed(&w, "").is_empty(),

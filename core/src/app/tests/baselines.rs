@@ -6,7 +6,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use super::auth::{World, problem_code, req, world};
-use super::body_json;
+use super::{assert_field_error, body_json};
 use crate::ports::{Sql, SqlValue};
 use crate::testing::block_on;
 
@@ -194,16 +194,7 @@ fn bad_baselines_are_refused_with_the_path_of_each_problem() {
                 .token(&k6)
                 .json(body),
         );
-        assert_eq!(refused.status(), 422, "{field}: {}", body_json(&refused));
-        let errors = body_json(&refused)["errors"].clone();
-        assert!(
-            errors
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["field"] == field && e["code"] == code),
-            "{field} {code}: {errors}"
-        );
+        assert_field_error(&refused, field, code);
     }
     let listed = body_json(&w.f.send(req(Method::GET, "/v1/ops/baselines").token(&k6)));
     assert_eq!(
