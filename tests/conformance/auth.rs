@@ -82,6 +82,17 @@ fn login(tenant: &str, email: &str, password: &str) -> Reply {
     )
 }
 
+/// The operator admin's login with `extra` fields in the body.
+pub(crate) fn operator_login(extra: &Value) -> Reply {
+    let op = &*OPERATOR;
+    let mut body =
+        json!({"tenant": op.tenant, "email": "root@conformance.test", "password": op.password});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    post_json("/v1/auth/login", None, &body)
+}
+
 pub(crate) fn session(tenant: &str, email: &str, password: &str) -> Session {
     let reply = login(tenant, email, password);
     assert_eq!(reply.status, 200, "login {email}: {}", reply.body);

@@ -15,6 +15,7 @@
 
 mod alerts;
 mod auth;
+mod console;
 mod limits;
 mod meta;
 mod notifications;

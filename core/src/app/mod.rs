@@ -84,6 +84,10 @@ pub struct App {
     web: RefCell<WebVitals>,
     /// When this instance last sent its deltas to the aggregate.
     last_flush: Cell<Option<Timestamp>>,
+    /// The last minute (Unix seconds / 60) this instance saw a request in:
+    /// a long-lived instance (Workers) takes the console's history
+    /// snapshot at most once per minute (`history_due`).
+    history_minute: Cell<i64>,
     /// A random name for this instance's gauges (long-lived instances only).
     instance: OnceCell<String>,
 }
@@ -119,6 +123,7 @@ impl App {
             outboxed: Cell::new(false),
             web: RefCell::new(WebVitals::default()),
             last_flush: Cell::new(None),
+            history_minute: Cell::new(i64::MIN),
             instance: OnceCell::new(),
         }
     }
@@ -504,12 +509,26 @@ impl App {
         }
     }
 
+    /// Whether this request is this instance's first in its minute: then
+    /// an adapter that flushes by itself (Workers) records the minute's
+    /// history snapshot with [`crate::ops::history::record`], unless
+    /// another instance did.
+    pub fn history_due(&self, now: Timestamp) -> bool {
+        let minute = now.as_unix_secs().div_euclid(60);
+        self.history_minute.replace(minute) != minute
+    }
+
+    /// Sends this instance's pending deltas to `aggregator`.
+    pub(super) async fn flush_to(&self, aggregator: &dyn aggregate::Aggregator, now: Timestamp) {
+        aggregate::apply_all(aggregator, self.take_changes(now)).await;
+    }
+
     /// `GET /metrics` and `GET /api/metrics/prometheus`: this instance's
     /// pending deltas first, then the aggregate of every instance.
     async fn metrics_text(&self, ports: &Ports<'_>, now: Timestamp, scope: Scope) -> Handled {
         let text = match Store::of(ports, &self.config.metrics) {
             Some(aggregator) => {
-                aggregate::apply_all(&aggregator, self.take_changes(now)).await;
+                self.flush_to(&aggregator, now).await;
                 aggregate::Aggregator::exposition(&aggregator, scope, now)
                     .await
                     .map_err(|e| system::storage_unavailable("metrics load", &e))?
@@ -560,12 +579,17 @@ impl App {
             self.instance
                 .get_or_init(|| secret::id(ports.entropy, "isolate_"));
         }
-        // Instances that live for one request (Spin) flush at once.
+        // Instances that live for one request (Spin) flush at once, and
+        // take the minute's history snapshot when nobody has yet.
         if self.metrics_in_sql
             && ports.aggregator.is_none()
             && let Some(aggregator) = Store::of(ports, &self.config.metrics)
         {
-            aggregate::apply_all(&aggregator, self.take_changes(ports.clock.now())).await;
+            let now = ports.clock.now();
+            self.flush_to(&aggregator, now).await;
+            if let Some(sql) = ports.sql {
+                crate::ops::history::record(&aggregator, sql, now, false).await;
+            }
         }
     }
 

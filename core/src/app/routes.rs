@@ -308,6 +308,8 @@ pub fn table() -> Vec<Route> {
         // Browsers' Web Vitals beacons carry no credentials.
         row(POST, "/api/rum", Public, PUBLIC, NoStore, ONCE, handler!(app system::rum)),
         row(GET, "/api/metrics/prometheus", METRICS_READ, API, NoStore, ONCE, handler!(app system::web_metrics)),
+        // The console's dashboard: minute snapshots and the live point.
+        row(GET, "/v1/ops/metrics/history", METRICS_READ, API, NoStore, ONCE, handler!(app system::metrics_history)),
         // Auth.
         row(POST, "/v1/bootstrap", BootstrapToken, LOGIN, NoStore, ONCE, handler!(auth auth::bootstrap)),
         row(POST, "/v1/auth/login", Public, LOGIN, NoStore, ONCE, handler!(auth auth::login)),

@@ -16,6 +16,7 @@ use crate::jobs::dead_letters;
 use crate::jobs::metrics as worker_metrics;
 use crate::metrics::aggregate::{Aggregator, Refusal, Scope, Store};
 use crate::metrics::{self, push, rum};
+use crate::ops::history;
 use crate::ports::PortError;
 
 /// Most outbox jobs one drain call leases (`POST /v1/jobs/drain?limit=`).
@@ -71,6 +72,28 @@ pub async fn metrics(c: &Ctx<'_>) -> Handled {
 /// `GET /api/metrics/prometheus`: the web frontend's aggregate.
 pub async fn web_metrics(c: &Ctx<'_>) -> Handled {
     c.app.metrics_text(c.ports, c.now, Scope::Web).await
+}
+
+/// `GET /v1/ops/metrics/history`: the console's minute snapshots of the
+/// last `?minutes=` (this instance's pending deltas counted first) and the
+/// live point.
+pub async fn metrics_history(c: &Ctx<'_>) -> Handled {
+    let minutes = history::minutes_of(c.req.uri().query().unwrap_or(""))?;
+    let aggregator =
+        Store::of(c.ports, &c.app.config.metrics).ok_or(ApiError::StorageUnavailable)?;
+    c.app.flush_to(&aggregator, c.now).await;
+    let failed = |e: PortError| storage_unavailable("metrics history", &e);
+    let live = history::live(&aggregator, c.sql()?, c.now)
+        .await
+        .map_err(failed)?;
+    let since = c.now.as_unix_secs().div_euclid(60) - minutes + 1;
+    let kept = aggregator.minutes(since).await.map_err(failed)?;
+    let mut response = Response::new(Bytes::from(history::answer(&kept, &live)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 /// `GET /metrics/workers`: the queue consumers' metrics.

@@ -554,6 +554,7 @@ fn route_table_lists_every_route_once() {
             "DELETE /metrics/{grouping}",
             "POST /api/rum",
             "GET /api/metrics/prometheus",
+            "GET /v1/ops/metrics/history",
             "POST /v1/bootstrap",
             "POST /v1/auth/login",
             "POST /v1/auth/refresh",

@@ -113,6 +113,12 @@ pub trait Aggregator {
     async fn apply(&self, change: &Change) -> Result<(), Refusal>;
     /// The merged exposition of `scope` at `now` (expired series dropped).
     async fn exposition(&self, scope: Scope, now: Timestamp) -> Result<String, PortError>;
+    /// Keeps `point` as the snapshot of `minute` (Unix seconds / 60) unless
+    /// one is kept already — the first writer wins — and forgets the
+    /// minutes before `oldest`.
+    async fn record_minute(&self, minute: i64, point: &str, oldest: i64) -> Result<(), PortError>;
+    /// The snapshots of the minutes from `since` on, oldest first.
+    async fn minutes(&self, since: i64) -> Result<Vec<String>, PortError>;
 }
 
 pub fn kind_name(kind: Kind) -> &'static str {
@@ -165,6 +171,9 @@ const EXPIRE_GROUPS: &str = "DELETE FROM metric_groups WHERE updated_at < ?1";
 const DELETE_FAMILY: &str = "DELETE FROM metric_series WHERE source = ?1 AND family = ?2";
 const EXPIRE: &str = "DELETE FROM metric_series WHERE updated_at < ?1 \
      AND (kind = 'gauge' OR source NOT IN ('api', 'web'))";
+const RECORD_MINUTE: &str = "INSERT OR IGNORE INTO metric_minutes (minute, point) VALUES (?1, ?2)";
+const FORGET_MINUTES: &str = "DELETE FROM metric_minutes WHERE minute < ?1";
+const MINUTES: &str = "SELECT point FROM metric_minutes WHERE minute >= ?1 ORDER BY minute";
 const READ: &str = "SELECT family, kind, help, name, labels, le, value, updated_at \
      FROM metric_series WHERE scope = ?1";
 
@@ -497,6 +506,27 @@ impl Aggregator for SqlAggregator<'_> {
     async fn exposition(&self, scope: Scope, now: Timestamp) -> Result<String, PortError> {
         self.expose(scope, now).await
     }
+
+    async fn record_minute(&self, minute: i64, point: &str, oldest: i64) -> Result<(), PortError> {
+        self.sql
+            .batch(&[
+                Statement::new(RECORD_MINUTE, vec![minute.into(), point.into()]),
+                Statement::new(FORGET_MINUTES, vec![oldest.into()]),
+            ])
+            .await
+    }
+
+    async fn minutes(&self, since: i64) -> Result<Vec<String>, PortError> {
+        let rows = self.sql.execute(MINUTES, &[since.into()]).await?;
+        Ok(rows
+            .rows
+            .into_iter()
+            .filter_map(|row| match row.into_iter().next() {
+                Some(SqlValue::Text(point)) => Some(point),
+                _ => None,
+            })
+            .collect())
+    }
 }
 
 impl SqlAggregator<'_> {
@@ -784,6 +814,20 @@ impl Aggregator for Store<'_> {
             Self::Sql(sql) => sql.exposition(scope, now).await,
         }
     }
+
+    async fn record_minute(&self, minute: i64, point: &str, oldest: i64) -> Result<(), PortError> {
+        match self {
+            Self::Remote(client) => client.record_minute(minute, point, oldest).await,
+            Self::Sql(sql) => sql.record_minute(minute, point, oldest).await,
+        }
+    }
+
+    async fn minutes(&self, since: i64) -> Result<Vec<String>, PortError> {
+        match self {
+            Self::Remote(client) => client.minutes(since).await,
+            Self::Sql(sql) => sql.minutes(since).await,
+        }
+    }
 }
 
 /// Sends an instance's deltas; a failure is logged (that delta is lost,
@@ -854,10 +898,51 @@ pub mod remote {
                 )))
             }
         }
+
+        async fn record_minute(
+            &self,
+            minute: i64,
+            point: &str,
+            oldest: i64,
+        ) -> Result<(), PortError> {
+            let request = Request::post(format!(
+                "{ORIGIN}{MINUTES_PATH}?minute={minute}&oldest={oldest}"
+            ))
+            .body(Bytes::from(point.to_owned()))
+            .map_err(|e| PortError(e.to_string()))?;
+            let answer = self.0.send(request).await?;
+            if answer.status() == StatusCode::NO_CONTENT {
+                Ok(())
+            } else {
+                Err(PortError(format!(
+                    "aggregator answered {}",
+                    answer.status()
+                )))
+            }
+        }
+
+        async fn minutes(&self, since: i64) -> Result<Vec<String>, PortError> {
+            let request = Request::get(format!("{ORIGIN}{MINUTES_PATH}?since={since}"))
+                .body(Bytes::new())
+                .map_err(|e| PortError(e.to_string()))?;
+            let answer = self.0.send(request).await?;
+            if answer.status() != StatusCode::OK {
+                return Err(PortError(format!(
+                    "aggregator answered {}",
+                    answer.status()
+                )));
+            }
+            let text = std::str::from_utf8(answer.body()).map_err(|e| PortError(e.to_string()))?;
+            Ok(text.lines().map(str::to_owned).collect())
+        }
     }
 
     pub const APPLY_PATH: &str = "/apply";
     pub const EXPOSITION_PATH: &str = "/exposition";
+    /// `POST /minutes?minute=…&oldest=…` keeps a snapshot (its body);
+    /// `GET /minutes?since=…` lists them, one per line (a snapshot is one
+    /// line of JSON).
+    pub const MINUTES_PATH: &str = "/minutes";
 
     /// `POST /apply` with the change as JSON.
     pub fn apply_request(change: &Change) -> (String, String) {
@@ -929,6 +1014,15 @@ pub mod remote {
             sql,
             config: *config,
         };
+        let query = req.uri().query().unwrap_or("");
+        let pairs = crate::api::response::query_pairs(query);
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let number = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok());
         match (req.method(), req.uri().path()) {
             (&Method::POST, APPLY_PATH) => {
                 let Ok(change) = serde_json::from_slice::<Change>(req.body()) else {
@@ -958,15 +1052,26 @@ pub mod remote {
                     Err(Refusal::Storage(e)) => answer(StatusCode::SERVICE_UNAVAILABLE, e.0),
                 }
             }
-            (&Method::GET, EXPOSITION_PATH) => {
-                let query = req.uri().query().unwrap_or("");
-                let pairs = crate::api::response::query_pairs(query);
-                let get = |name: &str| {
-                    pairs
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.as_str())
+            (&Method::POST, MINUTES_PATH) => {
+                let (Some(minute), Some(oldest), Ok(point)) = (
+                    number("minute"),
+                    number("oldest"),
+                    std::str::from_utf8(req.body()),
+                ) else {
+                    return answer(StatusCode::BAD_REQUEST, Bytes::new());
                 };
+                match aggregator.record_minute(minute, point, oldest).await {
+                    Ok(()) => answer(StatusCode::NO_CONTENT, Bytes::new()),
+                    Err(e) => answer(StatusCode::SERVICE_UNAVAILABLE, e.0),
+                }
+            }
+            (&Method::GET, MINUTES_PATH) => {
+                match aggregator.minutes(number("since").unwrap_or(0)).await {
+                    Ok(points) => answer(StatusCode::OK, points.join("\n")),
+                    Err(e) => answer(StatusCode::SERVICE_UNAVAILABLE, e.0),
+                }
+            }
+            (&Method::GET, EXPOSITION_PATH) => {
                 let scope = if get("scope") == Some("web") {
                     Scope::Web
                 } else {

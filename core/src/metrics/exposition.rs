@@ -192,6 +192,34 @@ fn sample_name_of(families: &[Family], name: &str) -> Option<String> {
     })
 }
 
+/// The samples of the server's own exposition whose name `wanted` accepts,
+/// read line by line without [`parse`]'s limits and family checks (the
+/// aggregate's text can be larger than a push may be); a line that does not
+/// read as a sample is skipped.
+pub fn samples<'t>(
+    text: &'t str,
+    wanted: impl Fn(&str) -> bool + 't,
+) -> impl Iterator<Item = Sample> + 't {
+    text.lines().filter_map(move |raw| {
+        let line = raw.trim();
+        if line.starts_with('#') {
+            return None;
+        }
+        let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+        let name = &line[..name_end];
+        if !wanted(name) {
+            return None;
+        }
+        let (labels, rest) = parse_labels(&line[name_end..], 0).ok()?;
+        let value = parse_value(rest.split_whitespace().next()?)?;
+        Some(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        })
+    })
+}
+
 /// Parses a whole body.
 #[allow(clippy::too_many_lines)]
 pub fn parse(body: &[u8]) -> Result<Vec<Family>, ParseError> {

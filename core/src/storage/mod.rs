@@ -42,11 +42,16 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0012_metric_groups.sql",
     "0013_alerts.sql",
     "0014_baselines.sql",
+    "0015_metric_minutes.sql",
 ];
 
 /// The migrations of the metrics aggregate's tables, which a Workers
 /// Durable Object keeps in its own SQLite.
-const METRICS_MIGRATIONS: [&str; 2] = ["0010_metric_series.sql", "0012_metric_groups.sql"];
+const METRICS_MIGRATIONS: [&str; 3] = [
+    "0010_metric_series.sql",
+    "0012_metric_groups.sql",
+    "0015_metric_minutes.sql",
+];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -24,6 +24,7 @@ use tepi_core::http;
 #[cfg(not(feature = "http-feature-seam"))]
 use tepi_core::http::{HeaderName, HeaderValue};
 use tepi_core::metrics::aggregate::{apply_all, remote};
+use tepi_core::ops::history;
 use tepi_core::{App, BuildInfo, Bytes, Config, Ports, Timestamp};
 #[cfg(not(feature = "http-feature-seam"))]
 use tepi_core::{PeerAddr, UnreadableHeaders};
@@ -130,13 +131,19 @@ async fn handle(
     let platform = Platform::new(env);
     let probes = platform.probes.all();
     let response = app.handle(request, &platform.ports(&probes), now).await;
-    // This isolate's metric deltas, at most every few seconds, sent to the
-    // aggregate after the response (the client does not wait for it).
+    // This isolate's metric deltas, at most every few seconds, and on its
+    // first request of a minute the console's history snapshot, sent to
+    // the aggregate after the response (the client does not wait for it).
     let changes = app.due_changes(now);
-    if !changes.is_empty() {
+    let history = app.history_due(now);
+    if !changes.is_empty() || history {
         let env = env.clone();
         ctx.wait_until(async move {
-            apply_all(&remote::Client(&metrics_object::MetricsStub(&env)), changes).await;
+            let aggregate = remote::Client(&metrics_object::MetricsStub(&env));
+            apply_all(&aggregate, changes).await;
+            if history && let Some(sql) = d1::D1Sql::new(&env) {
+                history::record(&aggregate, &sql, now, false).await;
+            }
         });
     }
     response

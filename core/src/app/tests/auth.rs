@@ -435,6 +435,121 @@ fn login_me_refresh_logout() {
     assert!(header_str(&after, "www-authenticate").is_some());
 }
 
+/// The `tepi_refresh` cookie a response sets (its whole `Set-Cookie`).
+fn refresh_cookie(response: &Response<Bytes>) -> String {
+    let set = header_str(response, "set-cookie").expect("a Set-Cookie header");
+    assert!(set.starts_with("tepi_refresh="), "{set}");
+    set.to_owned()
+}
+
+fn cookie_pair(set_cookie: &str) -> &str {
+    set_cookie.split(';').next().unwrap()
+}
+
+#[test]
+fn a_cookie_session_keeps_the_refresh_token_out_of_the_body() {
+    let w = world();
+    let f = &w.f;
+    let login = f.send(req(Method::POST, "/v1/auth/login").json(json!({
+        "tenant": "acme", "email": "ann@acme.test", "password": password("ann"), "session": "cookie",
+    })));
+    assert_eq!(login.status(), 200, "{}", body_json(&login));
+    assert!(
+        body_json(&login).get("refresh_token").is_none(),
+        "script never sees it"
+    );
+    let set = refresh_cookie(&login);
+    for attribute in [
+        "; HttpOnly",
+        "; Secure",
+        "; SameSite=Strict",
+        "; Path=/v1/auth",
+        "; Max-Age=2592000",
+    ] {
+        assert!(set.contains(attribute), "{attribute} missing from {set}");
+    }
+    let first = cookie_pair(&set).to_owned();
+    assert!(first.starts_with("tepi_refresh=tpr_"));
+
+    // Refresh with `{}` and the cookie (among others): rotated, in the cookie.
+    f.advance(60);
+    let cookies = format!("theme=dark; {first}; other=1");
+    let refreshed = f.send(
+        req(Method::POST, "/v1/auth/refresh")
+            .header("cookie", &cookies)
+            .json(json!({})),
+    );
+    assert_eq!(refreshed.status(), 200, "{}", body_json(&refreshed));
+    assert!(body_json(&refreshed).get("refresh_token").is_none());
+    let second = cookie_pair(&refresh_cookie(&refreshed)).to_owned();
+    assert_ne!(second, first, "rotated on use");
+    let access = body_json(&refreshed)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        f.send(req(Method::GET, "/v1/auth/me").token(&access))
+            .status(),
+        200
+    );
+
+    // The rotated cookie presented again revokes the family, as in the body.
+    let reused = f.send(
+        req(Method::POST, "/v1/auth/refresh")
+            .header("cookie", &first)
+            .json(json!({})),
+    );
+    assert_eq!(reused.status(), 401);
+    assert_eq!(problem_code(&reused), "refresh_token_reused");
+    let dead = f.send(
+        req(Method::POST, "/v1/auth/refresh")
+            .header("cookie", &second)
+            .json(json!({})),
+    );
+    assert_eq!(dead.status(), 401, "the successor died with its family");
+
+    // Logout with the cookie ends the session and clears the cookie.
+    let login = f.send(req(Method::POST, "/v1/auth/login").json(json!({
+        "tenant": "acme", "email": "ann@acme.test", "password": password("ann"), "session": "cookie",
+    })));
+    let third = cookie_pair(&refresh_cookie(&login)).to_owned();
+    let logout = f.send(
+        req(Method::POST, "/v1/auth/logout")
+            .header("cookie", &third)
+            .json(json!({})),
+    );
+    assert_eq!(logout.status(), 204);
+    let cleared = refresh_cookie(&logout);
+    assert!(
+        cleared.starts_with("tepi_refresh=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let after = f.send(
+        req(Method::POST, "/v1/auth/refresh")
+            .header("cookie", &third)
+            .json(json!({})),
+    );
+    assert_eq!(after.status(), 401);
+}
+
+#[test]
+fn without_a_token_or_a_well_formed_cookie_refresh_is_422() {
+    let w = world();
+    let f = &w.f;
+    for cookie in [None, Some("tepi_refresh=not-a-token"), Some("tepi_refresh")] {
+        let mut r = req(Method::POST, "/v1/auth/refresh").json(json!({}));
+        if let Some(cookie) = cookie {
+            r = r.header("cookie", cookie);
+        }
+        let answer = f.send(r);
+        super::assert_field_error(&answer, "refresh_token", "required");
+    }
+    let body_login = f.send(req(Method::POST, "/v1/auth/login").json(json!({
+        "tenant": "acme", "email": "ann@acme.test", "password": password("ann"), "session": "jar",
+    })));
+    super::assert_field_error(&body_login, "session", "invalid");
+}
+
 #[test]
 fn reusing_a_rotated_refresh_token_revokes_the_family() {
     let w = world();
@@ -760,6 +875,7 @@ fn rbac_matrix_holds_for_every_route_and_caller() {
         ("DELETE /metrics/{grouping}", [401, 403, 202, 403]),
         ("POST /api/rum", [204, 204, 204, 204]),
         ("GET /api/metrics/prometheus", [401, 403, 200, 403]),
+        ("GET /v1/ops/metrics/history", [401, 403, 200, 403]),
         ("POST /v1/bootstrap", [401, 401, 401, 401]),
         ("POST /v1/auth/login", [200, 200, 200, 200]),
         ("POST /v1/auth/refresh", [401, 401, 401, 401]),

@@ -243,3 +243,83 @@ fn configured_push_limits_refuse_with_problems_that_name_them() {
     assert!(scraped.contains("tepi_metrics_series_limit 400\n"));
     crate::metrics::exposition::parse(scraped.as_bytes()).expect("a valid exposition");
 }
+
+fn history(w: &super::auth::World, token: &str, query: &str) -> http::Response<bytes::Bytes> {
+    w.f.send(req(Method::GET, &format!("/v1/ops/metrics/history{query}")).token(token))
+}
+
+#[test]
+fn the_history_keeps_a_snapshot_per_minute_and_ends_with_the_live_point() {
+    // Spin-like: every request is a fresh instance writing to SQLite.
+    let w = world_in(Fixture::new().stateless(&[]));
+    let f = &w.f;
+    let get = |path: &str| f.send(req(Method::GET, path));
+    f.advance(60);
+    for _ in 0..3 {
+        assert_eq!(get("/healthz").status(), 200);
+    }
+    f.advance(60);
+    assert_eq!(get("/nope").status(), 404);
+    assert_eq!(get("/healthz").status(), 200);
+    f.advance(60);
+
+    let answer = history(&w, &w.root.access, "");
+    assert_eq!(answer.status(), 200, "{}", body_json(&answer));
+    let body = body_json(&answer);
+    assert_eq!(body["step_secs"], 60);
+    let points = body["points"].as_array().unwrap();
+    assert!(points.len() >= 3, "{body}");
+    let live = points.last().unwrap();
+    assert_eq!(live["live"], true);
+    let times: Vec<i64> = points.iter().map(|p| p["t"].as_i64().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|t| t[0] < t[1]),
+        "oldest first: {times:?}"
+    );
+    let totals: Vec<f64> = points
+        .iter()
+        .map(|p| p["requests"]["total"].as_f64().unwrap())
+        .collect();
+    assert!(
+        totals.windows(2).all(|t| t[0] <= t[1]),
+        "cumulative: {totals:?}"
+    );
+    let first = &points[0];
+    let grew = |class: &str| {
+        live["requests"][class].as_f64().unwrap() - first["requests"][class].as_f64().unwrap()
+    };
+    assert!(grew("2xx") >= 4.0, "the four probes and more: {body}");
+    assert!(grew("4xx") >= 1.0, "the 404: {body}");
+    let latency = live["latency_ms"]["counts"].as_array().unwrap();
+    assert_eq!(
+        latency.last().unwrap().as_f64(),
+        Some(live["requests"]["total"].as_f64().unwrap()),
+        "every request is in the +Inf bucket"
+    );
+    assert!(live["queues"]["workflows"]["lag_seconds"]["le"].is_array());
+
+    // A shorter window keeps fewer kept points; the window is bounded.
+    let short = body_json(&history(&w, &w.root.access, "?minutes=1"));
+    assert!(short["points"].as_array().unwrap().len() < points.len());
+    let refused = history(&w, &w.root.access, "?minutes=121");
+    super::assert_field_error(&refused, "minutes", "out_of_range");
+}
+
+#[test]
+fn the_history_is_the_operators_only() {
+    let w = world();
+    assert_eq!(history(&w, &w.user.access, "").status(), 403);
+    assert_eq!(history(&w, &w.other_admin.access, "").status(), 403);
+    let anonymous = w.f.send(req(Method::GET, "/v1/ops/metrics/history"));
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[test]
+fn a_long_lived_instance_takes_one_snapshot_per_minute() {
+    let app = super::app();
+    let at = |secs: u64| crate::time::Timestamp::from_unix_micros(secs * 1_000_000);
+    assert!(app.history_due(at(600)), "its first request");
+    assert!(!app.history_due(at(630)), "the same minute");
+    assert!(app.history_due(at(660)), "the next minute");
+    assert!(!app.history_due(at(719)));
+}

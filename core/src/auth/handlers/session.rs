@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{Call, Handled, exec, json_response, no_content, storage};
 use crate::api::context::TenantId;
 use crate::api::error::ApiError;
-use crate::api::validate::{Fields, json_object, parsed, string};
+use crate::api::validate::{Fields, Invalid, json_object, parsed, string};
 use crate::auth::keys::{ACCESS_TOKEN_SECONDS, AccessClaims};
 use crate::auth::store::{self, first};
 use crate::auth::{Principal, Role, password, tenant_id};
@@ -18,14 +18,62 @@ use super::users::user_json;
 /// How long a refresh token (and so a session) lives without use.
 pub const REFRESH_TOKEN_SECONDS: i64 = 30 * 24 * 60 * 60;
 
+/// The cookie that carries a browser's refresh token (`"session":
+/// "cookie"` at login): script cannot read it (`HttpOnly`), it goes only
+/// over HTTPS (`Secure`; browsers treat loopback as secure), never with a
+/// request started by another site (`SameSite=Strict`), and only to
+/// `/v1/auth/…`, where refresh and logout read it.
+pub const REFRESH_COOKIE: &str = "tepi_refresh";
+const COOKIE_ATTRIBUTES: &str = "Path=/v1/auth; HttpOnly; Secure; SameSite=Strict";
+
+/// Where a session's refresh token travels: in the JSON body (API clients)
+/// or in [`REFRESH_COOKIE`] (browsers, so script never holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    Body,
+    Cookie,
+}
+
+fn set_cookie(response: &mut http::Response<bytes::Bytes>, value: &str, max_age: i64) {
+    let cookie = format!("{REFRESH_COOKIE}={value}; Max-Age={max_age}; {COOKIE_ATTRIBUTES}");
+    if let Ok(value) = http::HeaderValue::from_str(&cookie) {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, value);
+    }
+}
+
+/// The refresh token in the request's `Cookie` headers, if any: pairs are
+/// `name=value` separated by `;` (RFC 6265 §4.2.1); the value must look
+/// like a refresh credential, so nothing else is ever looked up.
+fn cookie_token(req: &http::Request<bytes::Bytes>) -> Option<String> {
+    req.headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|header| header.to_str().ok())
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == REFRESH_COOKIE)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|value| {
+            value.len() <= 256
+                && value.starts_with(secret::REFRESH_PREFIX)
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+        .map(str::to_owned)
+}
+
 /// Issues an access token and a refresh token in `family` (a new family
-/// for a login).
+/// for a login), the refresh token in the body or in the cookie.
 async fn issue_session(
     call: &Call<'_>,
     tenant: &TenantId,
     user_id: &str,
     role: Role,
     family: Option<String>,
+    carrier: Carrier,
 ) -> Handled {
     let keys = call.keys()?;
     let refresh = secret::credential(call.entropy, secret::REFRESH_PREFIX);
@@ -71,16 +119,27 @@ async fn issue_session(
         },
         call.now,
     );
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": ACCESS_TOKEN_SECONDS,
-            "refresh_token": refresh,
-            "refresh_expires_in": REFRESH_TOKEN_SECONDS,
-        }),
-    ))
+    let mut body = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "refresh_expires_in": REFRESH_TOKEN_SECONDS,
+    });
+    if carrier == Carrier::Body {
+        body["refresh_token"] = refresh.into();
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    let mut response = json_response(StatusCode::OK, &body);
+    set_cookie(&mut response, &refresh, REFRESH_TOKEN_SECONDS);
+    Ok(response)
+}
+
+fn session_field(value: &serde_json::Value) -> Result<Carrier, Invalid> {
+    match value.as_str() {
+        Some("body") => Ok(Carrier::Body),
+        Some("cookie") => Ok(Carrier::Cookie),
+        _ => Err(Invalid::new("invalid", "must be \"body\" or \"cookie\"")),
+    }
 }
 
 /// `POST /v1/auth/login`. Unknown tenant, unknown user and wrong password
@@ -94,6 +153,7 @@ pub async fn login(call: &Call<'_>) -> Handled {
     // Any length is checked, never rejected by shape: a rule here would
     // tell an attacker something about accounts.
     let password = fields.required("password", string(1024));
+    let carrier = fields.optional("session", session_field);
     fields.finish()?;
     let (Some(tenant), Some(email), Some(password)) = (tenant, email, password) else {
         unreachable!("finish() fails when a required field is missing");
@@ -121,15 +181,27 @@ pub async fn login(call: &Call<'_>) -> Handled {
         return Err(ApiError::InvalidCredentials);
     };
     let role = Role::parse(&role).map_err(|_| storage(&PortError("bad role".into())))?;
-    issue_session(call, &tenant, &user_id, role, None).await
+    let carrier = carrier.unwrap_or(Carrier::Body);
+    issue_session(call, &tenant, &user_id, role, None, carrier).await
 }
 
-fn refresh_token_field(call: &Call<'_>) -> Result<String, ApiError> {
+/// The refresh token of a refresh or logout: `refresh_token` in the body,
+/// else the cookie (a body with neither is 422, as the field is missing).
+fn refresh_token_field(call: &Call<'_>) -> Result<(String, Carrier), ApiError> {
     let body = json_object(call.req)?;
     let mut fields = Fields::new(&body);
-    let token = fields.required("refresh_token", string(256));
+    let cookie = cookie_token(call.req);
+    let token = if cookie.is_some() {
+        fields.optional("refresh_token", string(256))
+    } else {
+        fields.required("refresh_token", string(256))
+    };
     fields.finish()?;
-    Ok(token.unwrap_or_default())
+    Ok(match (token, cookie) {
+        (Some(token), _) => (token, Carrier::Body),
+        (None, Some(cookie)) => (cookie, Carrier::Cookie),
+        (None, None) => unreachable!("finish() fails when a required field is missing"),
+    })
 }
 
 struct RefreshRow {
@@ -180,7 +252,7 @@ async fn revoke_family(call: &Call<'_>, tenant: &str, family: &str) -> Result<()
 /// that was already rotated revokes its whole family (RFC 9700 §4.14.2).
 pub async fn refresh(call: &Call<'_>) -> Handled {
     call.keys()?;
-    let token = refresh_token_field(call)?;
+    let (token, carrier) = refresh_token_field(call)?;
     let Some(row) = find_refresh(call, &token).await? else {
         return Err(ApiError::InvalidRefreshToken);
     };
@@ -222,18 +294,22 @@ pub async fn refresh(call: &Call<'_>) -> Handled {
         .and_then(|r| Role::parse(&r).ok())
         .ok_or_else(|| storage(&PortError("bad role".into())))?;
     let tenant = TenantId::parse(&row.tenant).ok_or(ApiError::InvalidRefreshToken)?;
-    issue_session(call, &tenant, &row.user_id, role, Some(row.family)).await
+    issue_session(call, &tenant, &row.user_id, role, Some(row.family), carrier).await
 }
 
 /// `POST /v1/auth/logout`: ends the session (the refresh token's family).
 /// Idempotent: an unknown or revoked token also answers 204. Access tokens
 /// already issued stay valid until they expire (at most 15 minutes).
 pub async fn logout(call: &Call<'_>) -> Handled {
-    let token = refresh_token_field(call)?;
+    let (token, carrier) = refresh_token_field(call)?;
     if let Some(row) = find_refresh(call, &token).await? {
         revoke_family(call, &row.tenant, &row.family).await?;
     }
-    Ok(no_content())
+    let mut response = no_content();
+    if carrier == Carrier::Cookie {
+        set_cookie(&mut response, "", 0);
+    }
+    Ok(response)
 }
 
 /// `GET /v1/auth/me`.

@@ -811,3 +811,42 @@ fn a_pushs_checks_and_writes_share_one_transaction_where_sql_allows_it() {
     assert!(block_on(agg.apply(&pushed_by("k", "c", Mode::ReplaceGroup, collision, T0))).is_err());
     assert_eq!(recording.seen.borrow().last().unwrap(), "ROLLBACK");
 }
+
+#[test]
+fn minute_snapshots_keep_the_first_writer_and_forget_old_minutes_over_the_protocol() {
+    use bytes::Bytes;
+    let sql = SqliteSql::open_in_memory(); // the object's own storage
+    block_on(crate::storage::migrate_metrics(&sql)).unwrap();
+    let call = |method: http::Method, path: &str, body: &str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Bytes::from(body.to_owned()))
+            .unwrap();
+        block_on(remote::serve(&sql, &config(600), &req))
+    };
+    let minute = T0 / 60;
+    for (m, point) in [(minute - 3, "old"), (minute - 1, "a"), (minute, "b")] {
+        let path = format!("/minutes?minute={m}&oldest={}", minute - 2);
+        assert_eq!(call(http::Method::POST, &path, point).status(), 204);
+    }
+    let again = format!("/minutes?minute={minute}&oldest={}", minute - 2);
+    assert_eq!(call(http::Method::POST, &again, "late").status(), 204);
+    let listed = call(
+        http::Method::GET,
+        &format!("/minutes?since={}", minute - 10),
+        "",
+    );
+    assert_eq!(listed.status(), 200);
+    let points: Vec<&str> = std::str::from_utf8(listed.body())
+        .unwrap()
+        .lines()
+        .collect();
+    assert_eq!(
+        points,
+        ["a", "b"],
+        "oldest first; the first writer of a minute wins; minutes before `oldest` are gone"
+    );
+    let bad = call(http::Method::POST, "/minutes?minute=x&oldest=1", "p");
+    assert_eq!(bad.status(), 400);
+}
