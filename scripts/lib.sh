@@ -46,6 +46,7 @@ SPIN_HOST_TARGET="$TEPI_CACHE/spin-host-target"
 WORKER_OUT="$TEPI_ROOT/edge/cloudflare/build"
 WORKER_WASM="$WORKER_OUT/index_bg.wasm"
 SPIN_WASM="$TEPI_ROOT/edge/spin/build/tepi_spin.wasm"
+SPIN_CONSOLE_WASM="$TEPI_ROOT/edge/spin-console/build/tepi_spin_console.wasm"
 
 # wrangler: offline, non-interactive, state and logs inside the checkout.
 export CI=${CI:-true}
@@ -90,4 +91,15 @@ ensure_alertmanager() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+}
+
+# Debian's chromium: the browser the e2e gate drives with Playwright, which
+# cannot download its own here. Needs root, like the packages above.
+ensure_chromium() {
+  [[ -x /usr/bin/chromium ]] && return
+  ((EUID == 0)) || die "chromium is missing: apt-get install chromium (as root)"
+  log "installing chromium (Debian package chromium)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
 }

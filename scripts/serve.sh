@@ -126,6 +126,9 @@ start_workers() {
 start_spin() {
   local port=$1 logfile="$TEPI_RUN_DIR/spin.log"
   port_free "$port" || die "port $port is taken (set TEPI_SPIN_PORT)"
+  # spin.toml's second component, the console: the host loads every one.
+  [[ -f $SPIN_CONSOLE_WASM ]] ||
+    die "no console component at ${SPIN_CONSOLE_WASM#"$TEPI_ROOT"/} (run make build, or scripts/build-spin.sh console)"
   [[ -n ${TEPI_TEST_JWT_SIGNING_KEYS:-} ]] || load_test_secrets
   local envs=("SPIN_VARIABLE_JWT_SIGNING_KEYS=$TEPI_TEST_JWT_SIGNING_KEYS"
     "SPIN_VARIABLE_BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN"
