@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live smoke schemathesis login-latency rate-limit stress soak spike compare bench bench-seam bench-jobs bootstrap
+.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live smoke e2e schemathesis login-latency rate-limit stress soak spike compare bench bench-seam bench-jobs bootstrap
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ dev: ## set up and serve the API under wrangler dev on 127.0.0.1:8787
 	@bash scripts/dev.sh
 
 # The gates, in the order `make test` runs them.
-GATES := setup fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live smoke schemathesis login-latency rate-limit
+GATES := setup fmt secrets console clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live smoke e2e schemathesis login-latency rate-limit
 
 test: ## set up and run every gate; ends with a table of each gate's time and result
 	@bash scripts/gates.sh $(GATES)
@@ -27,13 +27,20 @@ fmt: ## rustfmt check
 secrets: ## detect-secrets over every tracked file (fails on a committed key)
 	@bash scripts/secrets.sh
 
-clippy: ## clippy -D warnings on the host and both Wasm targets
+console: ## the console: type-check (strict), the figures' tests, the bundle within its 150 KB gzip first-load budget
+	@bash scripts/console-check.sh
+
+# The Spin console component embeds console/dist: built first when missing.
+console/dist/console/index.html:
+	@bash scripts/build-console.sh
+
+clippy: console/dist/console/index.html ## clippy -D warnings on the host and both Wasm targets
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo clippy -p tepi-core -p tepi-cloudflare -p tepi-queue-consumer --target wasm32-unknown-unknown --locked -- -D warnings
 	cargo clippy -p tepi-cloudflare --features http-feature-seam --target wasm32-unknown-unknown --locked -- -D warnings
-	cargo clippy -p tepi-core -p tepi-spin --target wasm32-wasip2 --locked -- -D warnings
+	cargo clippy -p tepi-core -p tepi-spin -p tepi-spin-console --target wasm32-wasip2 --locked -- -D warnings
 
-unit: ## unit and route tests
+unit: console/dist/console/index.html ## unit and route tests
 	cargo test --workspace --exclude tepi-conformance --locked
 
 fuzz: ## cargo-fuzz the Prometheus text parser for 60 s (FUZZ_SECONDS=N for longer); fails on a crash
@@ -68,6 +75,9 @@ ops-live: ## Prometheus + Alertmanager against wrangler dev: every panel returns
 
 smoke: ## k6 smoke over mixed traffic: against BASE_URL when set; else the gate (both local builds, compared with a baseline it records first)
 	@if [[ -n "$${BASE_URL:-}" ]]; then bash scripts/k6-scenario.sh smoke; else bash scripts/k6-smoke-gate.sh; fi
+
+e2e: ## the console in Chromium (Playwright) on both builds: sign-in, tracing, CSP, dashboard, baselines, alerts, sign-out, axe (no serious violation)
+	@bash scripts/e2e.sh
 
 schemathesis: ## fuzz the Workers build from docs/openapi.yaml: no 5xx, no answer outside the contract
 	@bash scripts/schemathesis.sh

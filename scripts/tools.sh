@@ -9,8 +9,9 @@
 #
 # The Rust toolchain comes first; then three lanes run side by side, each
 # logging to $TEPI_CACHE/setup-logs/:
-#   downloads  npm ci, the Python venv, Debian's prometheus (promtool) and
-#              prometheus-alertmanager (alertmanager, amtool)
+#   downloads  npm ci, the Python venv, Debian's prometheus (promtool),
+#              prometheus-alertmanager (alertmanager, amtool) and chromium
+#              (the browser of the e2e gate)
 #   cargo      worker-build, wasm-bindgen-cli, cargo-fuzz (one shared
 #              target dir, so crates they have in common compile once)
 #   host       tools/spin-test-host (wasmtime; the longest compile)
@@ -118,6 +119,7 @@ downloads_lane() {
   if ((EUID == 0)); then
     step "promtool (Debian prometheus)" has_command promtool -- ensure_promtool
     step "alertmanager, amtool (Debian prometheus-alertmanager)" has_command amtool -- ensure_alertmanager
+    step "Chromium for the e2e gate (Debian chromium)" executable /usr/bin/chromium -- ensure_chromium
   fi
 }
 

@@ -23,6 +23,7 @@ export interface ChartSpec {
 }
 
 const HEIGHT = 220;
+const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const INK = "#3d4451";
 const GRID = "#e3e6ea";
 
@@ -55,7 +56,13 @@ export class Chart {
           })),
         ],
         axes: [
-          { stroke: INK, grid: { stroke: GRID } },
+          // Hours and minutes only: the window is one hour, so a date row
+          // would only repeat today.
+          {
+            stroke: INK,
+            grid: { stroke: GRID },
+            values: (_u, splits) => splits.map((s) => clock.format(new Date(s * 1000))),
+          },
           ...spec.axes.map(
             (a, i): uPlot.Axis => ({
               scale: a.scale,
