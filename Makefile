@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test fmt secrets clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live smoke e2e schemathesis login-latency rate-limit stress soak spike compare bench bench-seam bench-jobs bootstrap
+.PHONY: help setup setup-system dev test fmt secrets actionlint docs console clippy unit coverage typecheck deploy deploy-check smoke-compare fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live smoke e2e schemathesis login-latency rate-limit stress soak spike compare bench bench-seam bench-jobs bootstrap
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -12,11 +12,14 @@ help: ## list the tasks
 setup: ## install pinned tools into ~/.cache/tepi (skipped when present)
 	@bash scripts/tools.sh
 
+setup-system: ## as root: only the Debian packages make setup installs when run as root (promtool, alertmanager, chromium); then make setup as yourself
+	@bash scripts/tools.sh system
+
 dev: ## set up and serve the API under wrangler dev on 127.0.0.1:8787
 	@bash scripts/dev.sh
 
 # The gates, in the order `make test` runs them.
-GATES := setup fmt secrets console clippy unit fuzz spin-host build guards conformance jobs metrics promtool ops-rules ops-live smoke e2e schemathesis login-latency rate-limit
+GATES := setup fmt secrets actionlint docs console clippy coverage fuzz spin-host build guards deploy-check conformance jobs metrics promtool ops-rules ops-live smoke e2e schemathesis login-latency rate-limit
 
 test: ## set up and run every gate; ends with a table of each gate's time and result
 	@bash scripts/gates.sh $(GATES)
@@ -26,6 +29,12 @@ fmt: ## rustfmt check
 
 secrets: ## detect-secrets over every tracked file (fails on a committed key)
 	@bash scripts/secrets.sh
+
+actionlint: ## actionlint (shellcheck on run: steps) over .github/workflows and the composite action's steps, after proving it reports planted mistakes
+	@bash scripts/actionlint.sh
+
+docs: ## the docs test: every make task, path, variable, metric and route the docs mention exists
+	@bash scripts/docs-check.sh
 
 console: ## the console: type-check (strict), the figures' tests, the bundle within its 150 KB gzip first-load budget
 	@bash scripts/console-check.sh
@@ -43,6 +52,15 @@ clippy: console/dist/console/index.html ## clippy -D warnings on the host and bo
 unit: console/dist/console/index.html ## unit and route tests
 	cargo test --workspace --exclude tepi-conformance --locked
 
+coverage: ## the unit and route tests under cargo-llvm-cov: lcov and HTML in target/coverage/, fails under the line floor
+	@bash scripts/coverage.sh
+
+typecheck: console/dist/console/index.html ## cargo check on the host and both Wasm targets, then the console check (TypeScript)
+	cargo check --workspace --all-targets --locked
+	cargo check -p tepi-core -p tepi-cloudflare -p tepi-queue-consumer --target wasm32-unknown-unknown --locked
+	cargo check -p tepi-core -p tepi-spin -p tepi-spin-console --target wasm32-wasip2 --locked
+	@bash scripts/console-check.sh
+
 fuzz: ## cargo-fuzz the Prometheus text parser for 60 s (FUZZ_SECONDS=N for longer); fails on a crash
 	@bash scripts/fuzz.sh
 
@@ -54,6 +72,12 @@ build: ## both Wasm artifacts (release) and the size report
 
 guards: ## core has no runtime dependency; its Wasm imports nothing from env
 	@bash scripts/guards.sh
+
+deploy-check: ## scripts/deploy.sh offline after make build: refuses the placeholder ids, missing credentials, a short secret; its dry run bundles the Worker
+	@bash scripts/deploy-check.sh
+
+deploy: ## deploy the Workers build to Cloudflare after make build: D1 migrations, the secrets set in the environment, wrangler deploy (DEPLOY_DRY_RUN=1: offline dry run)
+	@bash scripts/deploy.sh
 
 conformance: ## the conformance suite against wrangler dev and the Spin build
 	@bash scripts/conformance.sh
@@ -75,6 +99,9 @@ ops-live: ## Prometheus + Alertmanager against wrangler dev: every panel returns
 
 smoke: ## k6 smoke over mixed traffic: against BASE_URL when set; else the gate (both local builds, compared with a baseline it records first)
 	@if [[ -n "$${BASE_URL:-}" ]]; then bash scripts/k6-scenario.sh smoke; else bash scripts/k6-smoke-gate.sh; fi
+
+smoke-compare: ## compare the smoke runs make smoke kept in target/k6 with an earlier run's files (BASELINE_DIR, default target/k6-baseline; none: passes)
+	@bash scripts/k6-ci-compare.sh $(BASELINE_DIR)
 
 e2e: ## the console in Chromium (Playwright) on both builds: sign-in, tracing, CSP, dashboard, baselines, alerts, sign-out, axe (no serious violation)
 	@bash scripts/e2e.sh

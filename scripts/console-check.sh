@@ -9,5 +9,6 @@ tsc=node_modules/.bin/tsc
 log "type-checking console/ and e2e/"
 "$tsc" -p console/tsconfig.json
 "$tsc" -p e2e/tsconfig.json
-# It adds its own figure to the gates' table (TEPI_GATE_NOTES).
-bash scripts/build-console.sh
+report=$(bash scripts/build-console.sh)
+echo "$report"
+gate_note "$(awk '/^first load/ {printf "first load %s B gzip (budget %s B)", $3, $5}' <<<"$report")"

@@ -22,6 +22,10 @@
 #   TEPI_SMOKE_WORKERS_PORT=18840  TEPI_SMOKE_SPIN_PORT=18841
 #   SMOKE_TOLERANCE=100  SMOKE_MIN_MS=50   the gate's comparison
 #   RATE, DURATION: k6/smoke.js's own (its defaults are the gate's)
+#
+# Each build's second run, once all three steps passed, is kept as
+# target/k6/smoke-<build>.json (and .txt): what make smoke-compare
+# compares with an earlier run's (scripts/k6-ci-compare.sh).
 source "$(dirname "$0")/lib.sh"
 source "$TEPI_ROOT/scripts/serve.sh"
 trap cleanup_services EXIT
@@ -39,6 +43,9 @@ export TEPI_TEST_JOB_VARS="WEBHOOK_HTTP_HOSTS=127.0.0.1 WEBHOOK_ALLOWED_HOSTS=12
 export LOOPBACK_ONLY=1
 TOLERANCE=${SMOKE_TOLERANCE:-100}
 MIN_MS=${SMOKE_MIN_MS:-50}
+KEPT="$TEPI_ROOT/target/k6"
+mkdir -p "$KEPT"
+rm -f "$KEPT"/smoke-workers.{json,txt} "$KEPT"/smoke-spin.{json,txt}
 
 failures=0
 fail() { printf 'FAIL %s\n' "$*" >&2; failures=$((failures + 1)); }
@@ -87,6 +94,8 @@ PY
     fail "$name: a p95 ten times the baseline's was not a regression (exit $rc, want 1)"
     return
   fi
+  cp "$dir/run/smoke.json" "$KEPT/smoke-$name.json"
+  cp "$dir/run/smoke.txt" "$KEPT/smoke-$name.txt"
   notes+=("$name: $(python3 - "$dir/run/smoke.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))

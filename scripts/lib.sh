@@ -23,12 +23,16 @@ WASM_TOOLS_BIN="$TEPI_VENV/bin/wasm-tools"
 K6_BIN="$TEPI_VENV/bin/k6"
 DETECT_SECRETS_BIN="$TEPI_VENV/bin/detect-secrets-hook"
 SCHEMATHESIS_BIN="$TEPI_VENV/bin/schemathesis"
+ACTIONLINT_BIN="$TEPI_VENV/bin/actionlint"
+SHELLCHECK_BIN="$TEPI_VENV/bin/shellcheck"
 WORKERD_BIN="$TEPI_ROOT/node_modules/@cloudflare/workerd-linux-64/bin/workerd"
 
 # Fuzzing (scripts/fuzz.sh): cargo-fuzz, installed on first use; the nightly
 # only for FUZZ_SANITIZER=address (sanitizers need -Z flags).
 CARGO_FUZZ_VERSION=0.13.2
 CARGO_FUZZ_BIN="$TEPI_CACHE/tools/cargo-fuzz-$CARGO_FUZZ_VERSION/bin/cargo-fuzz"
+CARGO_LLVM_COV_VERSION=0.9.1
+CARGO_LLVM_COV_BIN="$TEPI_CACHE/tools/cargo-llvm-cov-$CARGO_LLVM_COV_VERSION/bin/cargo-llvm-cov"
 FUZZ_NIGHTLY=nightly-2026-05-20
 
 # The Spin test host, built from tools/spin-test-host and cached by a hash of

