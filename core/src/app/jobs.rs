@@ -16,6 +16,7 @@ use crate::jobs::events::{
     Event, NotificationWebhookRequested, UploadReceived, WorkflowRunRequested,
 };
 use crate::jobs::retry::Decision;
+use crate::metrics::aggregate::Store;
 use crate::ports::{PortError, Ports, Queue, Sql};
 use crate::time::Timestamp;
 use crate::{notifications, uploads, workflows};
@@ -115,7 +116,18 @@ impl App {
     /// `JOB_DRAIN_AFTER_RESPONSE` due jobs, so they run now rather than at
     /// the next scheduled `POST /v1/jobs/drain`. The lease keeps concurrent
     /// drains apart, as for the endpoint. `None` when nothing was drained.
+    ///
+    /// An instance that lives for one request (Spin) first takes the
+    /// minute's history snapshot, when no request has yet: after the
+    /// answer, so no client waits for it.
     pub async fn after_response(&self, ports: &Ports<'_>) -> Option<Drained> {
+        if self.metrics_in_sql
+            && ports.aggregator.is_none()
+            && let (Some(aggregator), Some(sql)) =
+                (Store::of(ports, &self.config.metrics), ports.sql)
+        {
+            crate::ops::history::record(&aggregator, sql, ports.clock.now(), false).await;
+        }
         let limit = self.config.jobs.drain_after_response;
         if !self.outboxed.replace(false) || limit == 0 {
             return None;

@@ -579,17 +579,13 @@ impl App {
             self.instance
                 .get_or_init(|| secret::id(ports.entropy, "isolate_"));
         }
-        // Instances that live for one request (Spin) flush at once, and
-        // take the minute's history snapshot when nobody has yet.
+        // Instances that live for one request (Spin) flush at once (the
+        // minute's history snapshot waits for `after_response`).
         if self.metrics_in_sql
             && ports.aggregator.is_none()
             && let Some(aggregator) = Store::of(ports, &self.config.metrics)
         {
-            let now = ports.clock.now();
-            self.flush_to(&aggregator, now).await;
-            if let Some(sql) = ports.sql {
-                crate::ops::history::record(&aggregator, sql, now, false).await;
-            }
+            self.flush_to(&aggregator, ports.clock.now()).await;
         }
     }
 

@@ -379,6 +379,15 @@ fn cors_grants_allowed_origins_only() {
         header_str(&simple_ok, "access-control-allow-origin"),
         Some(ORIGIN)
     );
+    // No origin may send credentials: the console's refresh cookie stays
+    // with pages of the API's own origin.
+    for answer in [&granted, &simple_ok] {
+        assert!(
+            !answer
+                .headers()
+                .contains_key("access-control-allow-credentials")
+        );
+    }
     let simple_foreign = send(
         &app,
         Call {

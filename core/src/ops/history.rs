@@ -217,7 +217,7 @@ pub async fn record(aggregator: &dyn Aggregator, sql: &dyn Sql, now: Timestamp, 
         }
         let point = live(aggregator, sql, now).await?;
         aggregator
-            .record_minute(minute, &point, minute - RETENTION_MINUTES)
+            .record_minute(minute, &point, minute - RETENTION_MINUTES + 1)
             .await
     };
     if let Err(e) = result.await {
@@ -248,13 +248,13 @@ pub fn minutes_of(query: &str) -> Result<i64, ApiError> {
 }
 
 /// The answer of `GET /v1/ops/metrics/history`: the kept snapshots of the
-/// last `minutes` minutes (any that is not JSON skipped), then `live`,
+/// last `minutes` minutes (any that is not a JSON object skipped), then `live`,
 /// marked so.
 pub fn answer(kept: &[String], live: &str) -> String {
     let mut out =
         format!("{{\"step_secs\":60,\"retention_minutes\":{RETENTION_MINUTES},\"points\":[");
     for point in kept {
-        if serde_json::from_str::<serde_json::Value>(point).is_ok() {
+        if serde_json::from_str::<serde_json::Value>(point).is_ok_and(|p| p.is_object()) {
             out.push_str(point);
             out.push(',');
         }
@@ -379,11 +379,12 @@ tepi_worker_job_lag_seconds_bucket{queue_name=\"workflows\",le=\"+Inf\"} 12
         let kept = vec![
             point(API, "", 60),
             "{broken".to_owned(),
+            "[1, 2]".to_owned(),
             point(API, "", 120),
         ];
         let a = parsed(&answer(&kept, &point(API, WORKERS, 150)));
         let points = a["points"].as_array().unwrap();
-        assert_eq!(points.len(), 3, "the broken row is skipped");
+        assert_eq!(points.len(), 3, "the broken rows are skipped");
         assert_eq!(points[2]["t"], 150);
         assert_eq!(points[2]["live"], true);
         assert!(points[0].get("live").is_none());

@@ -33,6 +33,8 @@ pub(super) struct Fixture {
     /// A fresh `App::stateless()` per request, as on Spin.
     per_request: Option<Vec<(String, String)>>,
     pub(super) limiter: Option<Box<dyn crate::ratelimit::Limiter>>,
+    /// Stateless: also run `App::after_response` after each request.
+    after_response: bool,
 }
 
 pub(super) struct Req<'a> {
@@ -127,6 +129,7 @@ impl Fixture {
             now: Cell::new(START),
             per_request: None,
             limiter: None,
+            after_response: false,
         }
     }
 
@@ -145,6 +148,12 @@ impl Fixture {
             }
         }
         self.per_request = Some(all);
+        self
+    }
+
+    /// As the Spin adapter: `App::after_response` after each answer.
+    pub(super) fn with_after_response(mut self) -> Self {
+        self.after_response = true;
         self
     }
 
@@ -203,7 +212,12 @@ impl Fixture {
                 let pairs: Vec<(&str, &str)> =
                     vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let app = app_with(&pairs).stateless();
-                block_on(app.handle(request, &ports, self.now.get()))
+                let response = block_on(app.handle(request, &ports, self.now.get()));
+                if self.after_response {
+                    // What the Spin adapter runs once the answer is sent.
+                    block_on(app.after_response(&ports));
+                }
+                response
             }
             None => block_on(self.app.handle(request, &ports, self.now.get())),
         }

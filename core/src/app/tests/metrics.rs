@@ -250,8 +250,9 @@ fn history(w: &super::auth::World, token: &str, query: &str) -> http::Response<b
 
 #[test]
 fn the_history_keeps_a_snapshot_per_minute_and_ends_with_the_live_point() {
-    // Spin-like: every request is a fresh instance writing to SQLite.
-    let w = world_in(Fixture::new().stateless(&[]));
+    // Spin-like: every request is a fresh instance writing to SQLite, and
+    // the snapshot is taken after the answer.
+    let w = world_in(Fixture::new().stateless(&[]).with_after_response());
     let f = &w.f;
     let get = |path: &str| f.send(req(Method::GET, path));
     f.advance(60);
