@@ -40,7 +40,6 @@ mkdir -p "$OUT/console"
   --log-level=warning --outfile="$OUT/console/app.js"
 "$ESBUILD" console/src/console.css --bundle --minify \
   --log-level=warning --outfile="$OUT/console/app.css"
-cp console/index.html "$OUT/console/index.html"
 
 # Workers Static Assets' headers file: one rule, every header of
 # console/headers.json (the file the Spin component reads too).
@@ -54,7 +53,11 @@ node -e '
     lines.push(`  ${name}: ${value}`);
   }
   process.stdout.write(lines.join("\n") + "\n");
-' >"$OUT/_headers"
+' >"$tmp/_headers"
+# Moved into place whole: a failed step leaves no console without headers.
+mv "$tmp/_headers" "$OUT/_headers"
+# The page last: its presence is what says the build is complete.
+cp console/index.html "$OUT/console/index.html"
 
 echo "Console size report (bytes; budget applies to the first load, gzip -9)"
 printf '%-12s %10s %10s\n' file raw gzip

@@ -45,6 +45,8 @@ if placeholders=$(grep -nE '"0{8}-?0{4}-?0{4}-?0{4}-?0{12}"' "$config"); then
 fi
 [[ -f $WORKER_WASM && -f $WORKER_OUT/index.js ]] || die "no Workers build in ${WORKER_OUT#"$TEPI_ROOT"/} (run make build first)"
 [[ -f console/dist/console/index.html ]] || die "no console build in console/dist (run make build first)"
+grep -q '^  Content-Security-Policy: ' console/dist/_headers 2>/dev/null ||
+  die "console/dist/_headers has no Content-Security-Policy: rebuild the console (scripts/build-console.sh)"
 
 if [[ $dry == 0 ]]; then
   for var in CLOUDFLARE_API_TOKEN CLOUDFLARE_ACCOUNT_ID; do

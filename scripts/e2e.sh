@@ -46,9 +46,10 @@ if [[ ! -f $CONSOLE_INDEX ]] ||
   [[ -n $(find console -path console/dist -prune -o -path console/node_modules -prune -o \
     -type f -newer "$CONSOLE_INDEX" -print -quit) ]]; then
   [[ -f scripts/build-console.sh ]] || die "no console build at $CONSOLE_INDEX and no scripts/build-console.sh"
-  log "building the console (scripts/build-console.sh)"
+  log "building the console (scripts/build-console.sh) and the Spin component that embeds it"
   bash scripts/build-console.sh
   [[ -f $CONSOLE_INDEX ]] || die "scripts/build-console.sh did not write $CONSOLE_INDEX"
+  bash scripts/build-spin.sh console
 fi
 
 rm -rf "$OUT"

@@ -103,13 +103,19 @@ function decodeClaims(jwt: string): Claims | null {
   }
 }
 
+/** Bumped whenever the session ends here: an exchange that started
+ * before (a refresh racing a sign-out) must not bring it back. */
+let generation = 0;
+
 function forget(): void {
+  generation++;
   token = null;
   claims = null;
   clearTimeout(refreshTimer);
 }
 
-function adopt(answer: TokenAnswer): void {
+function adopt(answer: TokenAnswer, since: number): void {
+  if (since !== generation) return;
   const c = decodeClaims(answer.access_token);
   if (!c) throw new ApiError({ status: 0, title: "Unexpected answer", detail: "The access token could not be read." });
   token = answer.access_token;
@@ -143,9 +149,10 @@ let inflight: Promise<boolean> | null = null;
  * presenting it twice revokes the whole session. */
 export function refresh(): Promise<boolean> {
   inflight ??= exclusive(async () => {
+    const since = generation;
     try {
-      adopt(await request<TokenAnswer>("/v1/auth/refresh", { method: "POST", body: {}, auth: false }));
-      return true;
+      adopt(await request<TokenAnswer>("/v1/auth/refresh", { method: "POST", body: {}, auth: false }), since);
+      return since === generation;
     } catch (e) {
       if (e instanceof ApiError && e.problem.status >= 400 && e.problem.status < 500 && e.problem.status !== 429) {
         forget();
@@ -166,23 +173,25 @@ function exclusive<T>(f: () => Promise<T>): Promise<T> {
 
 export async function login(tenant: string, email: string, password: string): Promise<void> {
   loginTenant = tenant;
+  const since = generation;
   adopt(
     await request<TokenAnswer>("/v1/auth/login", {
       method: "POST",
       body: { tenant, email, password, session: "cookie" },
       auth: false,
     }),
+    since,
   );
 }
 
 /** Ends the session on the server (the cookie's family) and here, whatever
- * the server answers: the user asked to leave. */
+ * the server answers: the user asked to leave. Forgotten here first, so a
+ * refresh answering meanwhile is ignored; the logout itself waits its
+ * turn behind any refresh in flight (the same lock), so the cookie it
+ * clears is the latest one. */
 export async function logout(): Promise<void> {
-  try {
-    await request<void>("/v1/auth/logout", { method: "POST", body: {}, auth: false });
-  } finally {
-    forget();
-  }
+  forget();
+  await exclusive(() => request<void>("/v1/auth/logout", { method: "POST", body: {}, auth: false }));
 }
 
 // --- requests ----------------------------------------------------------------

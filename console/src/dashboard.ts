@@ -93,6 +93,9 @@ export const dashboardPage: Mount = (main) => {
     };
     const any = r !== null && r.requests > 0;
     empty.hidden = any;
+    empty.textContent = iv
+      ? "No requests in the last hour"
+      : "Collecting: the figures start with this minute's first snapshot, within a minute.";
     set("figure-requests", fmt.count(r?.requests ?? 0));
     set("figure-request-rate", any ? fmt.rate(r.rate) : fmt.NONE);
     set("figure-error-rate-4xx", fmt.percent(r?.share4xx ?? null));

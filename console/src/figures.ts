@@ -102,29 +102,38 @@ export function quantile(q: number, h: Histogram): number | null {
   return start + (end - start) * ((rank - before) / inBucket);
 }
 
-/** The whole window: first snapshot to last, or, with one snapshot, that
- * snapshot counted from zero over one step. */
+/** The whole window: first snapshot to last. Null with a single point:
+ * its counts are everything since the aggregate began, not a window (the
+ * minute's snapshot is usually a few seconds away). */
 export function windowInterval(h: History): Interval | null {
   const first = h.points[0];
   const last = h.points[h.points.length - 1];
-  if (!first || !last) return null;
-  if (first === last) return { t: last.t, seconds: h.step_secs, to: last };
+  if (!first || !last || first === last) return null;
   const seconds = last.t - first.t;
   return seconds > 0 ? { t: last.t, seconds, from: first, to: last } : null;
 }
 
-/** Consecutive snapshots, for the per-minute series (the one-snapshot case
- * as in `windowInterval`). */
+/** Consecutive snapshots, for the per-minute series. The live point is
+ * left out while it is under half a step past the last snapshot: a few
+ * seconds of requests would make spikes of their shares and quantiles. */
 export function intervals(h: History): Interval[] {
   const p = h.points;
-  if (p.length === 1 && p[0]) return [{ t: p[0].t, seconds: h.step_secs, to: p[0] }];
   const out: Interval[] = [];
   for (let i = 1; i < p.length; i++) {
     const from = p[i - 1];
     const to = p[i];
-    if (from && to && to.t > from.t) out.push({ t: to.t, seconds: to.t - from.t, from, to });
+    if (!from || !to || to.t <= from.t) continue;
+    if (to.live && to.t - from.t < h.step_secs / 2) continue;
+    out.push({ t: to.t, seconds: to.t - from.t, from, to });
   }
   return out;
+}
+
+/** Minutes without traffic have no snapshot: an interval longer than one
+ * and a half steps is preceded by a break in the chart's line (a null
+ * one step after it began), so the gap shows instead of a bridge. */
+function gapAt(iv: Interval, step: number): number | null {
+  return iv.from && iv.seconds > 1.5 * step ? iv.from.t + step : null;
 }
 
 export interface RequestStats {
@@ -223,6 +232,11 @@ const pct = (v: number | null) => (v === null ? null : v * 100);
 export function requestSeries(h: History): RequestSeries {
   const s: RequestSeries = { t: [], rate: [], pct4xx: [], pct5xx: [], pct429: [], p50: [], p95: [], p99: [] };
   for (const iv of intervals(h)) {
+    const gap = gapAt(iv, h.step_secs);
+    if (gap !== null) {
+      s.t.push(gap);
+      for (const k of ["rate", "pct4xx", "pct5xx", "pct429", "p50", "p95", "p99"] as const) s[k].push(null);
+    }
     const r = requestStats(iv);
     s.t.push(iv.t);
     s.rate.push(r.rate);
@@ -250,6 +264,14 @@ export function queueSeries(h: History, names: string[]): QueueSeries {
     s.lagP95[n] = [];
   }
   for (const iv of intervals(h)) {
+    const gap = gapAt(iv, h.step_secs);
+    if (gap !== null) {
+      s.t.push(gap);
+      for (const n of names) {
+        s.depth[n]?.push(null);
+        s.lagP95[n]?.push(null);
+      }
+    }
     s.t.push(iv.t);
     for (const n of names) {
       const q = queueStats(iv, n);

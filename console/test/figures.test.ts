@@ -106,15 +106,21 @@ test("window: last minus first", () => {
   near(r.p50, 75);
 });
 
-test("window: one point counts from zero over one step", () => {
+test("window: a single point is no window yet (its counts are all-time)", () => {
   const h: History = { step_secs: 60, points: [point(1000, 30, 3, 0, 0, at(2, 30), { live: true })] };
+  eq(windowInterval(h), null);
+  eq(intervals(h), []);
+});
+
+test("series: a live point seconds after the last snapshot is not charted", () => {
+  const h: History = {
+    step_secs: 60,
+    points: [point(1000, 10, 0, 0, 0, at(0, 10)), point(1060, 70, 0, 0, 0, at(0, 70)), point(1065, 75, 1, 0, 0, at(0, 75), { live: true })],
+  };
+  eq(requestSeries(h).t, [1060]);
   const iv = windowInterval(h);
   if (!iv) throw new Error("no window");
-  const r = requestStats(iv);
-  eq(r.requests, 30);
-  near(r.rate, 0.5);
-  near(r.share4xx, 0.1);
-  near(r.share5xx, 0);
+  eq(requestStats(iv).requests, 65);
 });
 
 test("window: none and empty", () => {
@@ -132,11 +138,13 @@ test("series: per interval, a reset counts the later value", () => {
     points: [point(1000, 100, 0, 0, 0, at(0, 100)), point(1060, 160, 0, 6, 0, at(0, 160)), point(1180, 12, 0, 0, 0, at(0, 12))],
   };
   const s = requestSeries(h);
-  eq(s.t, [1060, 1180]);
+  // 1060 → 1180 is two steps: a break in the line at 1120, then the point.
+  eq(s.t, [1060, 1120, 1180]);
   near(s.rate[0] ?? null, 1);
-  near(s.rate[1] ?? null, 0.1);
+  eq(s.rate[1], null);
+  near(s.rate[2] ?? null, 0.1);
   near(s.pct5xx[0] ?? null, 10);
-  near(s.pct5xx[1] ?? null, 0);
+  near(s.pct5xx[2] ?? null, 0);
   eq(intervals({ step_secs: 60, points: [] }), []);
 });
 

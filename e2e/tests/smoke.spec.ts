@@ -61,6 +61,16 @@ test("sign in, see the dashboard, every API call traced", async ({ page, context
     expect(visible.storage).not.toContain(cookie!.value);
   });
 
+  await test.step("a reload keeps the session: one refresh with the cookie, no new sign-in", async () => {
+    const refreshed = page.waitForResponse(
+      (r) => new URL(r.url()).pathname === "/v1/auth/refresh" && r.request().method() === "POST",
+    );
+    await page.reload();
+    expect((await refreshed).status(), "the refresh cookie is exchanged for a new access token").toBe(200);
+    await expect(h1(page, "Dashboard")).toBeVisible();
+    await expect(page).toHaveURL(/#\/dashboard/);
+  });
+
   await test.step("every API call carries X-Request-ID and traceparent; the API echoes and continues them", async () => {
     const calls = await watch.apiExchanges();
     expect(calls.map((c) => `${c.method} ${c.path}`)).toContain("POST /v1/auth/login");
