@@ -10,7 +10,7 @@
 #
 #   BASELINE_DIR   default target/k6-baseline; its file SOURCE, when there,
 #                  says where the summaries came from
-#   SMOKE_TOLERANCE=100  SMOKE_MIN_MS=50  ERROR_PP=0.5   see
+#   SMOKE_TOLERANCE=100  SMOKE_MIN_MS=50  SMOKE_MIN_COUNT=50  ERROR_PP=0.5   see
 #                  scripts/k6-compare.py; the smoke gate's own tolerances by
 #                  default, since two runs on different shared machines
 #                  differ for reasons that are not the code
@@ -21,6 +21,7 @@ source "$(dirname "$0")/lib.sh"
 dir=${1:-${BASELINE_DIR:-$TEPI_ROOT/target/k6-baseline}}
 TOLERANCE=${SMOKE_TOLERANCE:-100}
 MIN_MS=${SMOKE_MIN_MS:-50}
+MIN_COUNT=${SMOKE_MIN_COUNT:-50}
 ERROR_PP=${ERROR_PP:-0.5}
 
 shopt -s nullglob
@@ -42,7 +43,7 @@ for run in "${runs[@]}"; do
   fi
   crc=0
   python3 "$TEPI_ROOT/scripts/k6-compare.py" "$run" --baseline "$dir/$file" \
-    --tolerance "$TOLERANCE" --min-ms "$MIN_MS" --error-pp "$ERROR_PP" || crc=$?
+    --tolerance "$TOLERANCE" --min-ms "$MIN_MS" --error-pp "$ERROR_PP" --min-count "$MIN_COUNT" || crc=$?
   case $crc in
     0) notes+=("$build: no regression") ;;
     1) notes+=("$build: REGRESSION") ;;

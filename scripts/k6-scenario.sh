@@ -28,7 +28,7 @@
 #   BRANCH          the branch whose baseline to use (default: the checkout's
 #                   branch); the API falls back to main's
 #   RECORD=1        also record this run as the branch's baseline (API only)
-#   TOLERANCE=20, MIN_MS=5, ERROR_PP=0.5   see scripts/k6-compare.py
+#   TOLERANCE=20, MIN_MS=5, ERROR_PP=0.5, MIN_COUNT=1   see scripts/k6-compare.py
 #
 # Exit status: k6's (0 passed, 99 a threshold crossed, other: k6 failed),
 # else the comparison's (1 a regression, 2 a usage or I/O error).
@@ -71,7 +71,8 @@ if [[ ${COMPARE:-0} == 1 ]]; then
   else
     die "COMPARE=1 needs BASELINE_FILE or BASELINE_KEY (and BRANCH)"
   fi
-  compare+=(--tolerance "${TOLERANCE:-20}" --min-ms "${MIN_MS:-5}" --error-pp "${ERROR_PP:-0.5}")
+  compare+=(--tolerance "${TOLERANCE:-20}" --min-ms "${MIN_MS:-5}" --error-pp "${ERROR_PP:-0.5}"
+    --min-count "${MIN_COUNT:-1}")
 fi
 
 log "k6 $scenario against $BASE_URL (load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores)"
