@@ -152,6 +152,30 @@ const ADD: &str = "INSERT INTO metric_series \
      value = CASE WHEN excluded.kind = 'gauge' THEN excluded.value \
      ELSE metric_series.value + excluded.value END, \
      kind = excluded.kind, help = excluded.help, updated_at = excluded.updated_at";
+/// Rows per multi-row `ADD`: 10 parameters each, and the core keeps every
+/// statement within D1's 100 bound parameters wherever it runs.
+const ADD_ROWS_PER_STATEMENT: usize = 10;
+
+/// `ADD` for `rows` rows: `VALUES (…), (…), …` with the same conflict rule.
+/// Rows of one statement that meet the same series add up, as separate
+/// statements would.
+fn add_rows(rows: usize) -> String {
+    let (head, rest) = ADD.split_once(" VALUES ").unwrap_or((ADD, ""));
+    let conflict = rest.find(" ON CONFLICT").map_or("", |at| &rest[at..]);
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let mut sql = String::with_capacity(head.len() + conflict.len() + rows * (row.len() + 2) + 8);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql.push_str(conflict);
+    sql
+}
+
 const DELETE_SOURCE: &str = "DELETE FROM metric_series WHERE source = ?1";
 const DELETE_GROUP: &str = "DELETE FROM metric_groups WHERE source = ?1";
 const UPSERT_GROUP: &str = "INSERT INTO metric_groups (source, pusher, updated_at) \
@@ -608,8 +632,19 @@ impl SqlAggregator<'_> {
             return Ok(());
         }
         if in_transaction {
-            for statement in &statements {
+            // Additions go as multi-row upserts: an instance that lives for
+            // one request (Spin) adds a request's ~26 series on every
+            // request: 3 port calls instead of 26.
+            let (adds, others): (Vec<_>, Vec<_>) = statements.iter().partition(|s| s.sql == ADD);
+            for statement in others {
                 self.sql.execute(statement.sql, &statement.params).await?;
+            }
+            for chunk in adds.chunks(ADD_ROWS_PER_STATEMENT) {
+                let params: Vec<SqlValue> = chunk
+                    .iter()
+                    .flat_map(|s| s.params.iter().cloned())
+                    .collect();
+                self.sql.execute(&add_rows(chunk.len()), &params).await?;
             }
             return Ok(());
         }

@@ -73,10 +73,19 @@ pub async fn migrate_metrics(sql: &dyn Sql) -> Result<(), PortError> {
     Ok(())
 }
 
+const APPLIED: &str = "SELECT name FROM d1_migrations";
+
 /// Applies the migrations not yet recorded; returns how many it applied.
 pub async fn migrate(sql: &dyn Sql) -> Result<usize, PortError> {
-    sql.execute(CREATE_LEDGER, &[]).await?;
-    let applied = sql.execute("SELECT name FROM d1_migrations", &[]).await?;
+    // The ledger exists on every request but the first (instances that
+    // live for one request check it every time): read first, create only
+    // when the read fails.
+    let applied = if let Ok(rows) = sql.execute(APPLIED, &[]).await {
+        rows
+    } else {
+        sql.execute(CREATE_LEDGER, &[]).await?;
+        sql.execute(APPLIED, &[]).await?
+    };
     let applied: Vec<&str> = applied
         .rows
         .iter()

@@ -69,8 +69,10 @@ impl tepi_core::Clock for Clock {
     }
 }
 
+/// One JSON line to `console.log` (not `console_log!`, which formats and
+/// copies the line once more first).
 fn console_line(line: &str) {
-    worker::console_log!("{line}");
+    worker::web_sys::console::log_1(&JsValue::from_str(line));
 }
 
 #[event(start)]

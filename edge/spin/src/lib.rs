@@ -81,7 +81,7 @@ async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
     let now = tepi_core::Clock::now(&Clock);
     tepi_core::log::JsonLines::install(stderr_line, tracing::Level::INFO);
     let sql = SpinSql::open();
-    let kv = SpinKv::open();
+    let kv = SpinKv::default();
     let sql_probe = StoreProbe {
         name: "sqlite:default",
         sql: sql.as_ref().ok(),
@@ -91,8 +91,8 @@ async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
     let kv_probe = StoreProbe {
         name: "key_value:default",
         sql: None,
-        kv: kv.as_ref().ok(),
-        open_error: kv.as_ref().err(),
+        kv: Some(&kv),
+        open_error: None,
     };
     let probes: [&dyn Probe; 2] = [&sql_probe, &kv_probe];
     let ports = Ports {
@@ -100,7 +100,7 @@ async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
         clock: &Clock,
         probes: &probes,
         sql: sql.as_ref().ok().map(|s| s as &dyn tepi_core::Sql),
-        kv: kv.as_ref().ok().map(|k| k as &dyn tepi_core::KeyValue),
+        kv: Some(&kv),
         limiter: None,
         cache: None,
         blobs: None,

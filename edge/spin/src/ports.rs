@@ -1,6 +1,7 @@
 //! Spin's SQLite, key-value and outbound HTTP interfaces and the WASI
 //! monotonic clock as the core's ports, and the stores' readiness probes.
 
+use std::cell::OnceCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -63,14 +64,20 @@ impl Sql for SpinSql {
     }
 }
 
-/// The `default` key-value store (`key_value_stores` in spin.toml).
-pub struct SpinKv(key_value::Store);
+/// The `default` key-value store (`key_value_stores` in spin.toml), opened
+/// on first use: most requests never touch it, and opening it costs the
+/// host a database connection.
+#[derive(Default)]
+pub struct SpinKv(OnceCell<Result<key_value::Store, String>>);
 
 impl SpinKv {
-    pub fn open() -> Result<Self, PortError> {
-        key_value::Store::open_default()
-            .map(Self)
-            .map_err(|e| PortError(format!("key-value default: {e}")))
+    fn store(&self) -> Result<&key_value::Store, PortError> {
+        self.0
+            .get_or_init(|| {
+                key_value::Store::open_default().map_err(|e| format!("key-value default: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| PortError(e.clone()))
     }
 }
 
@@ -81,17 +88,17 @@ fn kv_error(e: &key_value::Error) -> PortError {
 #[async_trait(?Send)]
 impl KeyValue for SpinKv {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
-        self.0.get(key).map_err(|e| kv_error(&e))
+        self.store()?.get(key).map_err(|e| kv_error(&e))
     }
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), PortError> {
-        self.0.set(key, value).map_err(|e| kv_error(&e))
+        self.store()?.set(key, value).map_err(|e| kv_error(&e))
     }
     async fn delete(&self, key: &str) -> Result<(), PortError> {
-        self.0.delete(key).map_err(|e| kv_error(&e))
+        self.store()?.delete(key).map_err(|e| kv_error(&e))
     }
 }
 
-/// Readiness of a store: it opened, and answers a read.
+/// Readiness of a store: it opens, and answers a read.
 pub struct StoreProbe<'a> {
     pub name: &'static str,
     pub sql: Option<&'a SpinSql>,

@@ -850,3 +850,43 @@ fn minute_snapshots_keep_the_first_writer_and_forget_old_minutes_over_the_protoc
     let bad = call(http::Method::POST, "/minutes?minute=x&oldest=1", "p");
     assert_eq!(bad.status(), 400);
 }
+
+#[test]
+fn an_instances_additions_go_as_few_statements_and_sum_exactly() {
+    let db = db();
+    let recording = Watched::new(&db, None);
+    let agg = SqlAggregator {
+        sql: &recording,
+        config: config(600),
+    };
+    let mut everything = HttpMetrics::default();
+    for round in 0..2_u32 {
+        // Five routes: many statements' worth of series.
+        let mut delta = HttpMetrics::default();
+        for route in ["/a", "/b", "/c", "/d", "/e"] {
+            let ms = f64::from(round * 40 + 3);
+            delta.record("GET", route, 200, ms);
+            everything.record("GET", route, 200, ms);
+        }
+        block_on(agg.apply(&change("api", Mode::Add, &delta.encode(), &[], T0))).unwrap();
+    }
+    // Both rounds add the same series.
+    let rows = samples(&everything.encode()).len();
+    assert!(rows > ADD_ROWS_PER_STATEMENT, "{rows} series in a delta");
+    let inserts = recording
+        .seen
+        .borrow()
+        .iter()
+        .filter(|s| s.starts_with("INSERT INTO metric_series"))
+        .count();
+    assert_eq!(
+        inserts,
+        2 * rows.div_ceil(ADD_ROWS_PER_STATEMENT),
+        "one statement per 10 series, per change"
+    );
+    assert_eq!(
+        samples(&expose(&agg, T0 + 1)),
+        samples(&everything.encode()),
+        "the second round added to the first, series by series"
+    );
+}
