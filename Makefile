@@ -133,7 +133,7 @@ compare: ## compare a k6 summary with a baseline: make compare RUN=target/k6/smo
 bench-jobs: ## job throughput and lag p95 with batches of 10 and 100 (Workers) and drains of 100 (Spin)
 	@bash scripts/jobs-check.sh bench
 
-bench: ## Tepi vs Hono 4 vs the JS floor, side by side: CPU µs/req, latency, max rate (ratios to Hono)
+bench: ## Tepi vs Hono 4 vs the JS and Rust floors, side by side: CPU µs/req, latency, max rate (ratios to Hono)
 	@bash scripts/bench.sh
 
 bench-seam: ## compare the Workers seam variants (manual conversion vs workers-rs http feature)

@@ -41,7 +41,7 @@ ENV_CPU = {
     "wrangler": "CPU = the workerd processes of each wrangler dev (its node processes: node µs/req)",
     "spin": "CPU = the spin-test-host process",
 }
-SERVER_ORDER = ["tepi", "hono", "floor", "spin"]
+SERVER_ORDER = ["tepi", "hono", "floor", "rsfloor", "spin"]
 
 
 def load_runs(path, clk_tck):
@@ -121,7 +121,7 @@ def main():
         print(f"   {ENV_CPU[env]}; {rounds} round(s) × {seconds} s per cell; ×hono/×floor = CPU µs/req ratio "
               "at the same rate (per round in brackets)")
         node = env == "wrangler"  # wrangler's own node process works per request too
-        print(f"{'rate/s':>7} {'server':<6} {'CPU µs/req':>10} {'×hono':>6} {'×floor':>6} {'p50 ms':>7} {'p95 ms':>7} "
+        print(f"{'rate/s':>7} {'server':<7} {'CPU µs/req':>10} {'×hono':>6} {'×floor':>6} {'p50 ms':>7} {'p95 ms':>7} "
               f"{'p99 ms':>7} {'achieved/s':>10} {'errors':>7}" + (f" {'node µs/req':>11}" if node else "")
               + "  per-round ×hono")
         for rate in rates:
@@ -134,14 +134,14 @@ def main():
                     pairs = zip(c["per_round_cpu"], grid[("hono", rate)]["per_round_cpu"])
                     rounds_hono = "(" + ", ".join(f"{a / b:.2f}" for a, b in pairs if a and b) + ")"
                 flag = "" if c["sustained"] else "  [not sustained]"
-                print(f"{rate:>7} {s:<6} {fmt(c['cpu_us_per_req'], '.1f', 10)} {fmt(vs_hono, '.2f', 6)} "
+                print(f"{rate:>7} {s:<7} {fmt(c['cpu_us_per_req'], '.1f', 10)} {fmt(vs_hono, '.2f', 6)} "
                       f"{fmt(vs_floor, '.2f', 6)} {c['p50_ms']:>7.2f} {c['p95_ms']:>7.2f} {c['p99_ms']:>7.2f} "
                       f"{c['achieved_rps']:>10.1f} {c['error_fraction'] * 100:>6.2f}%"
                       + (f" {fmt(c['aux_cpu_us_per_req'], '.1f', 11)}" if node else "") + f"  {rounds_hono}{flag}")
                 cells.append(dict(env=env, route=route, server=s, rate=rate, cpu_vs_hono=vs_hono,
                                   cpu_vs_floor=vs_floor, **c))
         # Over all rates: CPU per request, the max sustained rate, and the ratios.
-        print(f"{'all':>7} {'server':<6} {'CPU µs/req':>10} {'×hono':>6} {'×floor':>6}  max rate with p95 < 50 ms "
+        print(f"{'all':>7} {'server':<7} {'CPU µs/req':>10} {'×hono':>6} {'×floor':>6}  max rate with p95 < 50 ms "
               "and < 1 % errors")
         overall = {}
         for s in servers:
@@ -159,18 +159,18 @@ def main():
             shown = f"{max_rate}/s" if max_rate else f"none (< {rates[0]}/s)"
             if max_rate == rates[-1]:
                 shown += " (the highest rate tried)"
-            print(f"{'':>7} {s:<6} {fmt(overall[s], '.1f', 10)} {fmt(vs_hono, '.2f', 6)} {fmt(vs_floor, '.2f', 6)}  {shown}")
+            print(f"{'':>7} {s:<7} {fmt(overall[s], '.1f', 10)} {fmt(vs_hono, '.2f', 6)} {fmt(vs_floor, '.2f', 6)}  {shown}")
             summaries.append(dict(env=env, route=route, server=s, cpu_us_per_req=overall[s], cpu_vs_hono=vs_hono,
                                   cpu_vs_floor=vs_floor, max_sustained_rate=max_rate, rates=rates))
 
     cold_summary = {}
     if cold:
         print("\n== cold start: spawn `workerd serve` → first 200 on GET /healthz (wall clock, server on the server CPU)")
-        print(f"{'server':<6} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'×hono':>6}  runs")
+        print(f"{'server':<7} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'×hono':>6}  runs")
         med = {s: statistics.median(v) for s, v in cold.items()}
         for s in [s for s in SERVER_ORDER if s in cold]:
             vs_hono = ratio(med[s], med.get("hono")) if s != "hono" else None
-            print(f"{s:<6} {med[s]:>9.1f} {min(cold[s]):>7.1f} {max(cold[s]):>7.1f} {fmt(vs_hono, '.2f', 6)}  "
+            print(f"{s:<7} {med[s]:>9.1f} {min(cold[s]):>7.1f} {max(cold[s]):>7.1f} {fmt(vs_hono, '.2f', 6)}  "
                   + ", ".join(f"{t:.1f}" for t in cold[s]))
             cold_summary[s] = dict(median_ms=med[s], runs_ms=cold[s])
 

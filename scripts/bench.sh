@@ -9,6 +9,8 @@
 #          (request id, traceparent, security headers, EdDSA tokens with
 #          hono/jwt, the api rate limit, the D1 read, problem+json)
 #   floor  bench/floor: `200 {"status":"ok"}` to every request
+#   rsfloor  bench/rust-floor (bare workerd only): the same answer from a
+#          workers-rs Worker, what any Rust Worker pays for the Wasm seam
 #
 # Environments, each in turn (services of one are stopped before the next):
 #   workerd   bare `workerd serve`, one process per server on its own port,
@@ -38,7 +40,7 @@
 #   BENCH_ROUNDS                  [2 | 1] runs per server, route and rate
 #   BENCH_WARMUP                  [5 | 2] seconds of unrecorded load per server and route first
 #   BENCH_COLD_RUNS               [5] cold starts per server
-#   BENCH_PORT                    [18821] first of 7 consecutive loopback ports
+#   BENCH_PORT                    [18821] first of 8 consecutive loopback ports
 #   BENCH_RESULTS=path.json       also write every figure there
 #   BENCH_BUILD=1                 build both artifacts first (scripts/build.sh)
 source "$(dirname "$0")/lib.sh"
@@ -113,14 +115,33 @@ fi
 
 RUN=$TEPI_RUN_DIR
 # The artifacts as they are now: a rebuild during the run changes nothing.
-mkdir -p "$RUN/tepi" "$RUN/hono" "$RUN/floor"
+mkdir -p "$RUN/tepi" "$RUN/hono" "$RUN/floor" "$RUN/rsfloor"
 cp "$WORKER_OUT/index.js" "$WORKER_WASM" "$RUN/tepi/"
 "$ESBUILD_BIN" "$TEPI_ROOT/bench/hono/src/index.js" --bundle --format=esm --platform=neutral \
   --main-fields=module,main --target=es2022 --log-level=warning --outfile="$RUN/hono/index.js"
 cp "$TEPI_ROOT/bench/floor/index.js" "$RUN/floor/index.js"
+if wants workerd; then
+  # The Rust floor: built once per source change into the tool cache.
+  RSFLOOR_SRC=$TEPI_ROOT/bench/rust-floor
+  RSFLOOR_OUT=$TEPI_CACHE/bench/rust-floor-$( (cd "$RSFLOOR_SRC" && sha256sum Cargo.toml Cargo.lock src/*.rs) | sha256sum | cut -c1-12)
+  if [[ ! -f $RSFLOOR_OUT/index_bg.wasm ]]; then
+    log "building the Rust floor (bench/rust-floor, once per source change)"
+    [[ -x $WORKER_BUILD_BIN ]] || die "worker-build missing: run scripts/tools.sh"
+    (cd "$RSFLOOR_SRC" && CARGO_TARGET_DIR=$TEPI_CACHE/bench/rust-floor-target CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+      "$WORKER_BUILD_BIN" --release >&2) || die "building bench/rust-floor failed"
+    mkdir -p "$RSFLOOR_OUT"
+    "$WASM_TOOLS_BIN" strip --all "$RSFLOOR_SRC/build/index_bg.wasm" -o "$RSFLOOR_OUT/index_bg.wasm"
+    cp "$RSFLOOR_SRC/build/index.js" "$RSFLOOR_OUT/index.js"
+    rm -rf "$RSFLOOR_SRC/build"
+  fi
+  cp "$RSFLOOR_OUT/index.js" "$RSFLOOR_OUT/index_bg.wasm" "$RUN/rsfloor/"
+fi
 load_test_secrets
 
 SERVERS=(tepi hono floor)
+# Under bare workerd also the Rust floor: the same answer as the floor, from
+# a workers-rs Worker (what any Rust Worker pays for the Wasm seam).
+WORKERD_SERVERS=(tepi hono floor rsfloor)
 RUNS_TSV=$RUN/runs.tsv
 COLD_TSV=$RUN/cold.tsv
 : >"$RUNS_TSV"
@@ -275,6 +296,10 @@ stop_env() {
 }
 
 # ---------------------------------------------------------------- bare workerd
+# workerd_port I — the port of WORKERD_SERVERS[I]: the first three ports,
+# then the eighth (wrangler dev takes the fourth to sixth, Spin the seventh).
+workerd_port() { if (($1 < 3)); then echo $((BASE_PORT + $1)); else echo $((BASE_PORT + 7)); fi; }
+
 workerd_env() {
   local i server jwks path times
   # Tepi first: Hono is given the public keys Tepi itself publishes.
@@ -285,12 +310,13 @@ workerd_env() {
   jwks=$(curl -fsS --max-time 10 "http://127.0.0.1:$BASE_PORT/.well-known/jwks.json") || die "no JWKS from Tepi"
   write_config "$RUN/hono" "$((BASE_PORT + 1))" "JWKS=$jwks" JWT_ISSUER=tepi JWT_AUDIENCE=tepi-api "RATE_LIMIT_API=$API_POLICY"
   write_config "$RUN/floor" "$((BASE_PORT + 2))"
-  for i in 1 2; do
-    server=${SERVERS[$i]}
-    start_workerd "$server" "$RUN/$server" "$((BASE_PORT + i))"
+  write_config "$RUN/rsfloor" "$((BASE_PORT + 7))"
+  for i in 1 2 3; do
+    server=${WORKERD_SERVERS[$i]}
+    start_workerd "$server" "$RUN/$server" "$(workerd_port "$i")"
     PID[workerd/$server]=$SERVER_PID
   done
-  for i in 0 1 2; do URL[workerd/${SERVERS[$i]}]="http://127.0.0.1:$((BASE_PORT + i))"; done
+  for i in 0 1 2 3; do URL[workerd/${WORKERD_SERVERS[$i]}]="http://127.0.0.1:$(workerd_port "$i")"; done
 
   # Same answers from Tepi and Hono to what is measured, apart from ids.
   TOKEN_SOURCE=mint
@@ -300,17 +326,18 @@ workerd_env() {
     diff -u <(answer "${URL[workerd/tepi]}" "$path") <(answer "${URL[workerd/hono]}" "$path") >&2 ||
       die "Tepi and Hono answer GET $path differently under bare workerd"
     [[ $(status "${URL[workerd/floor]}" "$path") == 200 ]] || die "the floor does not answer 200"
+    [[ $(status "${URL[workerd/rsfloor]}" "$path") == 200 ]] || die "the Rust floor does not answer 200"
   done
   [[ $(status "${URL[workerd/tepi]}" /v1/auth/me) == 503 ]] || die "Tepi without a database should answer 503"
 
-  measure workerd "$WORKERD_RATES" "${SERVERS[@]}" -- healthz=/healthz=200 "me-nodb=/v1/auth/me=503,floor:200"
-  stop_env workerd "${SERVERS[@]}"
+  measure workerd "$WORKERD_RATES" "${WORKERD_SERVERS[@]}" -- healthz=/healthz=200 "me-nodb=/v1/auth/me=503,floor:200,rsfloor:200"
+  stop_env workerd "${WORKERD_SERVERS[@]}"
 
   # Cold starts, one server at a time, nothing else running.
-  for i in 0 1 2; do
-    server=${SERVERS[$i]}
+  for i in 0 1 2 3; do
+    server=${WORKERD_SERVERS[$i]}
     log "cold start of $server: $COLD_RUNS × (spawn workerd serve → first 200 on /healthz)"
-    times=$(python3 "$TEPI_ROOT/scripts/bench-coldstart.py" "$COLD_RUNS" "$((BASE_PORT + i))" -- \
+    times=$(python3 "$TEPI_ROOT/scripts/bench-coldstart.py" "$COLD_RUNS" "$(workerd_port "$i")" -- \
       "${PIN_SERVER[@]}" "$WORKERD_BIN" serve "$RUN/$server/config.capnp") || die "cold start of $server failed"
     printf '%s\t%s\n' "$server" "$times" >>"$COLD_TSV"
   done
@@ -440,6 +467,7 @@ versions+=", hono $(json_get version <"$TEPI_ROOT/node_modules/hono/package.json
 versions+=", node $(node --version), compatibility date $COMPAT_DATE"
 sizes="tepi index_bg.wasm $(wc -c <"$RUN/tepi/index_bg.wasm") B + index.js $(wc -c <"$RUN/tepi/index.js") B"
 sizes+=", hono bundle $(wc -c <"$RUN/hono/index.js") B"
+[[ -f $RUN/rsfloor/index_bg.wasm ]] && sizes+=", rust floor index_bg.wasm $(wc -c <"$RUN/rsfloor/index_bg.wasm") B"
 [[ -f $SPIN_WASM ]] && sizes+=", tepi_spin.wasm $(wc -c <"$SPIN_WASM") B"
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC') COMMIT=$commit NPROC=$(nproc) PINNING=$PINNING CLK=$CLK_TCK \
   CPU=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1) LOAD_BEFORE=$LOAD_BEFORE \
