@@ -19,6 +19,8 @@
 //! - a time budget per attempt, failures classified 4xx (permanent), 5xx and
 //!   timeout (transient), and backoff with full jitter (`retry`);
 //! - bounded concurrency within a batch, and one metrics write per batch;
+//! - what a batch's jobs share, read once per batch: a tenant's webhook
+//!   salts (`webhook::SaltCache`);
 //! - the trace: each job continues the envelope's trace with a new span,
 //!   logs carry request id, tenant and trace id, and webhooks send
 //!   `traceparent`.
@@ -36,6 +38,7 @@ use crate::jobs::events::{self, Event};
 use crate::jobs::metrics::{self as worker_metrics, WorkerMetrics};
 use crate::jobs::outbox::Fallbacks;
 use crate::jobs::retry::{Decision, Failure, FailureClass, decide};
+use crate::jobs::webhook::SaltCache;
 use crate::ports::{Blobs, Jobs, Ports, Queue, Sql, SqlValue, Statement};
 use crate::secret;
 use crate::time::Timestamp;
@@ -219,10 +222,13 @@ async fn process_batch_inner(
         Some(sql) => already_processed(sql, &ids).await,
         None => Err(()),
     };
+    let salts = SaltCache::default();
     let jobs: Vec<_> = deliveries
         .iter()
         .zip(&envelopes)
-        .map(|(delivery, envelope)| process_one(runner, queue, delivery, envelope, &applied))
+        .map(|(delivery, envelope)| {
+            process_one(runner, queue, delivery, envelope, &applied, &salts)
+        })
         .collect();
     let mut results = run_bounded(jobs, runner.config.concurrency).await;
     commit_batch(ports.sql, &mut results).await;
@@ -337,6 +343,8 @@ pub struct Job<'a> {
     /// Whether the job has published an event (its writes then commit
     /// before the batch's).
     published: Cell<bool>,
+    /// The webhook salts the batch's jobs have read so far, by tenant.
+    pub(crate) salts: &'a SaltCache,
 }
 
 impl std::fmt::Debug for Job<'_> {
@@ -354,6 +362,7 @@ async fn process_one(
     delivery: &Delivery,
     envelope: &Result<Envelope, &'static str>,
     applied: &Result<Vec<String>, ()>,
+    salts: &SaltCache,
 ) -> Ran {
     let (config, ports) = (runner.config, runner.ports);
     let started = ports.clock.now();
@@ -376,7 +385,7 @@ async fn process_one(
             }
             Ok(_) => {
                 let last = attempt >= config.retry.max_attempts;
-                run_job(runner, queue, envelope, started, last).await
+                run_job(runner, queue, envelope, started, last, salts).await
             }
         },
     };
@@ -458,6 +467,7 @@ async fn run_job(
     envelope: &Envelope,
     started: Timestamp,
     last_attempt: bool,
+    salts: &SaltCache,
 ) -> Result<Option<Vec<Statement>>, Failure> {
     let (config, ports) = (runner.config, runner.ports);
     let sql = ports.sql.ok_or(Failure::Unreachable)?;
@@ -492,6 +502,7 @@ async fn run_job(
         started,
         last_attempt,
         published: Cell::new(false),
+        salts,
     };
     let work = async {
         let mut writes = Vec::new();

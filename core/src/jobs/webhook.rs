@@ -4,6 +4,8 @@
 //! carry the trace, the request id and the tenant, and go only where
 //! `JobsConfig` allows.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -56,9 +58,38 @@ pub fn signature(secrets: &[Secret], signed: Signed<'_>) -> String {
     header
 }
 
-/// The secrets that sign the job's tenant's deliveries now: one indexed
-/// read of its `webhook_secrets` row.
+/// The webhook salts of the tenants whose jobs a batch has run so far: a
+/// batch reads each tenant's `webhook_secrets` row once, not once per
+/// delivery. It lives as long as one batch (or drain), so a rotation
+/// reaches the next batch; a batch that began before it signs with the
+/// salt it replaced, which receivers accept during the overlap. Bounded by
+/// the batch: one entry per tenant with a delivery in it.
+#[derive(Debug, Default)]
+pub struct SaltCache(RefCell<Vec<(String, Salts)>>);
+
+impl SaltCache {
+    fn get(&self, tenant: &str) -> Option<Salts> {
+        let cached = self.0.borrow();
+        cached
+            .iter()
+            .find(|(t, _)| t == tenant)
+            .map(|(_, salts)| salts.clone())
+    }
+
+    fn keep(&self, tenant: &str, salts: &Salts) {
+        let mut cached = self.0.borrow_mut();
+        if !cached.iter().any(|(t, _)| t == tenant) {
+            cached.push((tenant.to_owned(), salts.clone()));
+        }
+    }
+}
+
+/// The secrets that sign the job's tenant's deliveries now: its salts as
+/// the batch read them, or one indexed read of its `webhook_secrets` row.
 async fn tenant_secrets(job: &Job<'_>, key: &Secret) -> Result<Vec<Secret>, Failure> {
+    if let Some(salts) = job.salts.get(job.tenant()) {
+        return Ok(salts.secrets(key, job.tenant(), job.secs()));
+    }
     let rows = job
         .query(WEBHOOK_SECRET_BY_TENANT, vec![job.tenant().into()])
         .await?;
@@ -72,6 +103,7 @@ async fn tenant_secrets(job: &Job<'_>, key: &Secret) -> Result<Vec<Secret>, Fail
         tracing::error!(target: "tepi::jobs", error = %e, "unreadable webhook secret row");
         Failure::Unreachable
     })?;
+    job.salts.keep(job.tenant(), &salts);
     Ok(salts.secrets(key, job.tenant(), job.secs()))
 }
 

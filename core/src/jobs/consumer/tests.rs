@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::api::context::RequestContext;
+use crate::auth::store::WEBHOOK_SECRET_BY_TENANT;
 use crate::auth::webhook_secret::derive;
 use crate::config::Config;
 use crate::jobs::dead_letters::{DEAD_ATTEMPTS, DEAD_CLASS, DEAD_REASON, dead_letter_body, park};
@@ -1094,11 +1095,12 @@ fn envelopes_written_by_the_api_parse_back() {
     );
 }
 
-/// The world's SQLite, watched: counts lookups of applied jobs and
-/// batches, and refuses batches as told.
+/// The world's SQLite, watched: counts lookups of applied jobs, reads of
+/// webhook salts and batches, and refuses batches as told.
 struct Watched<'a> {
     inner: &'a SqliteSql,
     lookups: Cell<usize>,
+    salt_reads: Cell<usize>,
     batches: Cell<usize>,
     /// Refuse any batch of more than this many statements.
     max_batch: usize,
@@ -1111,6 +1113,7 @@ impl<'a> Watched<'a> {
         Self {
             inner,
             lookups: Cell::new(0),
+            salt_reads: Cell::new(0),
             batches: Cell::new(0),
             max_batch: usize::MAX,
             poison: None,
@@ -1123,6 +1126,9 @@ impl Sql for Watched<'_> {
     async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
         if statement.starts_with(ALREADY_PROCESSED_IN) {
             self.lookups.set(self.lookups.get() + 1);
+        }
+        if statement == WEBHOOK_SECRET_BY_TENANT {
+            self.salt_reads.set(self.salt_reads.get() + 1);
         }
         self.inner.execute(statement, params).await
     }
@@ -1204,6 +1210,64 @@ fn a_batch_looks_up_applied_jobs_once_and_commits_once() {
     let again = w.process_batch_with(&Watched::new(&w.db), &receiver, &bodies);
     assert_eq!(again, vec![Decision::Ack; 6]);
     assert_eq!(receiver.seen.borrow().len(), 6);
+}
+
+#[test]
+fn a_batch_reads_each_tenants_salts_once_and_signs_each_delivery_as_its_tenant() {
+    let w = world();
+    let receiver = Receiver::default();
+    let tenants = ["acme", "globex", "acme", "acme", "globex", "acme"];
+    let bodies: Vec<String> = tenants
+        .iter()
+        .map(|tenant| webhook_job_for(tenant, "https://hooks.example.com/in"))
+        .collect();
+    let sql = Watched::new(&w.db);
+    assert_eq!(
+        w.process_batch_with(&sql, &receiver, &bodies),
+        vec![Decision::Ack; 6]
+    );
+    assert_eq!(
+        sql.salt_reads.get(),
+        2,
+        "one read per tenant, not per delivery"
+    );
+    let secret_of = |tenant: &str| match tenant {
+        "acme" => tenant_secret("acme", ACME_SALT),
+        _ => tenant_secret("globex", GLOBEX_SALT),
+    };
+    {
+        let seen = receiver.seen.borrow();
+        assert_eq!(seen.len(), 6);
+        for request in seen.iter() {
+            let tenant = request.headers()["x-tenant-id"].to_str().unwrap();
+            let other = if tenant == "acme" { "globex" } else { "acme" };
+            assert!(verifies(request, &secret_of(tenant)), "{tenant}'s delivery");
+            assert!(
+                !verifies(request, &secret_of(other)),
+                "{tenant}'s delivery is not signed with {other}'s secret"
+            );
+        }
+    }
+
+    // A rotation without overlap reaches the next batch.
+    let rotated = "0123456789abcdef0123456789abcdef"; // pragma: allowlist secret
+    w.exec(
+        "UPDATE webhook_secrets SET salt = ?2, previous_salt = NULL, previous_until = NULL \
+         WHERE tenant_id = ?1",
+        &["acme".into(), rotated.into()],
+    );
+    let after = Receiver::default();
+    let next = [webhook_job_for("acme", "https://hooks.example.com/in")];
+    assert_eq!(
+        w.process_batch_with(&Watched::new(&w.db), &after, &next),
+        vec![Decision::Ack]
+    );
+    let request = &after.seen.borrow()[0];
+    assert!(verifies(request, &tenant_secret("acme", rotated)));
+    assert!(
+        !verifies(request, &secret_of("acme")),
+        "the replaced salt no longer signs"
+    );
 }
 
 #[test]
