@@ -3,6 +3,7 @@
 
     jobs-check.py no-loss BASE_URL RECEIVER_URL TARGET
     jobs-check.py bench   BASE_URL RECEIVER_URL TARGET JOBS LABEL
+    jobs-check.py backlog BASE_URL RECEIVER_URL JOBS LABEL
 
 Both log in as the operator admin the run bootstrapped (TEPI_ADMIN_EMAIL,
 TEPI_ADMIN_PASSWORD, tenant TEPI_TENANT) and enqueue notification webhook
@@ -16,8 +17,16 @@ exhaust their attempts and some fail permanently (400). Afterwards every job
 must have been delivered exactly once or be parked in the dead letters, and
 GET /metrics/workers must reconcile exactly with what the receiver saw.
 
-bench: JOBS clean jobs; prints throughput (jobs/s from the first enqueue to
-the last delivery) and the lag from enqueue to delivery (p50/p95).
+bench: JOBS clean jobs, enqueued while the consumer runs; prints the
+enqueue rate, the consumer's throughput (first to last delivery), the lag
+from enqueue to delivery (p50/p95), how busy the machine's cores were and,
+with TEPI_JOBS_WRANGLER_LOG, how local Queues ran the batches (from
+wrangler's `QUEUE <name> n/n (ms)` lines).
+
+backlog: JOBS clean jobs enqueued first (the build runs with
+JOB_DRAIN_AFTER_RESPONSE=0), then drained by DRAIN_CALLERS concurrent
+`POST /v1/jobs/drain?limit=DRAIN_LIMIT` calls (Spin): the consumer's own
+throughput, without the producers' requests competing for the cores.
 """
 
 import json
@@ -269,33 +278,114 @@ def no_loss(base, receiver, target):
     print(f"ok: no job lost or applied twice on {target}; the metrics reconcile exactly")
 
 
+def cpu_times():
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_since(before):
+    busy, total = cpu_times()
+    share = (busy - before[0]) / max(1, total - before[1])
+    return f"cores busy {share * 100:.0f} % of {os.cpu_count()}"
+
+
+def delivered_since(receiver, before):
+    stats = receiver_stats(receiver)
+    done = sum(e["successes"] for e in stats["keys"].values()) - before["done"]
+    return done, stats["lags_ms"][before["lags"]:], stats["success_times"][before["times"]:]
+
+
+def receiver_mark(receiver):
+    stats = receiver_stats(receiver)
+    return {
+        "done": sum(e["successes"] for e in stats["keys"].values()),
+        "lags": len(stats["lags_ms"]),
+        "times": len(stats["success_times"]),
+    }
+
+
+QUEUE_LINE = re.compile(r"QUEUE tepi-notifications (\d+)/(\d+) \((\d+)ms\)")
+
+
+def local_queue_batches(path, offset, window):
+    """How wrangler dev's local Queues ran the notification batches logged
+    after `offset`: how many, their median duration, and how much of the
+    delivery window they filled back to back."""
+    with open(path, errors="replace") as log:
+        log.seek(offset)
+        batches = [(int(m.group(2)), int(m.group(3))) for m in QUEUE_LINE.finditer(log.read())]
+    if not batches:
+        return "no QUEUE lines in the wrangler log"
+    took = sorted(ms for _, ms in batches)
+    filled = sum(took) / 1000 / max(window, 1e-9)
+    return (f"{len(batches)} batches of up to {max(n for n, _ in batches)}, median {percentile(took, 50)} ms; "
+            f"their durations add up to {filled * 100:.0f} % of the delivery window "
+            f"(local Queues hand a consumer one batch at a time)")
+
+
 def bench(base, receiver, target, jobs, label):
     token = login(base)
-    before = receiver_stats(receiver)
-    done_before = sum(e["successes"] for e in before["keys"].values())
-    lags_before = len(before["lags_ms"])
-    times_before = len(before["success_times"])
+    mark = receiver_mark(receiver)
+    wrangler_log = os.environ.get("TEPI_JOBS_WRANGLER_LOG")
+    log_offset = os.path.getsize(wrangler_log) if wrangler_log else 0
+    cpu = cpu_times()
     start = time.time()
     enqueue(base, token, receiver, [(f"bench-{label}-{i}", "") for i in range(jobs)])
     enqueued_s = time.time() - start
     while True:
         if target == "spin":
             call("POST", f"{base}/v1/jobs/drain?limit=100", token=token, expect=200)
-        stats = receiver_stats(receiver)
-        done = sum(e["successes"] for e in stats["keys"].values()) - done_before
+        done, lags, times = delivered_since(receiver, mark)
         if done >= jobs:
             break
         if time.time() - start > 600:
             sys.exit(f"bench {label}: only {done}/{jobs} delivered in 600 s")
         time.sleep(0.05 if target == "spin" else 0.2)
     elapsed = time.time() - start
-    lags = stats["lags_ms"][lags_before:]
-    times = stats["success_times"][times_before:]
+    busy = busy_since(cpu)
     window = max(times) - min(times)
     print(f"  {target} {label}: {jobs} jobs enqueued in {enqueued_s:.1f} s ({jobs / enqueued_s:.0f}/s), "
           f"all delivered after {elapsed:.1f} s; consumer throughput {jobs / window:.0f} jobs/s "
           f"(first to last delivery); lag enqueue->delivery p50 {percentile(lags, 50):.0f} ms, "
-          f"p95 {percentile(lags, 95):.0f} ms")
+          f"p95 {percentile(lags, 95):.0f} ms; {busy}")
+    if wrangler_log:
+        print(f"    {local_queue_batches(wrangler_log, log_offset, window)}")
+
+
+def backlog(base, receiver, jobs, label):
+    token = login(base)
+    limit = int(os.environ.get("DRAIN_LIMIT", "250"))
+    callers = int(os.environ.get("DRAIN_CALLERS", "2"))
+    mark = receiver_mark(receiver)
+    start = time.time()
+    enqueue(base, token, receiver, [(f"backlog-{label}-{i}", "") for i in range(jobs)])
+    enqueued_s = time.time() - start
+    early, _, _ = delivered_since(receiver, mark)
+    if early:
+        sys.exit(f"backlog {label}: {early} jobs ran before the drain (JOB_DRAIN_AFTER_RESPONSE must be 0)")
+    cpu = cpu_times()
+    drain_start = time.time()
+
+    def drainer(_):
+        while True:
+            _, text = call("POST", f"{base}/v1/jobs/drain?limit={limit}", token=token, expect=200)
+            if not json.loads(text).get("leased"):
+                return
+
+    with ThreadPoolExecutor(max_workers=callers) as pool:
+        list(pool.map(drainer, range(callers)))
+    drained_s = time.time() - drain_start
+    busy = busy_since(cpu)
+    done, _, times = delivered_since(receiver, mark)
+    if done < jobs:
+        sys.exit(f"backlog {label}: only {done}/{jobs} delivered once the outbox was empty")
+    window = max(times) - min(times)
+    print(f"  spin {label}: {jobs} jobs enqueued in {enqueued_s:.1f} s, then {callers} drains of up to "
+          f"{limit} at a time emptied the outbox in {drained_s:.2f} s: consumer throughput "
+          f"{jobs / window:.0f} jobs/s (first to last delivery); {busy}")
 
 
 def main():
@@ -305,6 +395,9 @@ def main():
     elif mode == "bench":
         base, receiver, target, jobs, label = sys.argv[2:7]
         bench(base, receiver, target, int(jobs), label)
+    elif mode == "backlog":
+        base, receiver, jobs, label = sys.argv[2:6]
+        backlog(base, receiver, int(jobs), label)
     else:
         sys.exit(__doc__)
 

@@ -158,6 +158,10 @@ def main():
     port = int(sys.argv[1])
     if not SECRETS or any(not s.startswith(b"whsec_") or len(s) != 70 for s in SECRETS):
         sys.exit("TEPI_WEBHOOK_SECRET must hold the tenant's webhook secret (whsec_…), or several separated by commas")
+    # socketserver's default listen backlog is 5: a sender with more new
+    # connections in flight than that has SYNs dropped and retried after
+    # the kernel's one-second timeout, which would be measured as lag.
+    ThreadingHTTPServer.request_queue_size = 1024
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     print(f"webhook receiver on 127.0.0.1:{port}", flush=True)
