@@ -5,6 +5,7 @@
 //! `JobsConfig` allows.
 
 use std::cell::RefCell;
+use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -16,6 +17,7 @@ use crate::auth::webhook_secret::Salts;
 use crate::jobs::consumer::Job;
 use crate::jobs::retry::Failure;
 use crate::secret::{self, Secret};
+use crate::time::Timestamp;
 
 /// The header webhook deliveries carry: `t=<unix seconds>,v1=<hex>…`.
 pub const SIGNATURE_HEADER: &str = "tepi-signature";
@@ -58,28 +60,124 @@ pub fn signature(secrets: &[Secret], signed: Signed<'_>) -> String {
     header
 }
 
-/// The webhook salts of the tenants whose jobs a batch has run so far: a
-/// batch reads each tenant's `webhook_secrets` row once, not once per
-/// delivery. It lives as long as one batch (or drain), so a rotation
-/// reaches the next batch; a batch that began before it signs with the
-/// salt it replaced, which receivers accept during the overlap. Bounded by
-/// the batch: one entry per tenant with a delivery in it.
+/// How long a batch goes on using the salts it read for a tenant before it
+/// reads them again: about one in-flight delivery's worth of staleness, so
+/// a rotation that ends the old secret at once (no overlap, or a second
+/// rotation during one) reaches a long batch's later deliveries too.
+pub const SALTS_FRESH_MS: f64 = 2_000.0;
+
+/// The webhook salts of the tenants whose jobs a batch is running, read
+/// once per tenant and reused for `SALTS_FRESH_MS`: a batch's deliveries
+/// share one read of a tenant's `webhook_secrets` row instead of one each.
+/// Jobs that ask while the read is under way wait for it rather than read
+/// too. One entry per tenant with a delivery in the batch; it lives as
+/// long as the batch (or drain).
 #[derive(Debug, Default)]
-pub struct SaltCache(RefCell<Vec<(String, Salts)>>);
+pub struct SaltCache(RefCell<Vec<(String, Slot)>>);
+
+#[derive(Debug)]
+enum Slot {
+    /// One job is reading the row; the others wait.
+    Loading(Vec<Waker>),
+    Ready {
+        salts: Salts,
+        read_at: Timestamp,
+    },
+}
+
+enum Lookup<'c> {
+    Fresh(Salts),
+    Wait,
+    /// This job reads the row and fills the slot (or, dropped, frees it).
+    Load(Loading<'c>),
+}
 
 impl SaltCache {
-    fn get(&self, tenant: &str) -> Option<Salts> {
-        let cached = self.0.borrow();
-        cached
-            .iter()
-            .find(|(t, _)| t == tenant)
-            .map(|(_, salts)| salts.clone())
+    fn lookup<'c>(&'c self, tenant: &str, now: Timestamp) -> Lookup<'c> {
+        let mut slots = self.0.borrow_mut();
+        let load = || {
+            Lookup::Load(Loading {
+                cache: self,
+                tenant: tenant.to_owned(),
+                filled: false,
+            })
+        };
+        match slots.iter_mut().find(|(t, _)| t == tenant) {
+            Some((_, Slot::Ready { salts, read_at }))
+                if now.millis_since(*read_at) < SALTS_FRESH_MS =>
+            {
+                Lookup::Fresh(salts.clone())
+            }
+            Some((_, Slot::Loading(_))) => Lookup::Wait,
+            Some((_, slot)) => {
+                *slot = Slot::Loading(Vec::new());
+                load()
+            }
+            None => {
+                slots.push((tenant.to_owned(), Slot::Loading(Vec::new())));
+                load()
+            }
+        }
     }
 
-    fn keep(&self, tenant: &str, salts: &Salts) {
-        let mut cached = self.0.borrow_mut();
-        if !cached.iter().any(|(t, _)| t == tenant) {
-            cached.push((tenant.to_owned(), salts.clone()));
+    /// Ready once no job is reading `tenant`'s row.
+    async fn loaded(&self, tenant: &str) {
+        std::future::poll_fn(|cx| {
+            let mut slots = self.0.borrow_mut();
+            match slots.iter_mut().find(|(t, _)| t == tenant) {
+                Some((_, Slot::Loading(wakers))) => {
+                    if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                        wakers.push(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+                _ => Poll::Ready(()),
+            }
+        })
+        .await;
+    }
+
+    /// Replaces `tenant`'s slot (`None`: removes it) and wakes its waiters.
+    fn settle(&self, tenant: &str, slot: Option<Slot>) {
+        let waiters = {
+            let mut slots = self.0.borrow_mut();
+            let Some(at) = slots.iter().position(|(t, _)| t == tenant) else {
+                return;
+            };
+            let previous = match slot {
+                Some(slot) => std::mem::replace(&mut slots[at].1, slot),
+                None => slots.swap_remove(at).1,
+            };
+            match previous {
+                Slot::Loading(wakers) => wakers,
+                Slot::Ready { .. } => Vec::new(),
+            }
+        };
+        waiters.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// A job's claim to read a tenant's row for the batch. Dropped without
+/// being filled (the read failed, or the job ran out of time while
+/// reading), it frees the slot so that a waiting job reads instead.
+struct Loading<'c> {
+    cache: &'c SaltCache,
+    tenant: String,
+    filled: bool,
+}
+
+impl Loading<'_> {
+    fn fill(mut self, salts: Salts, read_at: Timestamp) {
+        self.filled = true;
+        self.cache
+            .settle(&self.tenant, Some(Slot::Ready { salts, read_at }));
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        if !self.filled {
+            self.cache.settle(&self.tenant, None);
         }
     }
 }
@@ -87,9 +185,13 @@ impl SaltCache {
 /// The secrets that sign the job's tenant's deliveries now: its salts as
 /// the batch read them, or one indexed read of its `webhook_secrets` row.
 async fn tenant_secrets(job: &Job<'_>, key: &Secret) -> Result<Vec<Secret>, Failure> {
-    if let Some(salts) = job.salts.get(job.tenant()) {
-        return Ok(salts.secrets(key, job.tenant(), job.secs()));
-    }
+    let loading = loop {
+        match job.salts.lookup(job.tenant(), job.ports.clock.now()) {
+            Lookup::Fresh(salts) => return Ok(salts.secrets(key, job.tenant(), job.secs())),
+            Lookup::Wait => job.salts.loaded(job.tenant()).await,
+            Lookup::Load(loading) => break loading,
+        }
+    };
     let rows = job
         .query(WEBHOOK_SECRET_BY_TENANT, vec![job.tenant().into()])
         .await?;
@@ -103,8 +205,9 @@ async fn tenant_secrets(job: &Job<'_>, key: &Secret) -> Result<Vec<Secret>, Fail
         tracing::error!(target: "tepi::jobs", error = %e, "unreadable webhook secret row");
         Failure::Unreachable
     })?;
-    job.salts.keep(job.tenant(), &salts);
-    Ok(salts.secrets(key, job.tenant(), job.secs()))
+    let secrets = salts.secrets(key, job.tenant(), job.secs());
+    loading.fill(salts, job.ports.clock.now());
+    Ok(secrets)
 }
 
 /// POSTs a signed JSON body to `url`; `Ok` on 2xx. `delivery` is the

@@ -1171,6 +1171,23 @@ impl World {
     }
 }
 
+impl World {
+    /// `n` first deliveries of webhook notifications, as one batch through `ports`.
+    fn webhook_batch(&self, ports: &Ports<'_>, n: usize) -> Vec<Decision> {
+        let deliveries: Vec<Delivery> = (0..n)
+            .map(|_| Delivery {
+                body: webhook_job("https://hooks.example.com/in"),
+                attempt: 1,
+            })
+            .collect();
+        block_on(process_batch(
+            self.runner(ports),
+            Queue::Notifications,
+            &deliveries,
+        ))
+    }
+}
+
 fn event_id(envelope: &str) -> String {
     serde_json::from_str::<Value>(envelope).unwrap()["id"]
         .as_str()
@@ -1212,24 +1229,53 @@ fn a_batch_looks_up_applied_jobs_once_and_commits_once() {
     assert_eq!(receiver.seen.borrow().len(), 6);
 }
 
+/// SQL whose every statement first yields once, as D1's calls do: the jobs
+/// of a batch then really are under way together.
+struct Yielding<'a>(&'a Watched<'a>);
+
+#[async_trait(?Send)]
+impl Sql for Yielding<'_> {
+    async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<Rows, PortError> {
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if std::mem::replace(&mut yielded, true) {
+                Poll::Ready(())
+            } else {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .await;
+        self.0.execute(statement, params).await
+    }
+
+    async fn batch(&self, statements: &[Statement]) -> Result<(), PortError> {
+        self.0.batch(statements).await
+    }
+}
+
 #[test]
 fn a_batch_reads_each_tenants_salts_once_and_signs_each_delivery_as_its_tenant() {
     let w = world();
+    assert!(
+        w.config.jobs.concurrency >= 6,
+        "the jobs below run together"
+    );
     let receiver = Receiver::default();
     let tenants = ["acme", "globex", "acme", "acme", "globex", "acme"];
     let bodies: Vec<String> = tenants
         .iter()
         .map(|tenant| webhook_job_for(tenant, "https://hooks.example.com/in"))
         .collect();
-    let sql = Watched::new(&w.db);
+    let watched = Watched::new(&w.db);
     assert_eq!(
-        w.process_batch_with(&sql, &receiver, &bodies),
+        w.process_batch_with(&Yielding(&watched), &receiver, &bodies),
         vec![Decision::Ack; 6]
     );
     assert_eq!(
-        sql.salt_reads.get(),
+        watched.salt_reads.get(),
         2,
-        "one read per tenant, not per delivery"
+        "one read per tenant, though all six jobs asked at once"
     );
     let secret_of = |tenant: &str| match tenant {
         "acme" => tenant_secret("acme", ACME_SALT),
@@ -1267,6 +1313,77 @@ fn a_batch_reads_each_tenants_salts_once_and_signs_each_delivery_as_its_tenant()
     assert!(
         !verifies(request, &secret_of("acme")),
         "the replaced salt no longer signs"
+    );
+}
+
+#[test]
+fn a_long_batch_reads_a_tenants_salts_again_once_they_are_two_seconds_old() {
+    let w = world();
+    // Every reading of this clock is a second after the one before.
+    let slow = SteppingClock::new(Timestamp::from_unix_micros(START), 1_000_000);
+    let receiver = Receiver::default();
+    let watched = Watched::new(&w.db);
+    let mut ports = w.ports(&receiver, None);
+    ports.sql = Some(&watched);
+    ports.clock = &slow;
+    let decisions = w.webhook_batch(&ports, 4);
+    assert_eq!(decisions, vec![Decision::Ack; 4]);
+    assert_eq!(
+        watched.salt_reads.get(),
+        4,
+        "each job starts seconds after the salts were read"
+    );
+}
+
+#[test]
+fn a_job_that_runs_out_of_time_while_reading_the_salts_leaves_the_read_to_the_next() {
+    /// The first budget is already spent; every later one lasts 50 polls,
+    /// far longer than a job that reads its salts and delivers.
+    struct FirstExpired(Cell<u32>);
+    #[async_trait(?Send)]
+    impl Timer for FirstExpired {
+        async fn sleep(&self, _millis: u32) {
+            let n = self.0.get();
+            self.0.set(n + 1);
+            if n == 0 {
+                return;
+            }
+            let mut polls = 0;
+            std::future::poll_fn(|cx| {
+                polls += 1;
+                if polls > 50 {
+                    Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+    }
+    let w = world();
+    let receiver = Receiver::default();
+    let watched = Watched::new(&w.db);
+    let yielding = Yielding(&watched);
+    let timer = FirstExpired(Cell::new(0));
+    let mut ports = w.ports(&receiver, Some(&timer));
+    ports.sql = Some(&yielding);
+    let decisions = w.webhook_batch(&ports, 4);
+    assert!(
+        matches!(decisions[0], Decision::Retry { .. }),
+        "the first job timed out while reading: {:?}",
+        decisions[0]
+    );
+    assert_eq!(
+        decisions[1..],
+        [Decision::Ack, Decision::Ack, Decision::Ack],
+        "the others did not wait for a read nobody finishes"
+    );
+    assert_eq!(receiver.seen.borrow().len(), 3);
+    assert_eq!(
+        watched.salt_reads.get(),
+        1,
+        "the next job read the salts for the rest"
     );
 }
 
