@@ -87,9 +87,9 @@ receiver() {
 # same tenant, same salt, same platform key, so the same secret
 # (FRESH_SECRET=0).
 admin() {
-  local answer secret
+  local answer secret errors="$TEPI_RUN_DIR/bootstrap.err"
   answer=$(BOOTSTRAP_TOKEN=$TEPI_TEST_BOOTSTRAP_TOKEN TEPI_BOOTSTRAP_PASSWORD=$TEPI_ADMIN_PASSWORD \
-    bash "$TEPI_ROOT/scripts/bootstrap.sh" "$1" "$TEPI_TENANT" "$TEPI_ADMIN_EMAIL" Jobs) || true
+    bash "$TEPI_ROOT/scripts/bootstrap.sh" "$1" "$TEPI_TENANT" "$TEPI_ADMIN_EMAIL" Jobs 2>"$errors") || true
   secret=$(python3 -c '
 import json, sys
 try:
@@ -99,7 +99,9 @@ except (ValueError, AttributeError):
   if [[ -n $secret ]]; then
     TENANT_SECRET=$secret FRESH_SECRET=1
   else
-    [[ -n $TENANT_SECRET ]] || die "bootstrapping $1 showed no webhook secret"
+    [[ -n $TENANT_SECRET ]] || die "bootstrapping $1 showed no webhook secret: $(cat "$errors")"
+    grep -q "already bootstrapped" "$errors" || die "bootstrapping $1 failed: $(cat "$errors")"
+    log "tenant $TEPI_TENANT exists in this state already: keeping its webhook secret"
     FRESH_SECRET=0
   fi
 }
