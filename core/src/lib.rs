@@ -20,6 +20,7 @@ pub mod ops;
 pub mod ports;
 pub mod ratelimit;
 pub mod secret;
+pub mod sort;
 pub mod storage;
 pub mod time;
 pub mod uploads;

@@ -361,13 +361,10 @@ impl ApiError {
     fn extensions(&self, body: &mut Map<String, Value>) {
         match self {
             Self::NotReady { checks } => {
-                let checks: Map<String, Value> = checks
-                    .iter()
-                    .map(|c| {
-                        let v = c.error.as_ref().map_or_else(|| json!("ok"), |e| json!(e));
-                        (c.name.clone(), v)
-                    })
-                    .collect();
+                let checks: Map<String, Value> = crate::sort::map(checks.iter().map(|c| {
+                    let v = c.error.as_ref().map_or_else(|| json!("ok"), |e| json!(e));
+                    (c.name.clone(), v)
+                }));
                 body.insert("checks".to_owned(), Value::Object(checks));
             }
             Self::PayloadTooLarge { limit } => {

@@ -57,7 +57,7 @@ pub async fn readyz(config_problems: &[String], probes: &[&dyn Probe]) -> Result
     }
     Ok(Ready {
         status: "ready",
-        checks: checks.into_iter().map(|c| (c.name, "ok")).collect(),
+        checks: crate::sort::map(checks.into_iter().map(|c| (c.name, "ok"))),
     })
 }
 

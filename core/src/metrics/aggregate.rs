@@ -134,7 +134,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
 /// Labels in exposition form, sorted by name: `a="x",b="y"`.
 fn label_text(labels: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = labels.iter().collect();
-    sorted.sort();
+    crate::sort::sort(&mut sorted);
     sorted
         .iter()
         .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))

@@ -120,7 +120,7 @@ fn parse_labels(rest: &str, line: usize) -> Result<(Labels, &str), ParseError> {
     loop {
         s = s.trim_start();
         if let Some(after) = s.strip_prefix('}') {
-            labels.sort();
+            crate::sort::sort(&mut labels);
             return Ok((labels, after));
         }
         let eq = s
@@ -402,7 +402,7 @@ fn check_histogram(family: &Family, lines: &SeriesLines) -> Result<(), ParseErro
             .push((le, sample.value, line));
     }
     for (labels, mut buckets) in series {
-        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        crate::sort::sort_by(&mut buckets, |a, b| a.0.total_cmp(&b.0));
         for pair in buckets.windows(2) {
             if pair[1].1 < pair[0].1 {
                 return fail(

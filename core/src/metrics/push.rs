@@ -111,7 +111,7 @@ impl Group {
             Some((name, _)) if name == "job" => return Err(invalid("the job must not be empty")),
             _ => return Err(invalid("the path must start with job/<job>")),
         }
-        labels[1..].sort();
+        crate::sort::sort(&mut labels[1..]);
         Ok(Self { labels })
     }
 

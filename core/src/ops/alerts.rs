@@ -529,7 +529,7 @@ pub async fn receive(call: &Call<'_>) -> Handled {
             latest.push(a);
         }
     }
-    latest.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    crate::sort::sort_by(&mut latest, |a, b| a.fingerprint.cmp(&b.fingerprint));
     let tenant = call.tenant().as_str();
     let before = secs.saturating_sub(call.config.ops.alert_retention_secs);
     for statement in [EXPIRE_RESOLVED, EXPIRE_UNREPEATED] {
@@ -749,7 +749,7 @@ fn message(changes: &[(&Alert, Status, i64)]) -> (String, String) {
         }
     }
     let mut names: Vec<&str> = changes.iter().map(|(a, _, _)| a.name()).collect();
-    names.sort_unstable();
+    crate::sort::sort(&mut names);
     names.dedup();
     let what = if names.len() == 1 {
         names[0].to_owned()

@@ -204,13 +204,12 @@ fn summary(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Value {
         ));
     }
     let totals = numbers(
-        &Value::Object(
+        &Value::Object(crate::sort::map(
             object
                 .iter()
                 .filter(|(k, _)| matches!(k.as_str(), "error_rate" | "rate"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
+                .map(|(k, v)| (k.clone(), v.clone())),
+        )),
         "summary",
         &[("error_rate", 1.0, false), ("rate", BIG, false)],
         errors,

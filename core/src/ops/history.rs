@@ -335,7 +335,7 @@ tepi_worker_job_lag_seconds_bucket{queue_name=\"workflows\",le=\"+Inf\"} 12
         let queues = p["queues"].as_object().unwrap();
         let names: Vec<&str> = queues.keys().map(String::as_str).collect();
         let mut known: Vec<&str> = Queue::ALL.iter().map(|q| q.as_str()).collect();
-        known.sort_unstable();
+        crate::sort::sort(&mut known);
         assert_eq!(names, known);
         let w = &queues["workflows"];
         assert_eq!(w["processed"], 12.0);

@@ -141,12 +141,9 @@ pub struct Policies(BTreeMap<RouteClass, Policy>);
 
 impl Default for Policies {
     fn default() -> Self {
-        Self(
-            RouteClass::ALL
-                .iter()
-                .map(|c| (*c, c.default_policy()))
-                .collect(),
-        )
+        Self(crate::sort::map(
+            RouteClass::ALL.iter().map(|c| (*c, c.default_policy())),
+        ))
     }
 }
 

@@ -92,7 +92,7 @@ fn keys_separate_tenants_subjects_and_classes() {
     assert_eq!(keys[0], "api:t:acme:u1");
     assert_eq!(keys[3], "api:ip:203.0.113.7");
     let mut unique = keys.to_vec();
-    unique.sort();
+    crate::sort::sort(&mut unique);
     unique.dedup();
     assert_eq!(unique.len(), keys.len(), "{keys:?}");
 }

@@ -173,7 +173,7 @@ mod tests {
             .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("sql")))
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        files.sort();
+        crate::sort::sort(&mut files);
         let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
         assert_eq!(
             files, listed,

@@ -1303,7 +1303,7 @@ fn user_lists_are_paginated_with_a_cursor() {
             None => break,
         }
     }
-    seen.sort();
+    crate::sort::sort(&mut seen);
     assert_eq!(seen, ["ann@acme.test", "root@acme.test"]);
     for bad in [
         "/v1/users?limit=0",

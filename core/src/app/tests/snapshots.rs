@@ -85,7 +85,7 @@ fn problem_bodies() {
         .into_iter()
         .map(|(error, _, _)| error)
         .collect();
-    errors.sort_by_key(ApiError::code);
+    crate::sort::sort_by(&mut errors, |a, b| a.code().cmp(b.code()));
     errors.dedup_by_key(|e| ApiError::code(e));
     let mut text = String::new();
     for error in errors {
@@ -112,7 +112,7 @@ fn standard_response_headers() {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
             .collect();
-        headers.sort();
+        crate::sort::sort(&mut headers);
         for (name, value) in headers {
             let _ = writeln!(text, "  {name}: {}", redact(&value));
         }

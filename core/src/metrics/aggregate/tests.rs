@@ -56,7 +56,7 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    labels.sort();
+    crate::sort::sort(&mut labels);
     samples(text).get(&(name.to_owned(), labels)).copied()
 }
 
