@@ -243,7 +243,7 @@ pub async fn receive(call: &Call<'_>) -> Handled {
             // Forget it again, so Meta's retry processes it: never lost
             // (at least once; the event's subject deduplicates downstream).
             if let Err(release) = exec(call.sql, UNSEE, key).await {
-                tracing::error!(target: "tepi::meta", error = ?release, item = %item.item().item_id,
+                tracing::error!(target: "tepi::meta", error = release.code(), item = %item.item().item_id,
                     "could not release a failed item; Meta's retry will skip it");
             }
             return Err(e);

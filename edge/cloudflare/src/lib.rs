@@ -236,8 +236,7 @@ async fn into_http(mut req: Request, limit: usize) -> worker::Result<http::Reque
 }
 
 /// `https://host:port/p/a?q#f` → `/p/a?q`.
-#[cfg(not(feature = "http-feature-seam"))]
-fn origin_form(url: &str) -> &str {
+pub(crate) fn origin_form(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     let target = url[after_scheme..]
         .find('/')

@@ -48,14 +48,12 @@ impl DurableObject for MetricsAggregator {
         if req.path() == PING {
             return Response::ok("ok");
         }
-        let url = req.url()?;
-        let target = match url.query() {
-            Some(query) => format!("{}?{query}", url.path()),
-            None => url.path().to_owned(),
-        };
+        // The path and query as the core takes them, without the `url`
+        // crate (ADR 0003), as for the API's requests.
+        let url = req.inner().url();
         let request = http::Request::builder()
             .method(req.method().as_ref())
-            .uri(target)
+            .uri(crate::origin_form(&url))
             .body(Bytes::from(req.bytes().await?))
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
         let sql = crate::d1::DoSql::new(&self.state.storage());
