@@ -33,7 +33,9 @@ pub struct Health {
 #[derive(Debug, Serialize)]
 pub struct Ready {
     pub status: &'static str,
-    pub checks: std::collections::BTreeMap<String, &'static str>,
+    /// Each check's name and `"ok"`: a JSON object, as the 503's `checks`
+    /// (a `serde_json::Map`, so no map type of its own in the build).
+    pub checks: serde_json::Map<String, serde_json::Value>,
 }
 
 pub fn healthz() -> Health {
@@ -57,7 +59,7 @@ pub async fn readyz(config_problems: &[String], probes: &[&dyn Probe]) -> Result
     }
     Ok(Ready {
         status: "ready",
-        checks: crate::sort::map(checks.into_iter().map(|c| (c.name, "ok"))),
+        checks: crate::sort::map(checks.into_iter().map(|c| (c.name, "ok".into()))),
     })
 }
 

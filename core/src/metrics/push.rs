@@ -14,7 +14,7 @@
 //! gateways do. The `web` job's groups are exposed on
 //! `GET /api/metrics/prometheus`, every other job's on `GET /metrics`.
 
-use base64ct::{Base64Url, Base64UrlUnpadded, Encoding};
+use base64ct::{Base64UrlUnpadded, Encoding};
 use bytes::Bytes;
 use http::{Method, Request, header};
 
@@ -85,9 +85,9 @@ impl Group {
                 return Err(invalid(format!("{name:?} is not a label name")));
             }
             let value = if encoded {
+                // Padded or not: the padding carries no bits.
                 let raw = pair[1].trim_end_matches('=');
                 let bytes = Base64UrlUnpadded::decode_vec(raw)
-                    .or_else(|_| Base64Url::decode_vec(pair[1]))
                     .map_err(|_| invalid(format!("the value of {name} is not base64url")))?;
                 String::from_utf8(bytes)
                     .map_err(|_| invalid(format!("the value of {name} is not UTF-8")))?
@@ -373,6 +373,14 @@ mod tests {
             encoded.labels[1],
             ("path".into(), String::new()),
             "empty value"
+        );
+        for (value, want) in [("YQ==", "a"), ("YQ", "a"), ("YWI=", "ab"), ("YWJj", "abc")] {
+            let g = Group::parse_default(&format!("job@base64/{value}")).unwrap();
+            assert_eq!(g.job(), want, "{value}: padded or not");
+        }
+        assert!(
+            Group::parse_default("job@base64/Y=Q").is_err(),
+            "padding only at the end"
         );
         assert_eq!(
             Group::parse_default("job/a%20b").unwrap().job(),

@@ -135,28 +135,24 @@ pub fn parse_policy(raw: &str) -> Result<Policy, String> {
     })
 }
 
-/// The policy of every class.
+/// The policy of every class, by `RouteClass as usize` (the order of
+/// `RouteClass::ALL`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policies(BTreeMap<RouteClass, Policy>);
+pub struct Policies([Policy; RouteClass::ALL.len()]);
 
 impl Default for Policies {
     fn default() -> Self {
-        Self(crate::sort::map(
-            RouteClass::ALL.iter().map(|c| (*c, c.default_policy())),
-        ))
+        Self(RouteClass::ALL.map(RouteClass::default_policy))
     }
 }
 
 impl Policies {
     pub fn get(&self, class: RouteClass) -> Policy {
-        self.0
-            .get(&class)
-            .copied()
-            .unwrap_or_else(|| class.default_policy())
+        self.0[class as usize]
     }
 
     pub fn set(&mut self, class: RouteClass, policy: Policy) {
-        self.0.insert(class, policy);
+        self.0[class as usize] = policy;
     }
 }
 

@@ -17,6 +17,23 @@ const P: Policy = Policy {
 };
 
 #[test]
+fn setting_one_class_policy_leaves_every_other_class_at_its_default() {
+    for (i, class) in RouteClass::ALL.into_iter().enumerate() {
+        assert_eq!(class as usize, i, "{class:?} indexes the policies");
+        let mut policies = Policies::default();
+        policies.set(class, P);
+        for other in RouteClass::ALL {
+            let want = if other == class {
+                P
+            } else {
+                other.default_policy()
+            };
+            assert_eq!(policies.get(other), want, "{class:?} set, {other:?} read");
+        }
+    }
+}
+
+#[test]
 fn policies_parse_from_variables() {
     let cases = [
         ("10/1m", Ok((10, 60, 10)), "burst defaults to the limit"),
