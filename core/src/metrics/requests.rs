@@ -81,13 +81,24 @@ impl Histogram {
 /// The per-instance registry of HTTP request metrics.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    requests: BTreeMap<(String, String, u16), u64>,
-    durations: BTreeMap<(String, String), Histogram>,
-    /// Refusals by route class (`http_rate_limited_total`).
-    rate_limited: BTreeMap<String, u64>,
+    /// By method and route pattern: the requests by status, and their
+    /// durations (one map for both: each map type brings its own B-tree
+    /// code into the build).
+    routes: BTreeMap<(String, String), RouteSeries>,
+    /// Refusals by route class (`http_rate_limited_total`), by the class's
+    /// index in `RATE_LIMIT_CLASSES`.
+    rate_limited: [u64; RATE_LIMIT_CLASSES.len()],
     /// Shared-cache lookups and revalidations by result
-    /// (`http_cache_requests_total`).
-    cache: BTreeMap<String, u64>,
+    /// (`http_cache_requests_total`), by index in `CACHE_RESULTS`.
+    cache: [u64; CACHE_RESULTS.len()],
+}
+
+/// One method and route pattern's series.
+#[derive(Debug, Default)]
+struct RouteSeries {
+    /// `(status, requests)`, sorted by status.
+    statuses: Vec<(u16, u64)>,
+    durations: Histogram,
 }
 
 /// Route classes and cache results always exposed, at zero until counted,
@@ -97,38 +108,43 @@ const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "revalidated"];
 
 impl HttpMetrics {
     pub fn record(&mut self, method: &str, route: &str, status: u16, duration_ms: f64) {
-        *self
-            .requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
-        self.durations
+        let series = self
+            .routes
             .entry((method.to_owned(), route.to_owned()))
-            .or_default()
-            .observe(duration_ms);
+            .or_default();
+        match series.statuses.binary_search_by_key(&status, |s| s.0) {
+            Ok(i) => series.statuses[i].1 += 1,
+            Err(i) => series.statuses.insert(i, (status, 1)),
+        }
+        series.durations.observe(duration_ms);
     }
 
-    /// One request refused by the rate limiter of `class`.
+    /// One request refused by the rate limiter of `class` (a class outside
+    /// `RATE_LIMIT_CLASSES` is not exposed, so not counted).
     pub fn record_rate_limited(&mut self, class: &str) {
-        *self.rate_limited.entry(class.to_owned()).or_default() += 1;
+        if let Some(i) = RATE_LIMIT_CLASSES.iter().position(|c| *c == class) {
+            self.rate_limited[i] += 1;
+        }
     }
 
     /// One shared-cache `hit` or `miss`, or a `revalidated` (304) answer.
     pub fn record_cache(&mut self, result: &str) {
-        *self.cache.entry(result.to_owned()).or_default() += 1;
+        if let Some(i) = CACHE_RESULTS.iter().position(|r| *r == result) {
+            self.cache[i] += 1;
+        }
     }
 
     pub fn requests(&self, method: &str, route: &str, status: u16) -> u64 {
-        self.requests
-            .get(&(method.to_owned(), route.to_owned(), status))
-            .copied()
-            .unwrap_or(0)
+        self.routes
+            .get(&(method.to_owned(), route.to_owned()))
+            .and_then(|s| s.statuses.iter().find(|(code, _)| *code == status))
+            .map_or(0, |(_, n)| *n)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.requests.is_empty()
-            && self.durations.is_empty()
-            && self.rate_limited.is_empty()
-            && self.cache.is_empty()
+        self.routes.is_empty()
+            && self.rate_limited.iter().all(|n| *n == 0)
+            && self.cache.iter().all(|n| *n == 0)
     }
 
     /// The exposition: `http_requests_total` and `http_request_duration_ms`.
@@ -140,14 +156,16 @@ impl HttpMetrics {
             "HTTP requests served, by method, route pattern and status.",
             "counter",
         );
-        for ((method, route, status), value) in &self.requests {
-            let status = status.to_string();
-            sample(
-                &mut out,
-                "http_requests_total",
-                &[("method", method), ("route", route), ("status", &status)],
-                *value as f64,
-            );
+        for ((method, route), series) in &self.routes {
+            for (status, value) in &series.statuses {
+                let status = status.to_string();
+                sample(
+                    &mut out,
+                    "http_requests_total",
+                    &[("method", method), ("route", route), ("status", &status)],
+                    *value as f64,
+                );
+            }
         }
         header(
             &mut out,
@@ -155,9 +173,14 @@ impl HttpMetrics {
             "HTTP request duration in milliseconds, by method and route pattern.",
             "histogram",
         );
-        for ((method, route), histogram) in &self.durations {
+        for ((method, route), series) in &self.routes {
             let labels = [("method", method.as_str()), ("route", route.as_str())];
-            write_histogram(&mut out, "http_request_duration_ms", &labels, histogram);
+            write_histogram(
+                &mut out,
+                "http_request_duration_ms",
+                &labels,
+                &series.durations,
+            );
         }
         header(
             &mut out,
@@ -165,8 +188,7 @@ impl HttpMetrics {
             "Requests refused with 429 by the rate limiter, by route class.",
             "counter",
         );
-        for class in RATE_LIMIT_CLASSES {
-            let value = self.rate_limited.get(class).copied().unwrap_or(0);
+        for (class, value) in RATE_LIMIT_CLASSES.into_iter().zip(self.rate_limited) {
             sample(
                 &mut out,
                 "http_rate_limited_total",
@@ -180,8 +202,7 @@ impl HttpMetrics {
             "Shared-cache lookups (hit, miss) and 304 revalidations.",
             "counter",
         );
-        for result in CACHE_RESULTS {
-            let value = self.cache.get(result).copied().unwrap_or(0);
+        for (result, value) in CACHE_RESULTS.into_iter().zip(self.cache) {
             sample(
                 &mut out,
                 "http_cache_requests_total",

@@ -7,8 +7,6 @@
 //! server chooses (the metric and its rating from the published
 //! thresholds), never free text from the page.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::api::error::ApiError;
@@ -76,13 +74,14 @@ pub const VITALS: [Vital; 4] = [
 const RATINGS: [&str; 3] = ["good", "needs-improvement", "poor"];
 
 impl Vital {
-    fn rating(&self, value: f64) -> &'static str {
+    /// The rating of `value`, as its index in `RATINGS`.
+    fn rating(&self, value: f64) -> usize {
         if value <= self.good {
-            RATINGS[0]
+            0
         } else if value <= self.poor {
-            RATINGS[1]
+            1
         } else {
-            RATINGS[2]
+            2
         }
     }
 
@@ -104,27 +103,28 @@ impl Vital {
     }
 }
 
-/// Web Vitals seen by this instance since its last flush.
+/// Web Vitals seen by this instance since its last flush, by the vital's
+/// index in `VITALS` (and the rating's in `RATINGS`): fixed sets, kept in
+/// arrays rather than maps.
 #[derive(Debug, Clone, Default)]
 pub struct WebVitals {
-    histograms: BTreeMap<&'static str, Histogram>,
-    reports: BTreeMap<(&'static str, &'static str), u64>,
+    histograms: [Option<Histogram>; VITALS.len()],
+    reports: [[u64; RATINGS.len()]; VITALS.len()],
 }
 
 impl WebVitals {
     pub fn is_empty(&self) -> bool {
-        self.reports.is_empty()
+        self.reports.iter().flatten().all(|n| *n == 0)
     }
 
     pub fn record(&mut self, vital: &Vital, value: f64) {
-        self.histograms
-            .entry(vital.name)
-            .or_insert_with(|| vital.histogram())
+        let Some(slot) = VITALS.iter().position(|v| v.name == vital.name) else {
+            return;
+        };
+        self.histograms[slot]
+            .get_or_insert_with(|| vital.histogram())
             .observe(vital.observed(value));
-        *self
-            .reports
-            .entry((vital.name, vital.rating(value)))
-            .or_default() += 1;
+        self.reports[slot][vital.rating(value)] += 1;
     }
 
     /// The exposition: every vital's histogram and the reports by rating
@@ -132,11 +132,10 @@ impl WebVitals {
     #[allow(clippy::cast_precision_loss)]
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        for vital in &VITALS {
+        for (vital, h) in VITALS.iter().zip(&self.histograms) {
             header(&mut out, vital.metric, vital.help, "histogram");
             let empty = vital.histogram();
-            let h = self.histograms.get(vital.name).unwrap_or(&empty);
-            write_histogram(&mut out, vital.metric, &[], h);
+            write_histogram(&mut out, vital.metric, &[], h.as_ref().unwrap_or(&empty));
         }
         header(
             &mut out,
@@ -144,18 +143,13 @@ impl WebVitals {
             "Web Vitals beacons accepted, by metric and rating (web.dev thresholds).",
             "counter",
         );
-        for vital in &VITALS {
-            for rating in RATINGS {
-                let n = self
-                    .reports
-                    .get(&(vital.name, rating))
-                    .copied()
-                    .unwrap_or(0);
+        for (vital, reports) in VITALS.iter().zip(&self.reports) {
+            for (rating, n) in RATINGS.into_iter().zip(reports) {
                 sample(
                     &mut out,
                     "tepi_web_vitals_reports_total",
                     &[("metric", vital.name), ("rating", rating)],
-                    n as f64,
+                    *n as f64,
                 );
             }
         }
