@@ -890,3 +890,25 @@ fn an_instances_additions_go_as_few_statements_and_sum_exactly() {
         "the second round added to the first, series by series"
     );
 }
+
+#[test]
+fn one_series_named_twice_is_refused_by_name_and_distinct_ones_pass() {
+    let parse = |text: &str| exposition::parse(text.as_bytes()).unwrap();
+    let group = [("job".to_owned(), "g".to_owned())];
+    // One bucket bound spelled two ways is one series.
+    let twice = parse(concat!(
+        "# TYPE h histogram\n",
+        "h_bucket{zone=\"a\",le=\"1\"} 1\n",
+        "h_bucket{zone=\"a\",le=\"1.0\"} 1\n",
+        "h_bucket{zone=\"a\",le=\"+Inf\"} 1\n",
+        "h_sum{zone=\"a\"} 1\n",
+        "h_count{zone=\"a\"} 1\n",
+    ));
+    let refused = check_series(&twice, &group, true).unwrap_err();
+    assert_eq!(
+        refused.message,
+        "h_bucket{job=\"g\",zone=\"a\"} le=\"1\" appears twice"
+    );
+    let distinct = parse("# TYPE up gauge\nup{zone=\"a\"} 1\nup{zone=\"b\"} 1\nup 1\n");
+    assert_eq!(check_series(&distinct, &group, true), Ok(()));
+}
