@@ -16,7 +16,6 @@ use crate::jobs::events::{
     Event, NotificationWebhookRequested, UploadReceived, WorkflowRunRequested,
 };
 use crate::jobs::retry::Decision;
-use crate::metrics::aggregate::Store;
 use crate::ports::{PortError, Ports, Queue, Sql};
 use crate::time::Timestamp;
 use crate::{notifications, uploads, workflows};
@@ -123,8 +122,7 @@ impl App {
     pub async fn after_response(&self, ports: &Ports<'_>) -> Option<Drained> {
         if self.metrics_in_sql
             && ports.aggregator.is_none()
-            && let (Some(aggregator), Some(sql)) =
-                (Store::of(ports, &self.config.metrics), ports.sql)
+            && let (Some(aggregator), Some(sql)) = (self.store(ports), ports.sql)
         {
             crate::ops::history::record(&aggregator, sql, ports.clock.now(), false).await;
         }

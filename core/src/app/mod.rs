@@ -90,6 +90,9 @@ pub struct App {
     history_minute: Cell<i64>,
     /// A random name for this instance's gauges (long-lived instances only).
     instance: OnceCell<String>,
+    /// How to speak to the aggregate service of `Ports::aggregator`, for
+    /// platforms that have one (`with_aggregate_service`).
+    aggregate_client: Option<aggregate::ServiceClient>,
 }
 
 impl App {
@@ -125,7 +128,23 @@ impl App {
             last_flush: Cell::new(None),
             history_minute: Cell::new(i64::MIN),
             instance: OnceCell::new(),
+            aggregate_client: None,
         }
+    }
+
+    /// For platforms that wire `Ports::aggregator` (the metrics Durable
+    /// Object on Workers): the aggregate is spoken to there, in
+    /// `metrics::aggregate::remote`'s protocol. Without this call that
+    /// port is not used and the client's code stays out of the build.
+    #[must_use]
+    pub fn with_aggregate_service(mut self) -> Self {
+        self.aggregate_client = Some(aggregate::service_client);
+        self
+    }
+
+    /// The aggregate this request's metrics go to (`Store::of`).
+    pub(crate) fn store<'p>(&self, ports: &Ports<'p>) -> Option<Store<'p>> {
+        Store::of(ports, &self.config.metrics, self.aggregate_client)
     }
 
     /// For platforms whose instances live for one request (Spin): metrics
@@ -526,7 +545,7 @@ impl App {
     /// `GET /metrics` and `GET /api/metrics/prometheus`: this instance's
     /// pending deltas first, then the aggregate of every instance.
     async fn metrics_text(&self, ports: &Ports<'_>, now: Timestamp, scope: Scope) -> Handled {
-        let text = match Store::of(ports, &self.config.metrics) {
+        let text = match self.store(ports) {
             Some(aggregator) => {
                 self.flush_to(&aggregator, now).await;
                 aggregate::Aggregator::exposition(&aggregator, scope, now)
@@ -583,7 +602,7 @@ impl App {
         // minute's history snapshot waits for `after_response`).
         if self.metrics_in_sql
             && ports.aggregator.is_none()
-            && let Some(aggregator) = Store::of(ports, &self.config.metrics)
+            && let Some(aggregator) = self.store(ports)
         {
             self.flush_to(&aggregator, ports.clock.now()).await;
         }

@@ -14,7 +14,7 @@ use crate::api::validate::FieldError;
 use crate::auth::Principal;
 use crate::jobs::dead_letters;
 use crate::jobs::metrics as worker_metrics;
-use crate::metrics::aggregate::{Aggregator, Refusal, Scope, Store};
+use crate::metrics::aggregate::{Aggregator, Refusal, Scope};
 use crate::metrics::{self, push, rum};
 use crate::ops::history;
 use crate::ports::PortError;
@@ -79,8 +79,7 @@ pub async fn web_metrics(c: &Ctx<'_>) -> Handled {
 /// live point.
 pub async fn metrics_history(c: &Ctx<'_>) -> Handled {
     let minutes = history::minutes_of(c.req.uri().query().unwrap_or(""))?;
-    let aggregator =
-        Store::of(c.ports, &c.app.config.metrics).ok_or(ApiError::StorageUnavailable)?;
+    let aggregator = c.app.store(c.ports).ok_or(ApiError::StorageUnavailable)?;
     c.app.flush_to(&aggregator, c.now).await;
     let failed = |e: PortError| storage_unavailable("metrics history", &e);
     let live = history::live(&aggregator, c.sql()?, c.now)
@@ -113,8 +112,7 @@ pub async fn push(c: &Ctx<'_>) -> Handled {
         Principal::User { user_id, .. } => user_id.as_str(),
     };
     let change = push::change(c.req, grouping, c.now, &c.app.config.metrics.push, pusher)?;
-    let aggregator =
-        Store::of(c.ports, &c.app.config.metrics).ok_or(ApiError::StorageUnavailable)?;
+    let aggregator = c.app.store(c.ports).ok_or(ApiError::StorageUnavailable)?;
     aggregator
         .apply(&change)
         .await

@@ -163,6 +163,69 @@ fn health_and_version_answer_with_json() {
     );
 }
 
+/// The aggregate service as the metrics Durable Object runs it.
+struct AggregateService<'a>(&'a dyn Sql);
+
+#[async_trait::async_trait(?Send)]
+impl crate::ports::HttpClient for AggregateService<'_> {
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, crate::PortError> {
+        let config = crate::metrics::MetricsConfig::default();
+        Ok(crate::metrics::aggregate::remote::serve(self.0, &config, &request).await)
+    }
+}
+
+#[test]
+fn an_app_told_of_the_aggregate_service_keeps_its_metrics_there_and_no_other_does() {
+    let service_sql = SqliteSql::open_in_memory();
+    block_on(crate::storage::migrate_metrics(&service_sql)).unwrap();
+    let service = AggregateService(&service_sql);
+    let entropy = CountingEntropy::default();
+    let clock = SteppingClock::new(START, 0);
+    let ports = Ports {
+        entropy: &entropy,
+        clock: &clock,
+        probes: &[],
+        sql: None,
+        kv: None,
+        limiter: None,
+        cache: None,
+        blobs: None,
+        jobs: None,
+        http: None,
+        timer: None,
+        aggregator: Some(&service),
+    };
+    let exposition = |app: &App| {
+        let scope = crate::metrics::aggregate::Scope::Api;
+        let response = block_on(app.metrics_text(&ports, START, scope)).unwrap();
+        String::from_utf8(response.body().to_vec()).unwrap()
+    };
+    let request = |app: &App, path: &str| {
+        let req = Request::get(path).body(Bytes::new()).unwrap();
+        block_on(app.handle(req, &ports, START));
+    };
+    let healthz = "http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1";
+    let version = "http_requests_total{method=\"GET\",route=\"/version\",status=\"200\"}";
+
+    // Two instances speaking to the service: one's request shows in the
+    // other's scrape, so it went to the service, not to memory.
+    let first = app().with_aggregate_service();
+    request(&first, "/healthz");
+    assert!(exposition(&first).contains(healthz));
+    let second = app().with_aggregate_service();
+    assert!(
+        exposition(&second).contains(healthz),
+        "{}",
+        exposition(&second)
+    );
+
+    // An app not told of the service keeps its counts to itself.
+    let unaware = app();
+    request(&unaware, "/version");
+    assert!(exposition(&unaware).contains(version));
+    assert!(!exposition(&second).contains(version));
+}
+
 #[test]
 fn readiness_reports_each_check_and_fails_with_a_reason() {
     let app = app();

@@ -26,7 +26,7 @@ use crate::metrics::exposition::{self, Family, Kind, ParseError};
 use crate::metrics::limits::{Exceeded, Limit, PushLimits};
 use crate::metrics::push::PUSHER_LABEL;
 use crate::metrics::{MetricsConfig, escape_label_value, format_value, header};
-use crate::ports::{PortError, Ports, Sql, SqlValue, Statement};
+use crate::ports::{HttpClient, PortError, Ports, Sql, SqlValue, Statement};
 use crate::time::Timestamp;
 
 /// Which exposition a series belongs to.
@@ -821,16 +821,41 @@ fn encode(families: &BTreeMap<String, FamilyOut>) -> String {
 
 /// The aggregate a request or job writes to: the platform's service when
 /// it wires one (`Ports::aggregator`), else the SQL store.
-#[derive(Debug)]
 pub enum Store<'a> {
-    Remote(remote::Client<'a>),
+    Remote(Box<dyn Aggregator + 'a>),
     Sql(SqlAggregator<'a>),
 }
 
+impl std::fmt::Debug for Store<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Remote(_) => f.write_str("Store::Remote"),
+            Self::Sql(sql) => f.debug_tuple("Store::Sql").field(sql).finish(),
+        }
+    }
+}
+
+/// Makes the client of the platform's aggregate service (`Ports::aggregator`).
+/// An adapter that wires that port hands [`service_client`] to the app
+/// (`App::with_aggregate_service`); held as a function, so a build whose
+/// platform has no such service (Spin) does not link the client at all.
+pub type ServiceClient = for<'a> fn(&'a dyn HttpClient) -> Box<dyn Aggregator + 'a>;
+
+/// The [`ServiceClient`] of [`remote::serve`]'s protocol.
+pub fn service_client<'a>(service: &'a dyn HttpClient) -> Box<dyn Aggregator + 'a> {
+    Box::new(remote::Client(service))
+}
+
 impl<'a> Store<'a> {
-    pub fn of(ports: &Ports<'a>, config: &MetricsConfig) -> Option<Self> {
+    /// `None` without a store, and when `Ports::aggregator` is wired but
+    /// `client` is not (the service cannot be spoken to).
+    pub fn of(
+        ports: &Ports<'a>,
+        config: &MetricsConfig,
+        client: Option<ServiceClient>,
+    ) -> Option<Self> {
         match (ports.aggregator, ports.sql) {
-            (Some(service), _) => Some(Self::Remote(remote::Client(service))),
+            (Some(service), _) => client.map(|make| Self::Remote(make(service))),
             (None, Some(sql)) => Some(Self::Sql(SqlAggregator {
                 sql,
                 config: *config,

@@ -44,10 +44,10 @@ fn app(env: &Env) -> Rc<App> {
     APP.with(|cell| {
         Rc::clone(cell.get_or_init(|| {
             let config = Config::load(|name| env.var(name).ok().map(|v| v.to_string()));
-            Rc::new(App::new(
-                config,
-                BuildInfo::for_target("cloudflare-workers"),
-            ))
+            Rc::new(
+                App::new(config, BuildInfo::for_target("cloudflare-workers"))
+                    .with_aggregate_service(),
+            )
         }))
     })
 }
