@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use futures::SinkExt;
 use spin_executor::CancelOnDropToken;
-use spin_sdk::http::conversions::TryIntoOutgoingRequest;
+use spin_sdk::http::{Headers, Method, OutgoingRequest, Scheme};
 use spin_sdk::{key_value, sqlite};
 use tepi_core::{Bytes, HttpClient, KeyValue, PortError, Probe, Rows, Sql, SqlValue, Timer, http};
 use wasi::clocks::monotonic_clock;
@@ -163,9 +163,7 @@ impl HttpClient for SpinHttp {
                 .headers
                 .insert(http::header::CONTENT_LENGTH, body.len().into());
         }
-        let (outgoing, _) = http::Request::from_parts(parts, ())
-            .try_into_outgoing_request()
-            .map_err(http_error)?;
+        let outgoing = outgoing_request(&parts)?;
         // The body is written while the answer is awaited; without content
         // the request has no body stream at all.
         let sink = (!body.is_empty()).then(|| outgoing.take_body());
@@ -188,6 +186,42 @@ impl HttpClient for SpinHttp {
         let content = response.into_body().await.map_err(http_error)?;
         builder.body(Bytes::from(content)).map_err(http_error)
     }
+}
+
+/// The request's head as WASI HTTP takes it. Built here rather than by
+/// spin-sdk's conversion from `http::Request`, whose `anyhow` errors would
+/// bring `anyhow`'s error reports (and std's backtraces) into the build.
+fn outgoing_request(parts: &http::request::Parts) -> Result<OutgoingRequest, PortError> {
+    let refused = |what: &str| PortError(format!("outbound http: the {what} was refused"));
+    let headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let request = OutgoingRequest::new(Headers::from_list(&headers).map_err(http_error)?);
+    request
+        .set_method(&Method::from(parts.method.clone()))
+        .map_err(|()| refused("method"))?;
+    request
+        .set_path_with_query(
+            parts
+                .uri
+                .path_and_query()
+                .map(http::uri::PathAndQuery::as_str),
+        )
+        .map_err(|()| refused("path"))?;
+    let scheme = parts.uri.scheme().map(|s| match s.as_str() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_owned()),
+    });
+    request
+        .set_scheme(scheme.as_ref())
+        .map_err(|()| refused("scheme"))?;
+    request
+        .set_authority(parts.uri.authority().map(http::uri::Authority::as_str))
+        .map_err(|()| refused("authority"))?;
+    Ok(request)
 }
 
 /// Sleeps on a `wasi:clocks/monotonic-clock` pollable, which spin-sdk's
