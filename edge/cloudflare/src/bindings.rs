@@ -10,7 +10,7 @@ use tepi_core::{
     Blob, Blobs, Bytes, HttpClient, Jobs, KeyValue, PortError, Queue, Timestamp, http,
 };
 use tepi_queue_consumer::bindings as queues;
-use worker::{Env, KvStore, Request, Response};
+use worker::{Env, KvStore, Request, Response, web_sys};
 
 /// Binding names, exactly as in `wrangler.toml`. The queue producers'
 /// are `tepi_queue_consumer::bindings`.
@@ -155,14 +155,24 @@ pub fn to_worker_request(request: http::Request<Bytes>) -> worker::Result<Reques
             headers.append(name.as_str(), value)?;
         }
     }
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::from(parts.method.as_str().to_owned()))
-        .with_headers(headers)
-        .with_redirect(worker::RequestRedirect::Manual);
+    // The runtime's own `RequestInit`, not workers-rs's: that one converts
+    // its `cf` options (image resizing and the like) on every request, code
+    // nothing here sets.
+    let init = web_sys::RequestInit::new();
+    init.set_method(parts.method.as_str());
+    init.set_headers(headers.as_ref());
+    init.set_redirect(web_sys::RequestRedirect::Manual);
     if !body.is_empty() {
-        init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_ref()).into()));
+        init.set_body(&worker::js_sys::Uint8Array::from(body.as_ref()).into());
     }
-    Request::new_with_init(&parts.uri.to_string(), &init)
+    web_sys::Request::new_with_str_and_init(&parts.uri.to_string(), &init)
+        .map(Request::from)
+        .map_err(|e| {
+            worker::Error::JsError(
+                e.as_string()
+                    .unwrap_or_else(|| "invalid URL or options for Request".to_owned()),
+            )
+        })
 }
 
 /// The runtime's answer, buffered: its status and body.
