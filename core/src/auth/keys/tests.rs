@@ -1,6 +1,7 @@
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::Verifier;
-use jwt_compact::alg::{Hs256, Hs256Key};
+use jwt_compact::alg::{Ed25519, Hs256, Hs256Key};
+use jwt_compact::{AlgorithmExt, Claims, Header, UntrustedToken};
 
 use super::*;
 
@@ -214,10 +215,7 @@ fn jwks_publishes_each_public_key_and_nothing_secret() {
     Base64UrlUnpadded::decode(signature, &mut sig).unwrap();
     VerifyingKey::from_bytes(&x)
         .unwrap()
-        .verify(
-            input.as_bytes(),
-            &ed25519_dalek::Signature::from_bytes(&sig),
-        )
+        .verify(input.as_bytes(), &Signature::from_bytes(&sig))
         .expect("signature verifies with the published key");
 }
 
@@ -239,4 +237,126 @@ fn malformed_key_secrets_are_reported_without_the_seed() {
     }
     assert!(format!("{:?}", keys(&[("k1", 1)])).contains("k1"));
     assert!(!format!("{:?}", keys(&[("k1", 1)])).contains(&good));
+}
+
+#[test]
+fn tokens_interoperate_with_an_independent_jwt_implementation() {
+    let keys = keys(&[("k1", 1)]);
+    let signing = SigningKey::from_bytes(&[1; 32]);
+    let now = chrono::DateTime::from_timestamp(T0.cast_signed(), 0).unwrap();
+
+    // Ours, read by jwt-compact: the header, the signature and every claim.
+    let ours = keys.sign(claims(), at(T0));
+    let untrusted = UntrustedToken::new(&ours).unwrap();
+    assert_eq!(untrusted.algorithm(), "EdDSA");
+    assert_eq!(untrusted.header().key_id.as_deref(), Some("k1"));
+    let read = Ed25519
+        .validator::<AccessClaims>(&signing.verifying_key())
+        .validate(&untrusted)
+        .expect("jwt-compact verifies the signature");
+    let read = read.claims();
+    assert_eq!(read.custom, claims());
+    assert_eq!(read.issued_at, Some(now));
+    assert_eq!(read.not_before, Some(now));
+    let exp = now + chrono::Duration::seconds(ACCESS_TOKEN_SECONDS);
+    assert_eq!(read.expiration, Some(exp));
+
+    // jwt-compact's, read by ours, with the expiry it set.
+    let mut theirs = Claims::new(claims());
+    theirs.issued_at = Some(now);
+    theirs.not_before = Some(now);
+    theirs.expiration = Some(now + chrono::Duration::seconds(60));
+    let token = Ed25519
+        .token(&Header::empty().with_key_id("k1"), &theirs, &signing)
+        .unwrap();
+    assert_eq!(
+        keys.verify_with_expiry(&token, at(T0), ISS, AUD),
+        Ok((claims(), T0.cast_signed() + 60))
+    );
+}
+
+#[test]
+fn odd_headers_signatures_and_claims_are_refused_by_kind() {
+    let keys = keys(&[("k1", 1)]);
+    let signing = SigningKey::from_bytes(&[1; 32]);
+    let good = keys.sign(claims(), at(T0));
+    let (_, payload_and_sig) = good.split_once('.').unwrap();
+    let (payload, _) = payload_and_sig.split_once('.').unwrap();
+    // A token over any header and payload, correctly signed by k1.
+    let signed = |header: &str, payload: &str| {
+        let input = format!("{}.{}", b64(header), b64(payload));
+        let signature = signing.sign(input.as_bytes()).to_bytes();
+        format!("{input}.{}", Base64UrlUnpadded::encode_string(&signature))
+    };
+    let claims_json = String::from_utf8(Base64UrlUnpadded::decode_vec(payload).unwrap()).unwrap();
+    let cases = [
+        (format!("{good}.x"), TokenError::Malformed, "four segments"),
+        (
+            signed(r#"{"kid":"k1"}"#, &claims_json),
+            TokenError::Malformed,
+            "no alg",
+        ),
+        (
+            signed(r#"{"alg":"EdDSA","kid":7}"#, &claims_json),
+            TokenError::Malformed,
+            "kid not a string",
+        ),
+        (
+            signed(r#"["EdDSA"]"#, &claims_json),
+            TokenError::Malformed,
+            "header not an object",
+        ),
+        (
+            format!(
+                "{}.{payload}.{}",
+                b64(r#"{"alg":"EdDSA","kid":"k1"}"#),
+                b64("short")
+            ),
+            TokenError::BadSignature,
+            "a signature of the wrong length",
+        ),
+        (
+            signed(r#"{"alg":"EdDSA","kid":"k1"}"#, "[]"),
+            TokenError::Malformed,
+            "claims not an object",
+        ),
+        (
+            signed(
+                r#"{"alg":"EdDSA","kid":"k1"}"#,
+                &claims_json.replace("\"tenant\":\"acme\"", "\"tenant\":1"),
+            ),
+            TokenError::Malformed,
+            "a claim of the wrong type",
+        ),
+        (
+            signed(
+                r#"{"alg":"EdDSA","kid":"k1"}"#,
+                &claims_json.replace(&format!("\"exp\":{}", T0 + 900), "\"exp\":1.5"),
+            ),
+            TokenError::Malformed,
+            "a time that is not whole seconds",
+        ),
+        (
+            signed(
+                r#"{"alg":"EdDSA","kid":"k1"}"#,
+                &claims_json.replace(&format!("\"iat\":{T0}"), &format!("\"iat\":{}", T0 + 3600)),
+            ),
+            TokenError::IssuedInFuture,
+            "issued in the future",
+        ),
+    ];
+    for (token, want, why) in cases {
+        assert_eq!(keys.verify(&token, at(T0), ISS, AUD), Err(want), "{why}");
+    }
+    // The same header and claims, signed: accepted (the cases differ
+    // only in what they name).
+    assert!(
+        keys.verify(
+            &signed(r#"{"alg":"EdDSA","kid":"k1"}"#, &claims_json),
+            at(T0),
+            ISS,
+            AUD
+        )
+        .is_ok()
+    );
 }
