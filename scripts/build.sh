@@ -17,8 +17,8 @@
 #   TEPI_BUDGET_SPIN     default 440500
 source "$(dirname "$0")/lib.sh"
 
-BUDGET_WORKERS=${TEPI_BUDGET_WORKERS:-487500}
-BUDGET_SPIN=${TEPI_BUDGET_SPIN:-394500}
+BUDGET_WORKERS=${TEPI_BUDGET_WORKERS:-467500}
+BUDGET_SPIN=${TEPI_BUDGET_SPIN:-385500}
 for b in "$BUDGET_WORKERS" "$BUDGET_SPIN"; do
   [[ $b =~ ^[0-9]+$ ]] || die "size budgets are whole numbers of bytes, got '$b'"
 done
