@@ -4,7 +4,7 @@ use std::cell::Cell;
 
 use async_trait::async_trait;
 
-use crate::ports::{Clock, Entropy, KeyValue, PortError, Probe, Rows, Sql, SqlValue};
+use crate::ports::{Clock, Entropy, KeyValue, PortError, Ports, Probe, Rows, Sql, SqlValue};
 use crate::time::Timestamp;
 
 /// Fills buffers with 0, 1, 2, … continuing across calls.
@@ -88,6 +88,25 @@ impl Probe for StaticProbe {
 }
 
 /// Drives a future that never waits on real I/O to completion.
+/// Ports with time and randomness only: no store, no probe, no service.
+/// Tests add what they need with `Ports { sql: Some(..), ..bare_ports(..) }`.
+pub fn bare_ports<'a>(entropy: &'a dyn Entropy, clock: &'a dyn Clock) -> Ports<'a> {
+    Ports {
+        entropy,
+        clock,
+        probes: &[],
+        sql: None,
+        kv: None,
+        limiter: None,
+        cache: None,
+        blobs: None,
+        jobs: None,
+        http: None,
+        timer: None,
+        aggregator: None,
+    }
+}
+
 pub fn block_on<F: Future>(future: F) -> F::Output {
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};

@@ -11,7 +11,9 @@ use crate::config::{Config, vars};
 use crate::log::capture;
 use crate::ports::{KeyValue, Sql};
 use crate::ports::{Ports, Probe};
-use crate::testing::{CountingEntropy, MemoryKv, SqliteSql, StaticProbe, SteppingClock, block_on};
+use crate::testing::{
+    CountingEntropy, MemoryKv, SqliteSql, StaticProbe, SteppingClock, bare_ports, block_on,
+};
 use crate::time::Timestamp;
 
 const START: Timestamp = Timestamp::from_unix_micros(1_795_582_978_000_000);
@@ -43,18 +45,8 @@ fn scrape(app: &App, sql: Option<&dyn Sql>) -> String {
     let entropy = CountingEntropy::default();
     let clock = SteppingClock::new(START, 0);
     let ports = Ports {
-        entropy: &entropy,
-        clock: &clock,
-        probes: &[],
         sql,
-        kv: None,
-        limiter: None,
-        cache: None,
-        blobs: None,
-        jobs: None,
-        http: None,
-        timer: None,
-        aggregator: None,
+        ..bare_ports(&entropy, &clock)
     };
     let response =
         block_on(app.metrics_text(&ports, START, crate::metrics::aggregate::Scope::Api)).unwrap();
@@ -102,18 +94,10 @@ fn send_full(
     // Every request appears to take 2.5 ms.
     let clock = SteppingClock::new(now, 2_500);
     let ports = Ports {
-        entropy: &entropy,
-        clock: &clock,
         probes,
         sql,
         kv,
-        limiter: None,
-        cache: None,
-        blobs: None,
-        jobs: None,
-        http: None,
-        timer: None,
-        aggregator: None,
+        ..bare_ports(&entropy, &clock)
     };
     block_on(app.handle(req, &ports, now))
 }
@@ -182,18 +166,8 @@ fn an_app_told_of_the_aggregate_service_keeps_its_metrics_there_and_no_other_doe
     let entropy = CountingEntropy::default();
     let clock = SteppingClock::new(START, 0);
     let ports = Ports {
-        entropy: &entropy,
-        clock: &clock,
-        probes: &[],
-        sql: None,
-        kv: None,
-        limiter: None,
-        cache: None,
-        blobs: None,
-        jobs: None,
-        http: None,
-        timer: None,
         aggregator: Some(&service),
+        ..bare_ports(&entropy, &clock)
     };
     let exposition = |app: &App| {
         let scope = crate::metrics::aggregate::Scope::Api;

@@ -1375,18 +1375,8 @@ fn a_successor_stored_after_its_family_was_revoked_does_not_survive() {
     let racing = RevokeAfterRotation(&w.f.db);
     let clock = SteppingClock::new(w.f.now.get(), 1_000);
     let ports = Ports {
-        entropy: &w.f.entropy,
-        clock: &clock,
-        probes: &[],
         sql: Some(&racing),
-        kv: None,
-        limiter: None,
-        cache: None,
-        blobs: None,
-        jobs: None,
-        http: None,
-        timer: None,
-        aggregator: None,
+        ..crate::testing::bare_ports(&w.f.entropy, &clock)
     };
     let request = Request::post("/v1/auth/refresh")
         .header("content-type", "application/json")
