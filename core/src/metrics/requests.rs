@@ -103,7 +103,9 @@ struct RouteSeries {
 
 /// Route classes and cache results always exposed, at zero until counted,
 /// so that rates and alerts see a series from the first scrape.
-const RATE_LIMIT_CLASSES: [&str; 5] = ["login", "public", "api", "admin", "push"];
+/// Every `ratelimit::RouteClass` by name (which `metrics/` may not import;
+/// a test in `app/tests/limits.rs` checks the two agree).
+const RATE_LIMIT_CLASSES: [&str; 6] = ["login", "public", "api", "admin", "push", "alerts"];
 const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "revalidated"];
 
 impl HttpMetrics {

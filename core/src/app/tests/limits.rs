@@ -66,6 +66,22 @@ fn a_burst_gets_429_with_headers_and_recovers_after_retry_after() {
 }
 
 #[test]
+fn every_route_class_has_its_refusals_counted_and_exposed() {
+    let mut metrics = crate::metrics::HttpMetrics::default();
+    for class in RouteClass::ALL {
+        metrics.record_rate_limited(class.as_str());
+    }
+    let text = metrics.encode();
+    for class in RouteClass::ALL {
+        let series = format!(
+            "http_rate_limited_total{{route_class=\"{}\"}} 1\n",
+            class.as_str()
+        );
+        assert!(text.contains(&series), "{class:?} missing from\n{text}");
+    }
+}
+
+#[test]
 fn one_tenants_burst_does_not_limit_another() {
     let f = Fixture::with_vars(&[
         (crate::config::vars::JWT_SIGNING_KEYS, super::KEYS),
